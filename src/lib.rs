@@ -1,0 +1,28 @@
+//! trialwatch: watches ClinicalTrials.gov studies and reports field-level changes.
+//!
+//! Data flows one way:
+//! schedule -> [`ctgov`] fetch -> [`normalize`] -> [`diff`] against the latest snapshot ->
+//! one atomic [`store`] write (snapshot, its changes, the alerts it owes) -> delivery.
+//!
+//! - [`model`]: types shared by every stage (`NctId`, `Record`, `FieldChange`, …).
+//! - [`schema`]: the canonical order of field paths (SCHEMA.md §1).
+//! - [`config`]: TOML file -> validated `Config`.
+//! - [`ctgov`]: the CT.gov API v2 client (batching, paging, rate limit, retries) and its wire types.
+//! - [`normalize`]: CT.gov study JSON -> normalized `Record`. Pure.
+//! - [`diff`]: record x record -> field changes, plus readable text diffs. Pure.
+//! - [`store`]: versioned snapshots in sled; the only module that knows sled.
+//! - [`render`]: the Markdown mirror page and terminal output.
+//! - [`sync`]: one sync run: fetch, normalize, compare, store.
+//! - [`cli`]: command-line parsing and the commands.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod ctgov;
+pub mod diff;
+pub mod model;
+pub mod normalize;
+pub mod render;
+pub mod schema;
+pub mod store;
+pub mod sync;

@@ -1,0 +1,362 @@
+//! The types that cross module boundaries: trial IDs, the normalized record, field changes,
+//! version metadata and watched-field patterns.
+//!
+//! This module owns no I/O. The normalized record's shape is the contract of
+//! `SCHEMA.md` (copied into the README's "Data model" section); `schema.rs` holds the
+//! ordered table of field paths.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A ClinicalTrials.gov study identifier in canonical form: `NCT` and exactly 8 digits.
+///
+/// Parsing accepts what CT.gov's API 2.0.5 accepts (any case, leading zeros may be dropped)
+/// and canonicalizes, so `nct2985775` and `NCT02985775` are the same trial.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NctId(String);
+
+/// Why a string is not an NCT ID; the message says what a valid one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not an NCT ID: expected `NCT` followed by 8 digits, e.g. NCT02241018")]
+pub struct BadNctId {
+    /// The rejected input, kept verbatim so the user can find it in their file.
+    pub input: String,
+}
+
+impl NctId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The numeric part, used for compact keys and ordering.
+    pub fn number(&self) -> u32 {
+        // Invariant of construction: 8 ASCII digits follow "NCT".
+        self.0[3..].parse().unwrap_or(0)
+    }
+
+    /// The study's public page on CT.gov.
+    pub fn ctgov_url(&self) -> String {
+        format!("https://clinicaltrials.gov/study/{}", self.0)
+    }
+}
+
+impl FromStr for NctId {
+    type Err = BadNctId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadNctId {
+            input: s.to_string(),
+        };
+        let t = s.trim();
+        if t.len() < 4 || !t.is_char_boundary(3) || !t[..3].eq_ignore_ascii_case("nct") {
+            return Err(bad());
+        }
+        let digits = &t[3..];
+        if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u32 = digits.parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        Ok(NctId(format!("NCT{n:08}")))
+    }
+}
+
+impl TryFrom<String> for NctId {
+    type Error = BadNctId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<NctId> for String {
+    fn from(id: NctId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for NctId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The normalized trial record: sections of keys, in the canonical order of `schema::FIELDS`
+/// (locations sorted by key). Absent or empty values are left out entirely.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Record(pub Map<String, Value>);
+
+impl Record {
+    /// The value at a field path `section.key`, if present.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        let (section, key) = path.split_once('.')?;
+        self.0.get(section)?.as_object()?.get(key)
+    }
+
+    /// Text at a field path, if it is a JSON string.
+    pub fn text(&self, path: &str) -> Option<&str> {
+        self.get(path)?.as_str()
+    }
+
+    /// Every present field as `(path, value)`, in canonical order.
+    pub fn fields(&self) -> impl Iterator<Item = (String, &Value)> {
+        self.0.iter().flat_map(|(section, keys)| {
+            keys.as_object()
+                .into_iter()
+                .flat_map(move |m| m.iter().map(move |(k, v)| (format!("{section}.{k}"), v)))
+        })
+    }
+
+    /// Set a value at `section.key`, creating the section; used by tests and by diff application.
+    pub fn set(&mut self, path: &str, value: Value) {
+        if let Some((section, key)) = path.split_once('.') {
+            let entry = self
+                .0
+                .entry(section.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(key.to_string(), value);
+            }
+        }
+    }
+
+    /// Remove the value at `section.key`, dropping the section when it becomes empty.
+    pub fn remove(&mut self, path: &str) -> Option<Value> {
+        let (section, key) = path.split_once('.')?;
+        let m = self.0.get_mut(section)?.as_object_mut()?;
+        let old = m.shift_remove(key);
+        if m.is_empty() {
+            self.0.shift_remove(section);
+        }
+        old
+    }
+
+    pub fn nct_id(&self) -> Option<&str> {
+        self.text("identification.nctId")
+    }
+
+    pub fn title(&self) -> Option<&str> {
+        self.text("identification.briefTitle")
+    }
+
+    pub fn overall_status(&self) -> Option<&str> {
+        self.text("status.overallStatus")
+    }
+
+    pub fn last_update_post_date(&self) -> Option<&str> {
+        self.text("status.lastUpdatePostDate")
+    }
+
+    /// The canonical serialization: byte-identical for an unchanged study.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serializing a Map of Values cannot fail.
+        serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+}
+
+/// What happened to one field path between two records (SCHEMA.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Changed => "changed",
+        }
+    }
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One changed value at one field path. `old` is absent for `added`, `new` for `removed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub path: String,
+    pub kind: ChangeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+}
+
+/// The bookkeeping of one stored version of one trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    /// 1, 2, 3… per trial, without gaps.
+    pub version: u32,
+    /// When trialwatch first saw this version (the sync's clock), not when CT.gov posted it.
+    pub detected_at: DateTime<Utc>,
+    /// CT.gov's `lastUpdatePostDate` of this version, so a user can match it to the website.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_post_date: Option<String>,
+    /// Field changes against the previous version (for version 1: every path `added`).
+    pub changes: Vec<FieldChange>,
+}
+
+/// A field-path pattern where `*` matches any run of characters (`locations.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FieldPattern(String);
+
+impl FieldPattern {
+    pub fn new(pattern: impl Into<String>) -> Self {
+        FieldPattern(pattern.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        glob_match(self.0.as_bytes(), path.as_bytes())
+    }
+}
+
+impl fmt::Display for FieldPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Iterative `*`-only glob match with backtracking to the last star; linear in practice.
+fn glob_match(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() && pat[p] == b'*' {
+            star = Some((p, i));
+            p += 1;
+        } else if p < pat.len() && pat[p] == s[i] {
+            p += 1;
+            i += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp + 1;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+/// The ordered list of watched-field patterns (SCHEMA.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedFields(pub Vec<FieldPattern>);
+
+/// The mirror's own list, in the mirror's order: the default for a fresh install.
+pub const DEFAULT_WATCHED_FIELDS: &[&str] = &[
+    "status.completionDate",
+    "status.overallStatus",
+    "status.primaryCompletionDate",
+    "status.lastUpdatePostDate",
+    "design.phases",
+    "design.enrollmentCount",
+    "eligibility.criteria",
+    "eligibility.minAge",
+    "eligibility.maxAge",
+    "eligibility.sex",
+    "outcomes.primary",
+    "outcomes.secondary",
+    "armsInterventions.arms",
+    "armsInterventions.interventions",
+    "sponsor.lead",
+    "results.hasResults",
+    "locations.*",
+];
+
+impl Default for WatchedFields {
+    fn default() -> Self {
+        WatchedFields(
+            DEFAULT_WATCHED_FIELDS
+                .iter()
+                .map(|p| FieldPattern::new(*p))
+                .collect(),
+        )
+    }
+}
+
+impl WatchedFields {
+    /// The index of the first pattern matching `path`, or `None` when the path is not watched.
+    /// Sorting by `(rank, path)` gives the page's order (locations by key).
+    pub fn rank(&self, path: &str) -> Option<usize> {
+        self.0.iter().position(|p| p.matches(path))
+    }
+
+    pub fn is_watched(&self, path: &str) -> bool {
+        self.rank(path).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nct_ids_are_canonicalized() {
+        assert_eq!("NCT02985775".parse::<NctId>().unwrap().as_str(), "NCT02985775");
+        assert_eq!("nct2985775".parse::<NctId>().unwrap().as_str(), "NCT02985775");
+        assert_eq!(" NCT00000001 ".parse::<NctId>().unwrap().as_str(), "NCT00000001");
+    }
+
+    #[test]
+    fn malformed_nct_ids_are_rejected_with_a_hint() {
+        for bad in [
+            "", "NCT", "NCT0", "NCT123456789", "XYZ02985775", "NCT0298577a", "12345678", "NCT-1234",
+            "ÑCT1234",
+        ] {
+            let err = bad.parse::<NctId>().unwrap_err();
+            assert!(err.to_string().contains("expected `NCT` followed by 8 digits"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn glob_patterns_match_like_the_mirror() {
+        let p = FieldPattern::new("locations.*");
+        assert!(p.matches("locations.a|b||c"));
+        assert!(!p.matches("status.overallStatus"));
+        assert!(FieldPattern::new("status.*Date").matches("status.completionDate"));
+        assert!(!FieldPattern::new("status.*Date").matches("status.completionDateType"));
+        assert!(FieldPattern::new("*").matches("anything.at_all"));
+        assert!(FieldPattern::new("status.overallStatus").matches("status.overallStatus"));
+    }
+
+    #[test]
+    fn watched_rank_follows_list_order() {
+        let w = WatchedFields::default();
+        assert_eq!(w.rank("status.completionDate"), Some(0));
+        assert_eq!(w.rank("locations.x|y||z"), Some(16));
+        assert_eq!(w.rank("identification.briefTitle"), None);
+    }
+
+    #[test]
+    fn record_paths_round_trip() {
+        let mut r = Record::default();
+        r.set("status.overallStatus", Value::from("RECRUITING"));
+        assert_eq!(r.overall_status(), Some("RECRUITING"));
+        assert_eq!(r.fields().count(), 1);
+        assert_eq!(r.remove("status.overallStatus"), Some(Value::from("RECRUITING")));
+        assert!(r.0.is_empty());
+    }
+}
