@@ -1,1 +1,536 @@
-//! (in progress)
+//! Configuration: the TOML file is parsed into `raw` structs that mirror it exactly (unknown keys
+//! are errors), then validated into a [`Config`] whose values cannot be wrong (`NctId`, parsed
+//! URLs, watched-field patterns that name real paths). Every mistake is reported with the file,
+//! the key, the bad value and what would be valid; validation collects all mistakes at once.
+//!
+//! This module reads files (the config and the optional watch-list file) but never the network.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::{FieldPattern, NctId, WatchedFields};
+use crate::schema;
+
+/// Where the config is looked for when `--config` is not given, in order.
+pub const DEFAULT_CONFIG_PATHS: &[&str] = &["/etc/trialwatch/config.toml", "./trialwatch.toml"];
+
+/// Default store location for a system service (systemd's `StateDirectory=trialwatch`).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/trialwatch";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (`None` when running on built-in defaults), for messages.
+    pub source: Option<PathBuf>,
+    /// The sled store lives here.
+    pub data_dir: PathBuf,
+    pub ctgov: CtgovConfig,
+    pub watch: WatchConfig,
+    pub mirror: MirrorConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CtgovConfig {
+    /// Scheme, host and optional path prefix; the API lives under `{base_url}/api/v2`.
+    pub base_url: String,
+    /// Client-side budget shared by every request; 0 turns the limiter off (local testing only).
+    pub requests_per_minute: u32,
+    /// NCT IDs per `filter.ids` request (also the page size asked for).
+    pub batch_size: usize,
+    pub timeout: Duration,
+    /// Tries per request before a trial is reported failed (1 = no retry).
+    pub max_attempts: u32,
+    /// First retry delay; doubles each try, with full jitter, up to `backoff_cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// IDs from `nct_ids` and `nct_file`, deduplicated, in the order first given.
+    pub nct_ids: Vec<NctId>,
+    /// Kept so SIGHUP and messages can name the file the IDs came from.
+    pub nct_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// Base of the page's `canonical_url` (`{canonical_base}/{NCT}.md`), without trailing slash.
+    pub canonical_base: Option<String>,
+    /// Last line of the page's footer.
+    pub footer_note: Option<String>,
+    /// Window of the page's "Recent Field Changes".
+    pub recent_days: u32,
+    /// Watched fields: the page's change list and the default subscription filter.
+    pub fields: WatchedFields,
+}
+
+/// The raw file, key for key. `deny_unknown_fields` turns a misspelt key into an error.
+mod raw {
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub data_dir: Option<String>,
+        #[serde(default)]
+        pub ctgov: Ctgov,
+        #[serde(default)]
+        pub watch: Watch,
+        #[serde(default)]
+        pub mirror: Mirror,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ctgov {
+        pub base_url: Option<String>,
+        pub requests_per_minute: Option<i64>,
+        pub batch_size: Option<i64>,
+        pub timeout_secs: Option<f64>,
+        pub max_attempts: Option<i64>,
+        pub backoff_base_ms: Option<i64>,
+        pub backoff_cap_secs: Option<f64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Watch {
+        #[serde(default)]
+        pub nct_ids: Vec<String>,
+        pub nct_file: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Mirror {
+        pub canonical_base: Option<String>,
+        pub footer_note: Option<String>,
+        pub recent_days: Option<i64>,
+        pub fields: Option<Vec<String>>,
+    }
+}
+
+/// One or more mistakes in the configuration; `Display` lists each on its own line.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<built-in defaults>".into());
+        if self.problems.len() == 1 {
+            write!(f, "invalid configuration in {file}: {}", self.problems[0])
+        } else {
+            writeln!(
+                f,
+                "invalid configuration in {file} ({} problems):",
+                self.problems.len()
+            )?;
+            for p in &self.problems {
+                writeln!(f, "  - {p}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Load from `--config PATH`, else the first default path that exists, else built-in defaults.
+    /// `data_dir_override` is `--data-dir` and wins over the file.
+    pub fn load(
+        path: Option<&Path>,
+        data_dir_override: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let found = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => DEFAULT_CONFIG_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file()),
+        };
+        let mut cfg = match found {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| ConfigError {
+                    file: Some(p.clone()),
+                    problems: vec![format!(
+                        "cannot read the file: {e}; pass --config PATH to a readable TOML file \
+                         (config/trialwatch.example.toml shows every key)"
+                    )],
+                })?;
+                Config::from_toml(&text, Some(&p))?
+            }
+            None => Config::from_toml("", None)?,
+        };
+        if let Some(d) = data_dir_override {
+            cfg.data_dir = d.to_path_buf();
+        }
+        Ok(cfg)
+    }
+
+    /// Parse and validate TOML text. `file` is used for messages and to resolve `nct_file`.
+    pub fn from_toml(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let err = |problems: Vec<String>| ConfigError {
+            file: file.map(Path::to_path_buf),
+            problems,
+        };
+        let raw: raw::File = toml::from_str(text).map_err(|e| {
+            err(vec![format!(
+                "{}",
+                e.to_string().trim_end().replace('\n', "\n    ")
+            )])
+        })?;
+        let mut problems = Vec::new();
+
+        let data_dir = match raw.data_dir.as_deref() {
+            Some("") => {
+                problems.push(
+                    "`data_dir` is empty; give a directory path, e.g. \"/var/lib/trialwatch\""
+                        .into(),
+                );
+                PathBuf::new()
+            }
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+
+        let ctgov = validate_ctgov(&raw.ctgov, &mut problems);
+        let watch = validate_watch(&raw.watch, file, &mut problems);
+        let mirror = validate_mirror(&raw.mirror, &mut problems);
+
+        if !problems.is_empty() {
+            return Err(err(problems));
+        }
+        Ok(Config {
+            source: file.map(Path::to_path_buf),
+            data_dir,
+            ctgov,
+            watch,
+            mirror,
+        })
+    }
+}
+
+fn int_in_range(
+    value: Option<i64>,
+    key: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+    problems: &mut Vec<String>,
+) -> i64 {
+    match value {
+        None => default,
+        Some(v) if (min..=max).contains(&v) => v,
+        Some(v) => {
+            problems.push(format!(
+                "`{key}` = {v} is out of range; use a whole number from {min} to {max} (default {default})"
+            ));
+            default
+        }
+    }
+}
+
+fn secs_in_range(
+    value: Option<f64>,
+    key: &str,
+    default: f64,
+    min: f64,
+    max: f64,
+    problems: &mut Vec<String>,
+) -> Duration {
+    match value {
+        None => Duration::from_secs_f64(default),
+        Some(v) if v.is_finite() && v >= min && v <= max => Duration::from_secs_f64(v),
+        Some(v) => {
+            problems.push(format!(
+                "`{key}` = {v} is out of range; use seconds from {min} to {max} (default {default})"
+            ));
+            Duration::from_secs_f64(default)
+        }
+    }
+}
+
+fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> CtgovConfig {
+    let base_url = match raw.base_url.as_deref() {
+        None => "https://clinicaltrials.gov".to_string(),
+        Some(u) => match reqwest::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                u.trim_end_matches('/').to_string()
+            }
+            _ => {
+                problems.push(format!(
+                    "`ctgov.base_url` = {u:?} is not an http(s) URL; use \"https://clinicaltrials.gov\" \
+                     (the API is reached under {{base_url}}/api/v2)"
+                ));
+                String::new()
+            }
+        },
+    };
+    CtgovConfig {
+        base_url,
+        requests_per_minute: int_in_range(
+            raw.requests_per_minute,
+            "ctgov.requests_per_minute",
+            50,
+            0,
+            6000,
+            problems,
+        ) as u32,
+        batch_size: int_in_range(raw.batch_size, "ctgov.batch_size", 100, 1, 1000, problems)
+            as usize,
+        timeout: secs_in_range(
+            raw.timeout_secs,
+            "ctgov.timeout_secs",
+            30.0,
+            0.1,
+            600.0,
+            problems,
+        ),
+        max_attempts: int_in_range(raw.max_attempts, "ctgov.max_attempts", 5, 1, 20, problems)
+            as u32,
+        backoff_base: Duration::from_millis(int_in_range(
+            raw.backoff_base_ms,
+            "ctgov.backoff_base_ms",
+            1000,
+            1,
+            60_000,
+            problems,
+        ) as u64),
+        backoff_cap: secs_in_range(
+            raw.backoff_cap_secs,
+            "ctgov.backoff_cap_secs",
+            60.0,
+            0.001,
+            3600.0,
+            problems,
+        ),
+    }
+}
+
+fn validate_watch(
+    raw: &raw::Watch,
+    file: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> WatchConfig {
+    let mut ids: Vec<NctId> = Vec::new();
+    let mut push = |id: NctId| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    };
+    for (i, s) in raw.nct_ids.iter().enumerate() {
+        match s.parse::<NctId>() {
+            Ok(id) => push(id),
+            Err(e) => problems.push(format!("`watch.nct_ids[{i}]`: {e}")),
+        }
+    }
+    let nct_file = raw.nct_file.as_ref().map(|f| {
+        let p = PathBuf::from(f);
+        // A relative watch-list path is relative to the config file, not to the working directory.
+        match (p.is_relative(), file.and_then(Path::parent)) {
+            (true, Some(dir)) => dir.join(p),
+            _ => p,
+        }
+    });
+    if let Some(path) = &nct_file {
+        match read_watch_file(path) {
+            Ok(list) => list.into_iter().for_each(&mut push),
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    WatchConfig {
+        nct_ids: ids,
+        nct_file,
+    }
+}
+
+/// Read a watch-list file: one NCT ID a line, blank lines and `#` comments ignored.
+/// Returns every bad line at once, each naming `file:line`.
+pub fn read_watch_file(path: &Path) -> Result<Vec<NctId>, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![format!(
+            "`watch.nct_file` = {:?} cannot be read: {e}; create it (one NCT ID a line) or remove the key",
+            path.display().to_string()
+        )]
+    })?;
+    let mut ids = Vec::new();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        match content.parse::<NctId>() {
+            Ok(id) => ids.push(id),
+            Err(e) => problems.push(format!("{}:{}: {e}", path.display(), n + 1)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(ids)
+    } else {
+        Err(problems)
+    }
+}
+
+fn validate_mirror(raw: &raw::Mirror, problems: &mut Vec<String>) -> MirrorConfig {
+    let canonical_base = raw.canonical_base.as_deref().and_then(|b| {
+        match reqwest::Url::parse(b) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(b.trim_end_matches('/').to_string()),
+            _ => {
+                problems.push(format!(
+                    "`mirror.canonical_base` = {b:?} is not an http(s) URL; e.g. \"https://example.org/trials\""
+                ));
+                None
+            }
+        }
+    });
+    let fields = match &raw.fields {
+        None => WatchedFields::default(),
+        Some(list) => {
+            let mut pats = Vec::new();
+            for (i, f) in list.iter().enumerate() {
+                match validate_field_pattern(f) {
+                    Ok(p) => pats.push(p),
+                    Err(e) => problems.push(format!("`mirror.fields[{i}]`: {e}")),
+                }
+            }
+            WatchedFields(pats)
+        }
+    };
+    MirrorConfig {
+        canonical_base,
+        footer_note: raw.footer_note.clone().filter(|s| !s.trim().is_empty()),
+        recent_days: int_in_range(raw.recent_days, "mirror.recent_days", 30, 1, 3650, problems)
+            as u32,
+        fields,
+    }
+}
+
+/// A field pattern is valid when it matches at least one path of the schema, so a typo such as
+/// `status.overalStatus` is caught instead of silently watching nothing.
+pub fn validate_field_pattern(s: &str) -> Result<FieldPattern, String> {
+    let p = FieldPattern::new(s.trim());
+    let sample_location = format!("{}.x|y||z", schema::LOCATIONS);
+    if !s.trim().is_empty()
+        && (schema::all_paths().any(|path| p.matches(&path)) || p.matches(&sample_location))
+    {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{s:?} matches no field path; use `section.key` from the schema (e.g. \
+             \"status.overallStatus\", \"locations.*\"; `*` is a wildcard); `trialwatch fields` lists them"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", None).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.ctgov.base_url, "https://clinicaltrials.gov");
+        assert_eq!(c.ctgov.requests_per_minute, 50);
+        assert_eq!(c.ctgov.batch_size, 100);
+        assert_eq!(c.mirror.recent_days, 30);
+        assert_eq!(c.mirror.fields, WatchedFields::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e =
+            Config::from_toml("[ctgov]\nbatchsize = 3\n", Some(Path::new("x.toml"))).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("x.toml"), "{msg}");
+        assert!(msg.contains("batchsize"), "{msg}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let text = r#"
+            [ctgov]
+            batch_size = 0
+            base_url = "ftp://nope"
+            [watch]
+            nct_ids = ["NCT02241018", "NCT123"]
+            [mirror]
+            fields = ["status.overalStatus", "locations.*"]
+        "#;
+        let e = Config::from_toml(text, Some(Path::new("c.toml"))).unwrap_err();
+        assert_eq!(e.problems.len(), 4, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("`ctgov.batch_size` = 0"), "{msg}");
+        assert!(msg.contains("ctgov.base_url"), "{msg}");
+        assert!(
+            msg.contains("`watch.nct_ids[1]`: `NCT123` is not an NCT ID"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("`mirror.fields[0]`: \"status.overalStatus\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn watch_file_is_read_relative_to_the_config_with_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("list.txt"),
+            "# my trials\nNCT02241018\n\nnct02985775  # lowercase is fine\nNCT02241018\n",
+        )
+        .unwrap();
+        let cfg_path = dir.path().join("c.toml");
+        let c = Config::from_toml(
+            "[watch]\nnct_ids=[\"NCT00000001\"]\nnct_file = \"list.txt\"\n",
+            Some(&cfg_path),
+        )
+        .unwrap();
+        let ids: Vec<_> = c.watch.nct_ids.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ids, ["NCT00000001", "NCT02241018", "NCT02985775"]);
+    }
+
+    #[test]
+    fn bad_watch_file_lines_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list.txt");
+        std::fs::write(&p, "NCT02241018\nNCTXYZ\n").unwrap();
+        let e = read_watch_file(&p).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("list.txt:2"), "{}", e[0]);
+    }
+
+    #[test]
+    fn field_patterns_must_name_real_paths() {
+        assert!(validate_field_pattern("status.*").is_ok());
+        assert!(validate_field_pattern("locations.*").is_ok());
+        assert!(validate_field_pattern("results.hasResults").is_ok());
+        assert!(validate_field_pattern("nope.*").is_err());
+        assert!(validate_field_pattern("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// Guards the shipped example: it must stay valid and keep the defaults it documents.
+    #[test]
+    fn example_config_is_valid() {
+        let c = Config::from_toml(include_str!("../config/trialwatch.example.toml"), None).unwrap();
+        assert_eq!(c.watch.nct_ids.len(), 3);
+        assert_eq!(c.mirror.fields, WatchedFields::default());
+        assert_eq!(c.ctgov.requests_per_minute, 50);
+    }
+}

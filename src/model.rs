@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 
 /// A ClinicalTrials.gov study identifier in canonical form: `NCT` and exactly 8 digits.
 ///
-/// Parsing accepts what CT.gov's API 2.0.5 accepts (any case, leading zeros may be dropped)
-/// and canonicalizes, so `nct2985775` and `NCT02985775` are the same trial.
+/// Parsing accepts any case and surrounding spaces but insists on all 8 digits: CT.gov 2.0.5
+/// lets leading zeros be dropped, but in a watch list `NCT123` is far more likely a typo that
+/// would silently watch the wrong trial than a deliberate short form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct NctId(String);
@@ -57,7 +58,7 @@ impl FromStr for NctId {
             return Err(bad());
         }
         let digits = &t[3..];
-        if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let n: u32 = digits.parse().map_err(|_| bad())?;
@@ -315,19 +316,42 @@ mod tests {
 
     #[test]
     fn nct_ids_are_canonicalized() {
-        assert_eq!("NCT02985775".parse::<NctId>().unwrap().as_str(), "NCT02985775");
-        assert_eq!("nct2985775".parse::<NctId>().unwrap().as_str(), "NCT02985775");
-        assert_eq!(" NCT00000001 ".parse::<NctId>().unwrap().as_str(), "NCT00000001");
+        assert_eq!(
+            "NCT02985775".parse::<NctId>().unwrap().as_str(),
+            "NCT02985775"
+        );
+        assert_eq!(
+            "nct02985775".parse::<NctId>().unwrap().as_str(),
+            "NCT02985775"
+        );
+        assert_eq!(
+            " NCT00000001 ".parse::<NctId>().unwrap().as_str(),
+            "NCT00000001"
+        );
     }
 
     #[test]
     fn malformed_nct_ids_are_rejected_with_a_hint() {
         for bad in [
-            "", "NCT", "NCT0", "NCT123456789", "XYZ02985775", "NCT0298577a", "12345678", "NCT-1234",
+            "",
+            "NCT",
+            "NCT0",
+            "NCT123",
+            "nct2985775",
+            "NCT00000000",
+            "NCT123456789",
+            "XYZ02985775",
+            "NCT0298577a",
+            "12345678",
+            "NCT-1234",
             "ÑCT1234",
         ] {
             let err = bad.parse::<NctId>().unwrap_err();
-            assert!(err.to_string().contains("expected `NCT` followed by 8 digits"), "{bad}");
+            assert!(
+                err.to_string()
+                    .contains("expected `NCT` followed by 8 digits"),
+                "{bad}"
+            );
         }
     }
 
@@ -356,7 +380,10 @@ mod tests {
         r.set("status.overallStatus", Value::from("RECRUITING"));
         assert_eq!(r.overall_status(), Some("RECRUITING"));
         assert_eq!(r.fields().count(), 1);
-        assert_eq!(r.remove("status.overallStatus"), Some(Value::from("RECRUITING")));
+        assert_eq!(
+            r.remove("status.overallStatus"),
+            Some(Value::from("RECRUITING"))
+        );
         assert!(r.0.is_empty());
     }
 }

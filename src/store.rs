@@ -1,1 +1,667 @@
-//! (in progress)
+//! Versioned snapshots in sled: the only module that knows sled and the key encodings.
+//!
+//! Everything lives in one sled tree so that one `apply_batch` — which sled applies
+//! atomically — can write a new version, its changes, its bookkeeping and (later) the alerts it
+//! owes. A process killed at any instant leaves the old state or the new one, never a half.
+//!
+//! Key layout (`NCT` is the 11-byte canonical ID, `ver` a big-endian u32, so prefix scans
+//! return versions in order):
+//!
+//! | key | value |
+//! |---|---|
+//! | `F` | store format version, u32 BE |
+//! | `t` NCT | [`TrialState`] JSON: latest version, record hash, last seen, last error |
+//! | `v` NCT ver | zstd([`VersionMeta`] JSON): detected at, CT.gov last update, field changes |
+//! | `r` NCT ver | zstd(normalized record JSON) |
+//! | `w` NCT ver | zstd(raw CT.gov study JSON), so history can be re-normalized later |
+//! | `c` time NCT ver | empty: index of versions by detection time (µs since epoch, BE), for `changes` |
+//! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
+//! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{FieldChange, NctId, Record, VersionMeta};
+
+/// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
+pub const FORMAT_VERSION: u32 = 1;
+
+/// zstd level for records and metadata (hot: read by `show`, `diff`).
+const ZSTD_LEVEL: i32 = 3;
+/// zstd level for raw CT.gov JSON (cold: read only to re-normalize), traded for space.
+const ZSTD_LEVEL_RAW: i32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the store at {path}: {source}; check that the directory is writable and that \
+         no other trialwatch process (a running daemon?) has it open"
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error(
+        "the store at {path} has format version {found}, but this trialwatch understands only up \
+         to {supported}; upgrade trialwatch (the store was not changed)"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "the store at {path} holds data but no format version; it was not written by trialwatch"
+    )]
+    Foreign { path: PathBuf },
+    #[error("store I/O failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store entry {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Per-trial bookkeeping, read on every sync to decide "changed or not" without decompressing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialState {
+    pub nct_id: NctId,
+    /// 0 while the trial has never been fetched whole.
+    pub latest_version: u32,
+    /// SHA-256 (hex) of the latest record's canonical bytes: equality means "unchanged".
+    pub record_hash: String,
+    pub first_seen_at: DateTime<Utc>,
+    /// Time of the last sync that fetched this trial whole (the page's `last_seen_at`).
+    pub last_seen_at: DateTime<Utc>,
+    /// The canonical ID CT.gov answered with, when the watched ID is an alias of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_id: Option<NctId>,
+    /// Why the last sync could not fetch this trial, until a later one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+/// An entry of the watch list that `trialwatch watch add` keeps in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchEntry {
+    pub nct_id: NctId,
+    pub added_at: DateTime<Utc>,
+}
+
+/// A new version to write: everything one atomic batch needs.
+pub struct NewVersion<'a> {
+    pub nct: &'a NctId,
+    pub record: &'a Record,
+    /// Canonical bytes of `record` (the caller already made them to hash them).
+    pub canonical: &'a [u8],
+    /// The study's JSON exactly as CT.gov sent it.
+    pub raw: &'a [u8],
+    pub changes: Vec<FieldChange>,
+    pub detected_at: DateTime<Utc>,
+    pub resolved_id: Option<NctId>,
+}
+
+/// SHA-256 hex of a record's canonical bytes.
+pub fn record_hash(canonical: &[u8]) -> String {
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// The store handle. Cheap to clone (sled handles are reference-counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+fn key(prefix: u8, nct: &NctId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.push(prefix);
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k
+}
+
+fn vkey(prefix: u8, nct: &NctId, version: u32) -> Vec<u8> {
+    let mut k = key(prefix, nct);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn time_key(at: DateTime<Utc>, nct: &NctId, version: u32) -> Vec<u8> {
+    // Offset so that times before 1970 still sort correctly as unsigned bytes.
+    let micros = (at.timestamp_micros() as u64) ^ (1 << 63);
+    let mut k = Vec::with_capacity(24);
+    k.push(b'c');
+    k.extend_from_slice(&micros.to_be_bytes());
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
+    if k.len() != 1 + 8 + 11 + 4 {
+        return None;
+    }
+    let micros = u64::from_be_bytes(k[1..9].try_into().ok()?) ^ (1 << 63);
+    let at = Utc.timestamp_micros(micros as i64).single()?;
+    let nct: NctId = std::str::from_utf8(&k[9..20]).ok()?.parse().ok()?;
+    let ver = u32::from_be_bytes(k[20..24].try_into().ok()?);
+    Some((at, nct, ver))
+}
+
+fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
+    // zstd on an in-memory buffer fails only on allocation failure; keep the data uncompressed
+    // rather than lose it (the reader tells the two apart by zstd's magic number).
+    zstd::bulk::compress(bytes, level).unwrap_or_else(|_| bytes.to_vec())
+}
+
+fn decompress(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
+    const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    if !bytes.starts_with(&MAGIC) {
+        return Ok(bytes.to_vec());
+    }
+    zstd::stream::decode_all(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: format!("cannot decompress: {e}"),
+    })
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Our own plain data types always serialize.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `dir`, checking its format version.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let open_err = |source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(32 * 1024 * 1024)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(open_err)?;
+        let store = Store {
+            db,
+            path: dir.to_path_buf(),
+        };
+        match store.db.get(b"F")? {
+            Some(v) => {
+                let found = v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
+                    StoreError::Corrupt {
+                        key: "F".into(),
+                        reason: "format version is not 4 bytes".into(),
+                    }
+                })?;
+                if found > FORMAT_VERSION {
+                    return Err(StoreError::TooNew {
+                        path: dir.to_path_buf(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                // Older formats would be migrated here, inside one batch.
+            }
+            None if store.db.is_empty() => {
+                store.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
+                store.db.flush()?;
+            }
+            None => {
+                return Err(StoreError::Foreign {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Make everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
+        let k = key(b't', nct);
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Every trial the store has seen, by ID.
+    pub fn trials(&self) -> Result<Vec<TrialState>> {
+        self.db
+            .scan_prefix(b"t")
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Write a new version atomically: record, raw JSON, metadata with its changes, the time
+    /// index and the trial's state. Returns the new version number.
+    pub fn commit_version(&self, nv: NewVersion<'_>) -> Result<u32> {
+        let prev = self.trial(nv.nct)?;
+        let version = prev.as_ref().map_or(0, |t| t.latest_version) + 1;
+        let meta = VersionMeta {
+            version,
+            detected_at: nv.detected_at,
+            last_update_post_date: nv.record.last_update_post_date().map(str::to_string),
+            changes: nv.changes,
+        };
+        let state = TrialState {
+            nct_id: nv.nct.clone(),
+            latest_version: version,
+            record_hash: record_hash(nv.canonical),
+            first_seen_at: prev.as_ref().map_or(nv.detected_at, |t| t.first_seen_at),
+            last_seen_at: nv.detected_at,
+            resolved_id: nv.resolved_id,
+            last_error: None,
+            last_error_at: None,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(key(b't', nv.nct), to_json(&state));
+        batch.insert(
+            vkey(b'v', nv.nct, version),
+            compress(&to_json(&meta), ZSTD_LEVEL),
+        );
+        batch.insert(
+            vkey(b'r', nv.nct, version),
+            compress(nv.canonical, ZSTD_LEVEL),
+        );
+        batch.insert(
+            vkey(b'w', nv.nct, version),
+            compress(nv.raw, ZSTD_LEVEL_RAW),
+        );
+        batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
+        self.db.apply_batch(batch)?;
+        Ok(version)
+    }
+
+    /// Record that a sync fetched `nct` whole and found it unchanged.
+    pub fn mark_seen(
+        &self,
+        nct: &NctId,
+        at: DateTime<Utc>,
+        resolved_id: Option<NctId>,
+    ) -> Result<()> {
+        if let Some(mut t) = self.trial(nct)? {
+            t.last_seen_at = at;
+            t.resolved_id = resolved_id;
+            t.last_error = None;
+            t.last_error_at = None;
+            self.db.insert(key(b't', nct), to_json(&t))?;
+        }
+        Ok(())
+    }
+
+    /// Record why a sync could not fetch `nct`. Stored versions are untouched.
+    pub fn mark_failed(&self, nct: &NctId, at: DateTime<Utc>, error: &str) -> Result<()> {
+        let mut t = self.trial(nct)?.unwrap_or_else(|| TrialState {
+            nct_id: nct.clone(),
+            latest_version: 0,
+            record_hash: String::new(),
+            first_seen_at: at,
+            last_seen_at: at,
+            resolved_id: None,
+            last_error: None,
+            last_error_at: None,
+        });
+        t.last_error = Some(error.to_string());
+        t.last_error_at = Some(at);
+        self.db.insert(key(b't', nct), to_json(&t))?;
+        Ok(())
+    }
+
+    pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
+        let k = vkey(b'v', nct, version);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(from_json(&k, &decompress(&k, &v)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All versions of a trial, oldest first.
+    pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
+        self.db
+            .scan_prefix(key(b'v', nct))
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &decompress(&k, &v)?)
+            })
+            .collect()
+    }
+
+    /// The version that was current at `at` (the newest detected at or before it).
+    pub fn version_at(&self, nct: &NctId, at: DateTime<Utc>) -> Result<Option<VersionMeta>> {
+        Ok(self
+            .versions(nct)?
+            .into_iter()
+            .rev()
+            .find(|v| v.detected_at <= at))
+    }
+
+    pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
+        let k = vkey(b'r', nct, version);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(from_json(&k, &decompress(&k, &v)?)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
+        match self.trial(nct)? {
+            Some(t) if t.latest_version > 0 => self.record(nct, t.latest_version),
+            _ => Ok(None),
+        }
+    }
+
+    /// The study JSON exactly as CT.gov sent it for `version`.
+    pub fn raw(&self, nct: &NctId, version: u32) -> Result<Option<Vec<u8>>> {
+        let k = vkey(b'w', nct, version);
+        self.db.get(&k)?.map(|v| decompress(&k, &v)).transpose()
+    }
+
+    /// Versions detected at or after `since`, newest first, as `(trial, version metadata)`.
+    pub fn versions_since(&self, since: DateTime<Utc>) -> Result<Vec<(NctId, VersionMeta)>> {
+        let start = time_key(since, &NctId::min(), 0);
+        let mut out = Vec::new();
+        for kv in self.db.range(start..).rev() {
+            let (k, _) = kv?;
+            if k.first() != Some(&b'c') {
+                continue;
+            }
+            let Some((_, nct, ver)) = decode_time_key(&k) else {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "bad time-index key".into(),
+                });
+            };
+            if let Some(meta) = self.version(&nct, ver)? {
+                out.push((nct, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn watch_add(&self, nct: &NctId, at: DateTime<Utc>) -> Result<bool> {
+        let k = key(b'W', nct);
+        let entry = WatchEntry {
+            nct_id: nct.clone(),
+            added_at: at,
+        };
+        let previous =
+            self.db
+                .compare_and_swap(&k, None as Option<&[u8]>, Some(to_json(&entry)))?;
+        Ok(previous.is_ok())
+    }
+
+    pub fn watch_remove(&self, nct: &NctId) -> Result<bool> {
+        Ok(self.db.remove(key(b'W', nct))?.is_some())
+    }
+
+    pub fn watch_list(&self) -> Result<Vec<WatchEntry>> {
+        self.db
+            .scan_prefix(b"W")
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &v)
+            })
+            .collect()
+    }
+
+    /// A small named bookkeeping value (e.g. the last sync's summary).
+    pub fn get_meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
+        let mut k = vec![b'm'];
+        k.extend_from_slice(name.as_bytes());
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    pub fn set_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let mut k = vec![b'm'];
+        k.extend_from_slice(name.as_bytes());
+        self.db.insert(k, to_json(value))?;
+        Ok(())
+    }
+}
+
+/// What [`Store::verify`] found: counts, and every broken invariant as a sentence.
+#[derive(Debug, Default, Serialize)]
+pub struct IntegrityReport {
+    pub trials: usize,
+    pub versions: usize,
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Check every invariant a crash must not break: each trial's versions are 1..=latest with
+    /// no gap, each has its metadata, record and raw JSON, the latest record hashes to the
+    /// trial's `record_hash`, and each version is in the time index exactly once.
+    pub fn verify(&self) -> Result<IntegrityReport> {
+        let mut rep = IntegrityReport::default();
+        let mut indexed = std::collections::HashSet::new();
+        for kv in self.db.scan_prefix(b"c") {
+            let (k, _) = kv?;
+            match decode_time_key(&k) {
+                Some((_, nct, v)) => {
+                    if !indexed.insert((nct.clone(), v)) {
+                        rep.problems.push(format!("{nct} v{v} is indexed twice"));
+                    }
+                }
+                None => rep.problems.push("a time-index key is malformed".into()),
+            }
+        }
+        for t in self.trials()? {
+            rep.trials += 1;
+            let nct = &t.nct_id;
+            let metas = self.versions(nct)?;
+            let numbers: Vec<u32> = metas.iter().map(|m| m.version).collect();
+            let expected: Vec<u32> = (1..=t.latest_version).collect();
+            if numbers != expected {
+                rep.problems.push(format!(
+                    "{nct}: versions {numbers:?}, expected 1..={}",
+                    t.latest_version
+                ));
+            }
+            for v in 1..=t.latest_version {
+                rep.versions += 1;
+                if self.db.get(vkey(b'r', nct, v))?.is_none() {
+                    rep.problems.push(format!("{nct} v{v}: record missing"));
+                }
+                if self.db.get(vkey(b'w', nct, v))?.is_none() {
+                    rep.problems.push(format!("{nct} v{v}: raw JSON missing"));
+                }
+                if !indexed.remove(&(nct.clone(), v)) {
+                    rep.problems
+                        .push(format!("{nct} v{v}: not in the time index"));
+                }
+            }
+            if t.latest_version > 0 {
+                match self.record(nct, t.latest_version)? {
+                    Some(r) if record_hash(&r.canonical_bytes()) == t.record_hash => {}
+                    Some(_) => rep
+                        .problems
+                        .push(format!("{nct}: latest record does not match its hash")),
+                    None => {}
+                }
+            }
+        }
+        for (nct, v) in indexed {
+            rep.problems
+                .push(format!("{nct} v{v}: indexed but not stored"));
+        }
+        Ok(rep)
+    }
+}
+
+impl NctId {
+    /// The smallest ID, used as a range bound.
+    fn min() -> NctId {
+        // "NCT00000001" is valid by construction.
+        "NCT00000001".parse().unwrap_or_else(|_| unreachable!())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(status: &str) -> Record {
+        let mut r = Record::default();
+        r.set("identification.nctId", json!("NCT02241018"));
+        r.set("status.overallStatus", json!(status));
+        r.set("status.lastUpdatePostDate", json!("2024-01-02"));
+        r
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn versions_are_numbered_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        for (i, status) in ["RECRUITING", "COMPLETED"].iter().enumerate() {
+            let r = rec(status);
+            let c = r.canonical_bytes();
+            let v = store
+                .commit_version(NewVersion {
+                    nct: &nct,
+                    record: &r,
+                    canonical: &c,
+                    raw: b"{\"raw\":true}",
+                    changes: vec![],
+                    detected_at: t(if i == 0 {
+                        "2026-01-01T00:00:00Z"
+                    } else {
+                        "2026-02-01T00:00:00Z"
+                    }),
+                    resolved_id: None,
+                })
+                .unwrap();
+            assert_eq!(v, i as u32 + 1);
+        }
+        let vs = store.versions(&nct).unwrap();
+        assert_eq!(vs.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(vs[0].last_update_post_date.as_deref(), Some("2024-01-02"));
+        assert_eq!(
+            store.latest_record(&nct).unwrap().unwrap(),
+            rec("COMPLETED")
+        );
+        assert_eq!(store.raw(&nct, 1).unwrap().unwrap(), b"{\"raw\":true}");
+        assert_eq!(
+            store
+                .version_at(&nct, t("2026-01-15T00:00:00Z"))
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        assert!(
+            store
+                .version_at(&nct, t("2025-01-15T00:00:00Z"))
+                .unwrap()
+                .is_none()
+        );
+        let since = store.versions_since(t("2026-01-10T00:00:00Z")).unwrap();
+        assert_eq!(since.len(), 1);
+        assert_eq!(since[0].1.version, 2);
+        assert_eq!(
+            store
+                .versions_since(t("2000-01-01T00:00:00Z"))
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn seen_and_failed_keep_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let r = rec("RECRUITING");
+        let c = r.canonical_bytes();
+        store
+            .commit_version(NewVersion {
+                nct: &nct,
+                record: &r,
+                canonical: &c,
+                raw: b"{}",
+                changes: vec![],
+                detected_at: t("2026-01-01T00:00:00Z"),
+                resolved_id: None,
+            })
+            .unwrap();
+        store
+            .mark_failed(&nct, t("2026-01-02T00:00:00Z"), "boom")
+            .unwrap();
+        let st = store.trial(&nct).unwrap().unwrap();
+        assert_eq!(st.latest_version, 1);
+        assert_eq!(st.last_error.as_deref(), Some("boom"));
+        store
+            .mark_seen(&nct, t("2026-01-03T00:00:00Z"), None)
+            .unwrap();
+        let st = store.trial(&nct).unwrap().unwrap();
+        assert_eq!(st.last_seen_at, t("2026-01-03T00:00:00Z"));
+        assert_eq!(st.last_error, None);
+        assert_eq!(st.record_hash, record_hash(&c));
+    }
+
+    #[test]
+    fn format_version_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .db
+                .insert(b"F", &(FORMAT_VERSION + 1).to_be_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        match Store::open(dir.path()) {
+            Err(StoreError::TooNew { found, .. }) => assert_eq!(found, FORMAT_VERSION + 1),
+            other => panic!("expected TooNew, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn watch_list_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a: NctId = "NCT00000002".parse().unwrap();
+        assert!(store.watch_add(&a, t("2026-01-01T00:00:00Z")).unwrap());
+        assert!(!store.watch_add(&a, t("2026-01-02T00:00:00Z")).unwrap());
+        assert_eq!(store.watch_list().unwrap().len(), 1);
+        assert!(store.watch_remove(&a).unwrap());
+        assert!(!store.watch_remove(&a).unwrap());
+    }
+}

@@ -1,1 +1,269 @@
-//! (in progress)
+//! One sync run: fetch the trials from CT.gov in batches, normalize each, compare it with the
+//! latest stored version and store a new version only when the normalized record changed.
+//!
+//! Fetching (async, rate-limited) and processing (CPU: JSON parse, normalize, hash, diff,
+//! compress) overlap: the client hands over one batch at a time through a bounded channel and
+//! batches are processed on blocking threads, at most [`PROCESSING_PARALLELISM`] at once.
+//! A trial that cannot be fetched whole or normalized is reported and left as it was stored.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::ctgov::client::{ClientConfig, CtGovClient, FetchedStudy, StudyOutcome};
+use crate::diff::diff;
+use crate::model::NctId;
+use crate::normalize::normalize_json;
+use crate::store::{NewVersion, Store, record_hash};
+
+/// Batches processed at once: the machine this is sized for has two cores.
+const PROCESSING_PARALLELISM: usize = 2;
+
+/// What one sync did, printed by `trialwatch sync` and kept in the store for `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// Trials asked for.
+    pub requested: usize,
+    /// Trials fetched whole and normalized.
+    pub fetched: usize,
+    pub new_versions: usize,
+    pub unchanged: usize,
+    /// Trials that could not be synced, with the reason (nothing stored for them changed).
+    pub failed: Vec<TrialFailure>,
+    /// Watched IDs that CT.gov answered under another (canonical) ID.
+    pub aliases: Vec<(NctId, NctId)>,
+    /// HTTP requests sent to CT.gov, retries included.
+    pub requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrialFailure {
+    pub nct_id: NctId,
+    pub error: String,
+}
+
+impl SyncReport {
+    pub fn all_ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Build the CT.gov client from configuration.
+pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
+    let c = &cfg.ctgov;
+    Ok(CtGovClient::new(ClientConfig {
+        base_url: c.base_url.clone(),
+        requests_per_minute: c.requests_per_minute,
+        batch_size: c.batch_size,
+        timeout: c.timeout,
+        max_attempts: c.max_attempts,
+        backoff_base: c.backoff_base,
+        backoff_cap: c.backoff_cap,
+    })?)
+}
+
+/// Outcome of processing one fetched study.
+enum Processed {
+    New,
+    Unchanged,
+    Failed(TrialFailure),
+}
+
+/// Sync `ids` into `store`, with `now` as the detection time of every new version.
+/// `progress` is called with (done, total) as batches complete.
+pub async fn run(
+    client: &CtGovClient,
+    store: &Store,
+    ids: Vec<NctId>,
+    now: DateTime<Utc>,
+    progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+) -> anyhow::Result<SyncReport> {
+    let t0 = Instant::now();
+    let requests_before = client.request_count();
+    let mut report = SyncReport {
+        started_at: now,
+        requested: ids.len(),
+        ..SyncReport::default()
+    };
+    let total = ids.len();
+    let (tx, mut rx) = mpsc::channel::<Vec<StudyOutcome>>(2);
+    let fetcher = {
+        let client = client.clone();
+        tokio::spawn(async move { client.fetch_many(ids, tx).await })
+    };
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers: JoinSet<Vec<(NctId, Processed, Option<NctId>)>> = JoinSet::new();
+    let collect = |results: Vec<(NctId, Processed, Option<NctId>)>, report: &mut SyncReport| {
+        for (nct, p, alias_of) in results {
+            if let Some(canonical) = alias_of {
+                report.aliases.push((nct.clone(), canonical));
+            }
+            match p {
+                Processed::New => {
+                    report.fetched += 1;
+                    report.new_versions += 1;
+                }
+                Processed::Unchanged => {
+                    report.fetched += 1;
+                    report.unchanged += 1;
+                }
+                Processed::Failed(f) => report.failed.push(f),
+            }
+        }
+    };
+
+    while let Some(batch) = rx.recv().await {
+        while workers.len() >= PROCESSING_PARALLELISM {
+            if let Some(res) = workers.join_next().await {
+                collect(res?, &mut report);
+            }
+        }
+        let store = store.clone();
+        let done = done.clone();
+        let progress = progress.clone();
+        workers.spawn_blocking(move || {
+            let n = batch.len();
+            let out = batch
+                .into_iter()
+                .flat_map(|outcome| process_outcome(&store, outcome, now))
+                .collect();
+            let d = done.fetch_add(n, Ordering::Relaxed) + n;
+            if let Some(p) = progress {
+                p(d.min(total), total);
+            }
+            out
+        });
+    }
+    while let Some(res) = workers.join_next().await {
+        collect(res?, &mut report);
+    }
+    fetcher.await?;
+    store.flush()?;
+
+    report.failed.sort_by(|a, b| a.nct_id.cmp(&b.nct_id));
+    report.requests = client.request_count() - requests_before;
+    report.duration_ms = t0.elapsed().as_millis() as u64;
+    // A summary for `status`; losing it would lose nothing a user relies on.
+    if let Err(e) = store.set_meta("last_sync", &report) {
+        tracing::warn!(error = %e, "could not record the sync summary");
+    }
+    Ok(report)
+}
+
+fn process_outcome(
+    store: &Store,
+    outcome: StudyOutcome,
+    now: DateTime<Utc>,
+) -> Vec<(NctId, Processed, Option<NctId>)> {
+    match outcome {
+        StudyOutcome::Found(study) => {
+            let nct = study.requested.clone();
+            let alias_of = (study.nct_id != study.requested).then(|| study.nct_id.clone());
+            let p = match process_study(store, &study, now) {
+                Ok(p) => p,
+                Err(error) => {
+                    tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
+                    mark_failed(store, &nct, now, &error);
+                    Processed::Failed(TrialFailure {
+                        nct_id: nct.clone(),
+                        error,
+                    })
+                }
+            };
+            vec![(nct, p, alias_of)]
+        }
+        StudyOutcome::NotFound(nct) => {
+            let error = format!(
+                "{nct} is not on ClinicalTrials.gov (404); check the ID, or remove it from the watch list"
+            );
+            tracing::warn!(trial.nct = %nct, "trial not found on CT.gov");
+            mark_failed(store, &nct, now, &error);
+            vec![(
+                nct.clone(),
+                Processed::Failed(TrialFailure { nct_id: nct, error }),
+                None,
+            )]
+        }
+        StudyOutcome::Failed { ids, error } => {
+            let error = format!("{error:#}");
+            ids.into_iter()
+                .map(|nct| {
+                    tracing::warn!(trial.nct = %nct, error = %error, "trial not fetched");
+                    mark_failed(store, &nct, now, &error);
+                    (
+                        nct.clone(),
+                        Processed::Failed(TrialFailure {
+                            nct_id: nct,
+                            error: error.clone(),
+                        }),
+                        None,
+                    )
+                })
+                .collect()
+        }
+    }
+}
+
+fn mark_failed(store: &Store, nct: &NctId, now: DateTime<Utc>, error: &str) {
+    if let Err(e) = store.mark_failed(nct, now, error) {
+        tracing::warn!(trial.nct = %nct, error = %e, "could not record the failure");
+    }
+}
+
+/// Normalize one study and store it if it changed. Errors are messages for the user.
+fn process_study(
+    store: &Store,
+    study: &FetchedStudy,
+    now: DateTime<Utc>,
+) -> Result<Processed, String> {
+    let nct = &study.requested;
+    let record = normalize_json(study.raw.get()).map_err(|e| {
+        format!("CT.gov's answer for {nct} could not be normalized (nothing stored): {e}")
+    })?;
+    let canonical = record.canonical_bytes();
+    let hash = record_hash(&canonical);
+    let resolved_id = (study.nct_id != *nct).then(|| study.nct_id.clone());
+    let state = store.trial(nct).map_err(|e| e.to_string())?;
+    let old = match &state {
+        Some(t) if t.latest_version > 0 && t.record_hash == hash => {
+            store
+                .mark_seen(nct, now, resolved_id)
+                .map_err(|e| e.to_string())?;
+            return Ok(Processed::Unchanged);
+        }
+        Some(t) if t.latest_version > 0 => store
+            .record(nct, t.latest_version)
+            .map_err(|e| e.to_string())?,
+        _ => None,
+    };
+    let changes = diff(old.as_ref(), &record);
+    if changes.is_empty() {
+        // Same record under a different hash can only mean a hash format change: treat as seen.
+        store
+            .mark_seen(nct, now, resolved_id)
+            .map_err(|e| e.to_string())?;
+        return Ok(Processed::Unchanged);
+    }
+    let version = store
+        .commit_version(NewVersion {
+            nct,
+            record: &record,
+            canonical: &canonical,
+            raw: study.raw.get().as_bytes(),
+            changes,
+            detected_at: now,
+            resolved_id,
+        })
+        .map_err(|e| e.to_string())?;
+    tracing::info!(trial.nct = %nct, trial.version = version, "new version stored");
+    Ok(Processed::New)
+}

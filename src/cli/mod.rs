@@ -1,4 +1,269 @@
-//! (in progress)
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! Command-line parsing, logging set-up and dispatch; errors become exit codes here.
+//!
+//! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
+//! (bad config, unusable store, bad arguments), printed with its whole cause chain.
+
+mod query;
+mod sync;
+mod watch;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::model::NctId;
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trialwatch",
+    version,
+    about = "Watch ClinicalTrials.gov studies and report field-level changes",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file [default: /etc/trialwatch/config.toml, then ./trialwatch.toml]
+    #[arg(long, global = true, env = "TRIALWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Store directory; overrides `data_dir` from the configuration
+    #[arg(long, global = true, env = "TRIALWATCH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fetch all watched trials (or the given ones) and store what changed
+    Sync {
+        /// Sync only these trials (default: the whole watch list)
+        nct: Vec<String>,
+        /// Print the summary as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the watch list kept in the store (merged with the configuration's)
+    Watch {
+        #[command(subcommand)]
+        action: watch::WatchAction,
+    },
+    /// List the stored versions of a trial, oldest first
+    History {
+        nct: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a trial as the Markdown mirror page or as the normalized record
+    Show {
+        nct: String,
+        /// Show this version instead of the latest
+        #[arg(long, conflicts_with = "at")]
+        version: Option<u32>,
+        /// Show the version that was current at this time (RFC 3339, or YYYY-MM-DD = end of that day, UTC)
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value_t = query::ShowFormat::Markdown)]
+        format: query::ShowFormat,
+    },
+    /// Field changes between two versions (default: the latest against the one before)
+    Diff {
+        nct: String,
+        from: Option<u32>,
+        to: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent field changes across all trials, newest first
+    Changes {
+        /// How far back: a duration (7d, 36h) or a time (RFC 3339 or YYYY-MM-DD)
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Only these trials
+        #[arg(long, num_args = 1..)]
+        nct: Vec<String>,
+        /// Only paths matching these patterns (`*` is a wildcard)
+        #[arg(long, num_args = 1..)]
+        field: Vec<String>,
+        /// Also list first snapshots (every field `added`)
+        #[arg(long)]
+        include_first: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration without touching the network
+    CheckConfig,
+    /// List the field paths of the normalized record (for watched fields and filters)
+    Fields,
+    /// Check the store's invariants (read-only); exit 2 when something is broken
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parse the command line, run it, and turn the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref(), cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("warn")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // Under journald the journal stamps each line itself.
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (format, under_journald) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+
+/// Shared context of the commands: the validated config and a lazily opened store.
+pub(crate) struct Ctx {
+    pub cfg: Config,
+}
+
+impl Ctx {
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.cfg.data_dir)?)
+    }
+}
+
+/// Parse an NCT ID given on the command line, naming the argument on failure.
+pub(crate) fn parse_nct(s: &str) -> anyhow::Result<NctId> {
+    s.parse::<NctId>().map_err(anyhow::Error::from)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    let ctx = Ctx { cfg };
+    match cli.command {
+        Command::Sync { nct, json } => sync::run(&ctx, &nct, json),
+        Command::Watch { action } => watch::run(&ctx, action),
+        Command::History { nct, json } => query::history(&ctx, &nct, json),
+        Command::Show {
+            nct,
+            version,
+            at,
+            format,
+        } => query::show(&ctx, &nct, version, at.as_deref(), format),
+        Command::Diff {
+            nct,
+            from,
+            to,
+            json,
+        } => query::diff(&ctx, &nct, from, to, json),
+        Command::Changes {
+            since,
+            nct,
+            field,
+            include_first,
+            json,
+        } => query::changes(&ctx, &since, &nct, &field, include_first, json),
+        Command::CheckConfig => check_config(&ctx),
+        Command::Verify { json } => {
+            let rep = ctx.open_store()?.verify()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                println!("{} trials, {} versions checked", rep.trials, rep.versions);
+                for p in &rep.problems {
+                    println!("problem: {p}");
+                }
+                if rep.problems.is_empty() {
+                    println!("store OK");
+                }
+            }
+            Ok(if rep.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Fields => {
+            for p in crate::schema::all_paths() {
+                println!("{p}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_config(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let c = &ctx.cfg;
+    let source = c
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "none found; built-in defaults".into());
+    println!("configuration: {source}: OK");
+    println!("data_dir: {}", c.data_dir.display());
+    println!(
+        "ctgov: {}/api/v2, {} requests/min{}, batches of {}, timeout {:?}, {} attempts",
+        c.ctgov.base_url,
+        c.ctgov.requests_per_minute,
+        if c.ctgov.requests_per_minute == 0 {
+            " (limiter off)"
+        } else {
+            ""
+        },
+        c.ctgov.batch_size,
+        c.ctgov.timeout,
+        c.ctgov.max_attempts
+    );
+    let from_file = c
+        .watch
+        .nct_file
+        .as_ref()
+        .map(|p| format!(" (including {})", p.display()))
+        .unwrap_or_default();
+    println!(
+        "watch: {} trials in the configuration{from_file}",
+        c.watch.nct_ids.len()
+    );
+    let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
+    println!("watched fields: {}", fields.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Make `anyhow` context messages that name the trial.
+pub(crate) trait TrialContext<T> {
+    fn for_trial(self, nct: &NctId) -> anyhow::Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> TrialContext<T> for Result<T, E> {
+    fn for_trial(self, nct: &NctId) -> anyhow::Result<T> {
+        self.with_context(|| format!("reading {nct} from the store"))
+    }
 }

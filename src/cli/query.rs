@@ -1,0 +1,337 @@
+//! The read commands: `history`, `show`, `diff`, `changes`. They only read the store.
+//! JSON output uses the field names documented in the README; times are RFC 3339 UTC.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::ValueEnum;
+use serde::Serialize;
+
+use super::{Ctx, TrialContext, parse_nct};
+use crate::model::{FieldChange, FieldPattern, NctId, VersionMeta};
+use crate::render::{markdown, text};
+use crate::store::Store;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ShowFormat {
+    Markdown,
+    Json,
+}
+
+/// Open the store and check the trial is in it, with a message that says how to get it there.
+fn trial_store(ctx: &Ctx, nct: &str) -> anyhow::Result<(Store, NctId, crate::store::TrialState)> {
+    let id = parse_nct(nct)?;
+    let store = ctx.open_store()?;
+    match store.trial(&id).for_trial(&id)? {
+        Some(t) if t.latest_version > 0 => Ok((store, id, t)),
+        Some(t) => bail!(
+            "{id} has no stored version yet{}; run `trialwatch sync {id}`",
+            t.last_error
+                .map(|e| format!(" (last sync failed: {e})"))
+                .unwrap_or_default()
+        ),
+        None => bail!(
+            "{id} is not in the store at {}; add it with `trialwatch watch add {id}` and run `trialwatch sync`",
+            ctx.cfg.data_dir.display()
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct HistoryEntry<'a> {
+    version: u32,
+    detected_at: DateTime<Utc>,
+    last_update_post_date: Option<&'a str>,
+    changes: &'a [FieldChange],
+}
+
+pub(crate) fn history(ctx: &Ctx, nct: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let (store, id, state) = trial_store(ctx, nct)?;
+    let versions = store.versions(&id).for_trial(&id)?;
+    if json {
+        let out: Vec<HistoryEntry> = versions
+            .iter()
+            .map(|v| HistoryEntry {
+                version: v.version,
+                detected_at: v.detected_at,
+                last_update_post_date: v.last_update_post_date.as_deref(),
+                changes: &v.changes,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let title = store
+            .latest_record(&id)
+            .for_trial(&id)?
+            .and_then(|r| r.title().map(str::to_string))
+            .unwrap_or_default();
+        println!("{id}  {title}");
+        if let Some(canonical) = &state.resolved_id {
+            println!("(CT.gov answers this ID as {canonical})");
+        }
+        for v in &versions {
+            println!("{}", text::history_line(v, 3));
+        }
+        println!(
+            "last seen {}",
+            state.last_seen_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bare date means the end of that day (UTC); otherwise RFC 3339.
+fn parse_time(s: &str, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = if end_of_day {
+            d.and_hms_milli_opt(23, 59, 59, 999)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+        if let Some(t) = t {
+            return Ok(t.and_utc());
+        }
+    }
+    bail!("`{s}` is not a time; use RFC 3339 (2026-05-12T06:28:15Z) or a date (2026-05-12)")
+}
+
+pub(crate) fn show(
+    ctx: &Ctx,
+    nct: &str,
+    version: Option<u32>,
+    at: Option<&str>,
+    format: ShowFormat,
+) -> anyhow::Result<ExitCode> {
+    let (store, id, state) = trial_store(ctx, nct)?;
+    let version = match (version, at) {
+        (Some(v), _) => {
+            if v == 0 || v > state.latest_version {
+                bail!(
+                    "{id} has versions 1 to {}; there is no version {v}",
+                    state.latest_version
+                );
+            }
+            v
+        }
+        (None, Some(at)) => {
+            let t = parse_time(at, true)?;
+            match store.version_at(&id, t).for_trial(&id)? {
+                Some(v) => v.version,
+                None => bail!("{id} had no stored version yet at {t}"),
+            }
+        }
+        (None, None) => state.latest_version,
+    };
+    let record = store
+        .record(&id, version)
+        .for_trial(&id)?
+        .with_context(|| format!("{id} version {version} is missing from the store"))?;
+    match format {
+        ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        ShowFormat::Markdown => {
+            let versions: Vec<VersionMeta> = store
+                .versions(&id)
+                .for_trial(&id)?
+                .into_iter()
+                .filter(|v| v.version <= version)
+                .collect();
+            // The latest version was last seen at the last sync; an older one when its successor came.
+            let last_seen_at = if version == state.latest_version {
+                state.last_seen_at
+            } else {
+                store
+                    .version(&id, version + 1)
+                    .for_trial(&id)?
+                    .map_or(state.last_seen_at, |v| v.detected_at)
+            };
+            let now = if version == state.latest_version {
+                crate::clock::now()
+            } else {
+                last_seen_at
+            };
+            let m = &ctx.cfg.mirror;
+            let opts = markdown::PageOptions {
+                canonical_base: m.canonical_base.as_deref(),
+                footer_note: m.footer_note.as_deref(),
+                recent_days: m.recent_days,
+                watched: &m.fields,
+            };
+            print!(
+                "{}",
+                markdown::mirror_page(&record, last_seen_at, now, &versions, &opts)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct DiffOut<'a> {
+    nct_id: &'a NctId,
+    from: u32,
+    to: u32,
+    changes: &'a [FieldChange],
+}
+
+pub(crate) fn diff(
+    ctx: &Ctx,
+    nct: &str,
+    from: Option<u32>,
+    to: Option<u32>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (store, id, state) = trial_store(ctx, nct)?;
+    let latest = state.latest_version;
+    let (from, to) = match (from, to) {
+        (None, _) => (latest.saturating_sub(1), latest),
+        (Some(f), None) => (f, latest),
+        (Some(f), Some(t)) => (f, t),
+    };
+    for v in [from, to] {
+        if v > latest {
+            bail!("{id} has versions 1 to {latest}; there is no version {v}");
+        }
+    }
+    if to == 0 {
+        bail!("version 0 means \"before the first snapshot\" and can only be FROM");
+    }
+    let load = |v: u32| -> anyhow::Result<Option<crate::model::Record>> {
+        if v == 0 {
+            return Ok(None);
+        }
+        store
+            .record(&id, v)
+            .for_trial(&id)?
+            .with_context(|| format!("{id} version {v} is missing from the store"))
+            .map(Some)
+    };
+    let old = load(from)?;
+    let new = load(to)?.with_context(|| format!("{id} version {to} is missing"))?;
+    let changes = crate::diff::diff(old.as_ref(), &new);
+    if json {
+        let out = DiffOut {
+            nct_id: &id,
+            from,
+            to,
+            changes: &changes,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", text::diff_report(id.as_str(), from, to, &changes));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ChangeOut<'a> {
+    nct_id: &'a NctId,
+    version: u32,
+    detected_at: DateTime<Utc>,
+    #[serde(flatten)]
+    change: &'a FieldChange,
+}
+
+/// `--since`: a duration back from now (`7d`, `36h`) or a time.
+fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        let d = chrono::Duration::from_std(d).context("--since is too long")?;
+        return Ok(now - d);
+    }
+    parse_time(s, false).map_err(|_| {
+        anyhow::anyhow!(
+            "--since `{s}` is neither a duration (7d, 36h, 2weeks) nor a time (RFC 3339 or YYYY-MM-DD)"
+        )
+    })
+}
+
+pub(crate) fn changes(
+    ctx: &Ctx,
+    since: &str,
+    ncts: &[String],
+    fields: &[String],
+    include_first: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let since = parse_since(since, crate::clock::now())?;
+    let ncts = ncts
+        .iter()
+        .map(|s| parse_nct(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let patterns = fields
+        .iter()
+        .map(|f| {
+            crate::config::validate_field_pattern(f).map_err(|e| anyhow::anyhow!("--field {e}"))
+        })
+        .collect::<anyhow::Result<Vec<FieldPattern>>>()?;
+    let store = ctx.open_store()?;
+    let versions = store.versions_since(since)?;
+    let mut out: Vec<(NctId, &VersionMeta, &FieldChange)> = Vec::new();
+    for (nct, meta) in &versions {
+        if !ncts.is_empty() && !ncts.contains(nct) {
+            continue;
+        }
+        if meta.version == 1 && !include_first {
+            continue;
+        }
+        for c in &meta.changes {
+            if patterns.is_empty() || patterns.iter().any(|p| p.matches(&c.path)) {
+                out.push((nct.clone(), meta, c));
+            }
+        }
+    }
+    if json {
+        let rows: Vec<ChangeOut> = out
+            .iter()
+            .map(|(nct, meta, c)| ChangeOut {
+                nct_id: nct,
+                version: meta.version,
+                detected_at: meta.detected_at,
+                change: c,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if out.is_empty() {
+        println!(
+            "no field changes since {}",
+            since.format("%Y-%m-%d %H:%M UTC")
+        );
+    } else {
+        for (nct, meta, c) in &out {
+            println!(
+                "{}  {} v{}  {}",
+                meta.detected_at.format("%Y-%m-%d %H:%M"),
+                nct,
+                meta.version,
+                text::change_line(c)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_dates_and_times() {
+        let now: DateTime<Utc> = "2026-05-12T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_since("7d", now).unwrap(),
+            "2026-05-05T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            parse_since("2026-05-01", now).unwrap(),
+            "2026-05-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_since("yesterday-ish", now).is_err());
+        assert_eq!(
+            parse_time("2026-05-01", true).unwrap(),
+            "2026-05-01T23:59:59.999Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! `trialwatch sync [NCT…]`: one sync run from the command line, with a progress line on a
+//! terminal (never when stderr is piped) and a summary at the end.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::{Ctx, parse_nct};
+use crate::model::NctId;
+use crate::sync::{SyncReport, client_from_config, run as run_sync};
+
+/// The trials a plain `sync` covers: the configuration's list, then the store's.
+pub(crate) fn watched_ids(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<Vec<NctId>> {
+    let mut ids = ctx.cfg.watch.nct_ids.clone();
+    for w in store.watch_list()? {
+        if !ids.contains(&w.nct_id) {
+            ids.push(w.nct_id);
+        }
+    }
+    Ok(ids)
+}
+
+pub(crate) fn run(ctx: &Ctx, args: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let explicit = args
+        .iter()
+        .map(|s| parse_nct(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let store = ctx.open_store()?;
+    let ids = if explicit.is_empty() {
+        watched_ids(ctx, &store)?
+    } else {
+        explicit
+    };
+    if ids.is_empty() {
+        eprintln!(
+            "nothing to sync: the watch list is empty; add trials with `trialwatch watch add NCT…` \
+             or `[watch] nct_ids` in the configuration"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = client_from_config(&ctx.cfg)?;
+    let progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>> =
+        if std::io::stderr().is_terminal() {
+            Some(Arc::new(|done, total| {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\rsyncing: {done}/{total} trials");
+                let _ = err.flush();
+            }))
+        } else {
+            None
+        };
+    let show_progress = progress.is_some();
+    let now = crate::clock::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run_sync(&client, &store, ids, now, progress))?;
+    if show_progress {
+        eprintln!();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn print_summary(r: &SyncReport) {
+    println!(
+        "synced {} trials in {:.1}s: {} fetched, {} new versions, {} unchanged, {} failed ({} requests to CT.gov)",
+        r.requested,
+        r.duration_ms as f64 / 1000.0,
+        r.fetched,
+        r.new_versions,
+        r.unchanged,
+        r.failed.len(),
+        r.requests
+    );
+    for (watched, canonical) in &r.aliases {
+        println!(
+            "note: {watched} is an alias of {canonical} on CT.gov; it is stored under {watched}"
+        );
+    }
+    for f in &r.failed {
+        println!("failed: {}: {}", f.nct_id, f.error);
+    }
+}

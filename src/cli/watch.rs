@@ -1,0 +1,114 @@
+//! `trialwatch watch add|remove|list`: the watch list kept in the store, shown merged with the
+//! configuration's list (which this command cannot change: it says so instead).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{Ctx, parse_nct};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum WatchAction {
+    /// Add trials to the watch list
+    Add {
+        #[arg(required = true)]
+        nct: Vec<String>,
+    },
+    /// Remove trials from the watch list (their stored history is kept)
+    Remove {
+        #[arg(required = true)]
+        nct: Vec<String>,
+    },
+    /// List watched trials: the configuration's and the store's
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct Entry {
+    nct_id: String,
+    /// "config", "store" or "config+store".
+    source: &'static str,
+}
+
+pub(crate) fn run(ctx: &Ctx, action: WatchAction) -> anyhow::Result<ExitCode> {
+    match action {
+        WatchAction::Add { nct } => {
+            let ids = nct
+                .iter()
+                .map(|s| parse_nct(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let store = ctx.open_store()?;
+            let now = crate::clock::now();
+            for id in ids {
+                if store.watch_add(&id, now)? {
+                    println!("watching {id}");
+                } else {
+                    println!("{id} was already watched");
+                }
+            }
+            store.flush()?;
+        }
+        WatchAction::Remove { nct } => {
+            let ids = nct
+                .iter()
+                .map(|s| parse_nct(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let store = ctx.open_store()?;
+            for id in ids {
+                let removed = store.watch_remove(&id)?;
+                let in_config = ctx.cfg.watch.nct_ids.contains(&id);
+                match (removed, in_config) {
+                    (_, true) => println!(
+                        "{id} is listed in the configuration ({}); remove it there to stop watching it",
+                        ctx.cfg
+                            .source
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                    (true, false) => println!("no longer watching {id} (its history is kept)"),
+                    (false, false) => println!("{id} was not watched"),
+                }
+            }
+            store.flush()?;
+        }
+        WatchAction::List { json } => {
+            let store = ctx.open_store()?;
+            let stored = store.watch_list()?;
+            let mut entries: Vec<Entry> = ctx
+                .cfg
+                .watch
+                .nct_ids
+                .iter()
+                .map(|id| Entry {
+                    nct_id: id.to_string(),
+                    source: if stored.iter().any(|w| &w.nct_id == id) {
+                        "config+store"
+                    } else {
+                        "config"
+                    },
+                })
+                .collect();
+            for w in stored {
+                if !ctx.cfg.watch.nct_ids.contains(&w.nct_id) {
+                    entries.push(Entry {
+                        nct_id: w.nct_id.to_string(),
+                        source: "store",
+                    });
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                for e in &entries {
+                    println!("{}\t{}", e.nct_id, e.source);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
