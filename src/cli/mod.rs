@@ -3,11 +3,11 @@
 //! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
 //! (bad config, unusable store, bad arguments), printed with its whole cause chain.
 
-mod query;
+pub mod query;
 mod sync;
-mod watch;
+pub mod watch;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,7 +49,7 @@ enum LogFormat {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub enum Command {
     /// Fetch all watched trials (or the given ones) and store what changed
     Sync {
         /// Sync only these trials (default: the whole watch list)
@@ -121,7 +121,13 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_level.as_deref(), cli.log_format);
-    match run(cli) {
+    let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|cfg| {
+            let ctx = Ctx::new(cfg, None);
+            execute(cli.command, &ctx, &mut std::io::stdout().lock())
+        });
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -149,14 +155,28 @@ fn init_logging(level: Option<&str>, format: LogFormat) {
     };
 }
 
-/// Shared context of the commands: the validated config and a lazily opened store.
-pub(crate) struct Ctx {
+/// Shared context of the commands: the validated config and the store, opened on first use
+/// (or handed in already open, when a running daemon executes a command for the CLI).
+pub struct Ctx {
     pub cfg: Config,
+    store: std::sync::OnceLock<Store>,
 }
 
 impl Ctx {
+    pub fn new(cfg: Config, store: Option<Store>) -> Ctx {
+        let cell = std::sync::OnceLock::new();
+        if let Some(s) = store {
+            let _ = cell.set(s);
+        }
+        Ctx { cfg, store: cell }
+    }
+
     pub fn open_store(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(&self.cfg.data_dir)?)
+        if let Some(s) = self.store.get() {
+            return Ok(s.clone());
+        }
+        let s = Store::open(&self.cfg.data_dir)?;
+        Ok(self.store.get_or_init(|| s).clone())
     }
 }
 
@@ -165,44 +185,47 @@ pub(crate) fn parse_nct(s: &str) -> anyhow::Result<NctId> {
     s.parse::<NctId>().map_err(anyhow::Error::from)
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())?;
-    let ctx = Ctx { cfg };
-    match cli.command {
-        Command::Sync { nct, json } => sync::run(&ctx, &nct, json),
-        Command::Watch { action } => watch::run(&ctx, action),
-        Command::History { nct, json } => query::history(&ctx, &nct, json),
+/// Run one command, writing its output to `out`. The daemon calls this too, with its own store.
+pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Sync { nct, json } => sync::run(ctx, &nct, json, out),
+        Command::Watch { action } => watch::run(ctx, action, out),
+        Command::History { nct, json } => query::history(ctx, &nct, json, out),
         Command::Show {
             nct,
             version,
             at,
             format,
-        } => query::show(&ctx, &nct, version, at.as_deref(), format),
+        } => query::show(ctx, &nct, version, at.as_deref(), format, out),
         Command::Diff {
             nct,
             from,
             to,
             json,
-        } => query::diff(&ctx, &nct, from, to, json),
+        } => query::diff(ctx, &nct, from, to, json, out),
         Command::Changes {
             since,
             nct,
             field,
             include_first,
             json,
-        } => query::changes(&ctx, &since, &nct, &field, include_first, json),
-        Command::CheckConfig => check_config(&ctx),
+        } => query::changes(ctx, &since, &nct, &field, include_first, json, out),
+        Command::CheckConfig => check_config(ctx, out),
         Command::Verify { json } => {
             let rep = ctx.open_store()?.verify()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rep)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&rep)?)?;
             } else {
-                println!("{} trials, {} versions checked", rep.trials, rep.versions);
+                writeln!(
+                    out,
+                    "{} trials, {} versions checked",
+                    rep.trials, rep.versions
+                )?;
                 for p in &rep.problems {
-                    println!("problem: {p}");
+                    writeln!(out, "problem: {p}")?;
                 }
                 if rep.problems.is_empty() {
-                    println!("store OK");
+                    writeln!(out, "store OK")?;
                 }
             }
             Ok(if rep.problems.is_empty() {
@@ -213,23 +236,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Fields => {
             for p in crate::schema::all_paths() {
-                println!("{p}");
+                writeln!(out, "{p}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn check_config(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let c = &ctx.cfg;
     let source = c
         .source
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "none found; built-in defaults".into());
-    println!("configuration: {source}: OK");
-    println!("data_dir: {}", c.data_dir.display());
-    println!(
+    writeln!(out, "configuration: {source}: OK")?;
+    writeln!(out, "data_dir: {}", c.data_dir.display())?;
+    writeln!(
+        out,
         "ctgov: {}/api/v2, {} requests/min{}, batches of {}, timeout {:?}, {} attempts",
         c.ctgov.base_url,
         c.ctgov.requests_per_minute,
@@ -241,19 +265,20 @@ fn check_config(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         c.ctgov.batch_size,
         c.ctgov.timeout,
         c.ctgov.max_attempts
-    );
+    )?;
     let from_file = c
         .watch
         .nct_file
         .as_ref()
         .map(|p| format!(" (including {})", p.display()))
         .unwrap_or_default();
-    println!(
+    writeln!(
+        out,
         "watch: {} trials in the configuration{from_file}",
         c.watch.nct_ids.len()
-    );
+    )?;
     let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
-    println!("watched fields: {}", fields.join(", "));
+    writeln!(out, "watched fields: {}", fields.join(", "))?;
     Ok(ExitCode::SUCCESS)
 }
 

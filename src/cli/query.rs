@@ -1,6 +1,7 @@
 //! The read commands: `history`, `show`, `diff`, `changes`. They only read the store.
 //! JSON output uses the field names documented in the README; times are RFC 3339 UTC.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -14,7 +15,7 @@ use crate::render::{markdown, text};
 use crate::store::Store;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub(crate) enum ShowFormat {
+pub enum ShowFormat {
     Markdown,
     Json,
 }
@@ -46,11 +47,16 @@ struct HistoryEntry<'a> {
     changes: &'a [FieldChange],
 }
 
-pub(crate) fn history(ctx: &Ctx, nct: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn history(
+    ctx: &Ctx,
+    nct: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let (store, id, state) = trial_store(ctx, nct)?;
     let versions = store.versions(&id).for_trial(&id)?;
     if json {
-        let out: Vec<HistoryEntry> = versions
+        let entries: Vec<HistoryEntry> = versions
             .iter()
             .map(|v| HistoryEntry {
                 version: v.version,
@@ -59,24 +65,25 @@ pub(crate) fn history(ctx: &Ctx, nct: &str, json: bool) -> anyhow::Result<ExitCo
                 changes: &v.changes,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
     } else {
         let title = store
             .latest_record(&id)
             .for_trial(&id)?
             .and_then(|r| r.title().map(str::to_string))
             .unwrap_or_default();
-        println!("{id}  {title}");
+        writeln!(out, "{id}  {title}")?;
         if let Some(canonical) = &state.resolved_id {
-            println!("(CT.gov answers this ID as {canonical})");
+            writeln!(out, "(CT.gov answers this ID as {canonical})")?;
         }
         for v in &versions {
-            println!("{}", text::history_line(v, 3));
+            writeln!(out, "{}", text::history_line(v, 3))?;
         }
-        println!(
+        writeln!(
+            out,
             "last seen {}",
             state.last_seen_at.format("%Y-%m-%d %H:%M UTC")
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -105,6 +112,7 @@ pub(crate) fn show(
     version: Option<u32>,
     at: Option<&str>,
     format: ShowFormat,
+    out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let (store, id, state) = trial_store(ctx, nct)?;
     let version = match (version, at) {
@@ -131,7 +139,7 @@ pub(crate) fn show(
         .for_trial(&id)?
         .with_context(|| format!("{id} version {version} is missing from the store"))?;
     match format {
-        ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        ShowFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?,
         ShowFormat::Markdown => {
             let versions: Vec<VersionMeta> = store
                 .versions(&id)
@@ -160,10 +168,11 @@ pub(crate) fn show(
                 recent_days: m.recent_days,
                 watched: &m.fields,
             };
-            print!(
+            write!(
+                out,
                 "{}",
                 markdown::mirror_page(&record, last_seen_at, now, &versions, &opts)
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -183,6 +192,7 @@ pub(crate) fn diff(
     from: Option<u32>,
     to: Option<u32>,
     json: bool,
+    out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let (store, id, state) = trial_store(ctx, nct)?;
     let latest = state.latest_version;
@@ -213,15 +223,19 @@ pub(crate) fn diff(
     let new = load(to)?.with_context(|| format!("{id} version {to} is missing"))?;
     let changes = crate::diff::diff(old.as_ref(), &new);
     if json {
-        let out = DiffOut {
+        let body = DiffOut {
             nct_id: &id,
             from,
             to,
             changes: &changes,
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
     } else {
-        print!("{}", text::diff_report(id.as_str(), from, to, &changes));
+        write!(
+            out,
+            "{}",
+            text::diff_report(id.as_str(), from, to, &changes)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -255,6 +269,7 @@ pub(crate) fn changes(
     fields: &[String],
     include_first: bool,
     json: bool,
+    out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let since = parse_since(since, crate::clock::now())?;
     let ncts = ncts
@@ -269,7 +284,7 @@ pub(crate) fn changes(
         .collect::<anyhow::Result<Vec<FieldPattern>>>()?;
     let store = ctx.open_store()?;
     let versions = store.versions_since(since)?;
-    let mut out: Vec<(NctId, &VersionMeta, &FieldChange)> = Vec::new();
+    let mut found: Vec<(NctId, &VersionMeta, &FieldChange)> = Vec::new();
     for (nct, meta) in &versions {
         if !ncts.is_empty() && !ncts.contains(nct) {
             continue;
@@ -279,12 +294,12 @@ pub(crate) fn changes(
         }
         for c in &meta.changes {
             if patterns.is_empty() || patterns.iter().any(|p| p.matches(&c.path)) {
-                out.push((nct.clone(), meta, c));
+                found.push((nct.clone(), meta, c));
             }
         }
     }
     if json {
-        let rows: Vec<ChangeOut> = out
+        let rows: Vec<ChangeOut> = found
             .iter()
             .map(|(nct, meta, c)| ChangeOut {
                 nct_id: nct,
@@ -293,21 +308,23 @@ pub(crate) fn changes(
                 change: c,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else if out.is_empty() {
-        println!(
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+    } else if found.is_empty() {
+        writeln!(
+            out,
             "no field changes since {}",
             since.format("%Y-%m-%d %H:%M UTC")
-        );
+        )?;
     } else {
-        for (nct, meta, c) in &out {
-            println!(
+        for (nct, meta, c) in &found {
+            writeln!(
+                out,
                 "{}  {} v{}  {}",
                 meta.detected_at.format("%Y-%m-%d %H:%M"),
                 nct,
                 meta.version,
                 text::change_line(c)
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

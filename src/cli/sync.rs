@@ -20,7 +20,12 @@ pub(crate) fn watched_ids(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Res
     Ok(ids)
 }
 
-pub(crate) fn run(ctx: &Ctx, args: &[String], json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    ctx: &Ctx,
+    args: &[String],
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let explicit = args
         .iter()
         .map(|s| parse_nct(s))
@@ -32,10 +37,11 @@ pub(crate) fn run(ctx: &Ctx, args: &[String], json: bool) -> anyhow::Result<Exit
         explicit
     };
     if ids.is_empty() {
-        eprintln!(
+        writeln!(
+            out,
             "nothing to sync: the watch list is empty; add trials with `trialwatch watch add NCT…` \
              or `[watch] nct_ids` in the configuration"
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let client = client_from_config(&ctx.cfg)?;
@@ -59,9 +65,9 @@ pub(crate) fn run(ctx: &Ctx, args: &[String], json: bool) -> anyhow::Result<Exit
         eprintln!();
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_summary(&report);
+        print_summary(&report, out)?;
     }
     Ok(if report.all_ok() {
         ExitCode::SUCCESS
@@ -70,8 +76,9 @@ pub(crate) fn run(ctx: &Ctx, args: &[String], json: bool) -> anyhow::Result<Exit
     })
 }
 
-fn print_summary(r: &SyncReport) {
-    println!(
+fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
         "synced {} trials in {:.1}s: {} fetched, {} new versions, {} unchanged, {} failed ({} requests to CT.gov)",
         r.requested,
         r.duration_ms as f64 / 1000.0,
@@ -80,13 +87,15 @@ fn print_summary(r: &SyncReport) {
         r.unchanged,
         r.failed.len(),
         r.requests
-    );
+    )?;
     for (watched, canonical) in &r.aliases {
-        println!(
+        writeln!(
+            out,
             "note: {watched} is an alias of {canonical} on CT.gov; it is stored under {watched}"
-        );
+        )?;
     }
     for f in &r.failed {
-        println!("failed: {}: {}", f.nct_id, f.error);
+        writeln!(out, "failed: {}: {}", f.nct_id, f.error)?;
     }
+    Ok(())
 }

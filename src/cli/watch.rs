@@ -1,6 +1,7 @@
 //! `trialwatch watch add|remove|list`: the watch list kept in the store, shown merged with the
 //! configuration's list (which this command cannot change: it says so instead).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -9,7 +10,7 @@ use serde::Serialize;
 use super::{Ctx, parse_nct};
 
 #[derive(Subcommand, Debug)]
-pub(crate) enum WatchAction {
+pub enum WatchAction {
     /// Add trials to the watch list
     Add {
         #[arg(required = true)]
@@ -34,7 +35,7 @@ struct Entry {
     source: &'static str,
 }
 
-pub(crate) fn run(ctx: &Ctx, action: WatchAction) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(ctx: &Ctx, action: WatchAction, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match action {
         WatchAction::Add { nct } => {
             let ids = nct
@@ -45,9 +46,9 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction) -> anyhow::Result<ExitCode> {
             let now = crate::clock::now();
             for id in ids {
                 if store.watch_add(&id, now)? {
-                    println!("watching {id}");
+                    writeln!(out, "watching {id}")?;
                 } else {
-                    println!("{id} was already watched");
+                    writeln!(out, "{id} was already watched")?;
                 }
             }
             store.flush()?;
@@ -62,16 +63,19 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction) -> anyhow::Result<ExitCode> {
                 let removed = store.watch_remove(&id)?;
                 let in_config = ctx.cfg.watch.nct_ids.contains(&id);
                 match (removed, in_config) {
-                    (_, true) => println!(
+                    (_, true) => writeln!(
+                        out,
                         "{id} is listed in the configuration ({}); remove it there to stop watching it",
                         ctx.cfg
                             .source
                             .as_ref()
                             .map(|p| p.display().to_string())
                             .unwrap_or_default()
-                    ),
-                    (true, false) => println!("no longer watching {id} (its history is kept)"),
-                    (false, false) => println!("{id} was not watched"),
+                    )?,
+                    (true, false) => {
+                        writeln!(out, "no longer watching {id} (its history is kept)")?
+                    }
+                    (false, false) => writeln!(out, "{id} was not watched")?,
                 }
             }
             store.flush()?;
@@ -102,10 +106,10 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction) -> anyhow::Result<ExitCode> {
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
             } else {
                 for e in &entries {
-                    println!("{}\t{}", e.nct_id, e.source);
+                    writeln!(out, "{}\t{}", e.nct_id, e.source)?;
                 }
             }
         }
