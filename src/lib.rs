@@ -13,12 +13,14 @@
 //! - [`store`]: versioned snapshots in sled; the only module that knows sled.
 //! - [`render`]: the Markdown mirror page and terminal output.
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.
+//! - [`daemon`]: the long-running service: schedule, signals, systemd notify, control socket.
 //! - [`cli`]: command-line parsing and the commands.
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ctgov;
+pub mod daemon;
 pub mod diff;
 pub mod model;
 pub mod normalize;

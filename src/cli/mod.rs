@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
 //! (bad config, unusable store, bad arguments), printed with its whole cause chain.
 
+mod daemon; // daemon branch: `daemon`, `status`, forwarding to a running daemon
 pub mod query;
 mod sync;
 pub mod watch;
@@ -115,15 +116,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    // --- daemon branch ---
+    /// Run as a service: scheduled syncs, outbox delivery, and every other command served
+    /// through a control socket while it runs (stop with SIGTERM, reload with SIGHUP)
+    Daemon,
+    /// Whether the daemon runs, the last and next sync, CT.gov's data version, store size
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_level.as_deref(), cli.log_format);
+    // daemon branch: the daemon logs at info unless told otherwise; commands stay quiet.
+    let default_level = if matches!(cli.command, Command::Daemon) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
         .map_err(anyhow::Error::from)
         .and_then(|cfg| {
+            // daemon branch: start the daemon, or let a running one execute the command.
+            if matches!(cli.command, Command::Daemon) {
+                return daemon::run_daemon(cli.config.clone(), cli.data_dir.clone(), cfg);
+            }
+            if let Some(code) = daemon::forward_if_running(&cfg, &cli.command)? {
+                return Ok(code);
+            }
             let ctx = Ctx::new(cfg, None);
             execute(cli.command, &ctx, &mut std::io::stdout().lock())
         });
@@ -136,11 +159,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: Option<&str>, format: LogFormat) {
+fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("warn")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new(default_level)),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -234,6 +257,11 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
                 ExitCode::from(2)
             })
         }
+        // daemon branch
+        Command::Status { json } => daemon::status(ctx, json, out),
+        Command::Daemon => anyhow::bail!(
+            "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
+        ),
         Command::Fields => {
             for p in crate::schema::all_paths() {
                 writeln!(out, "{p}")?;
@@ -279,6 +307,22 @@ fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     )?;
     let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
     writeln!(out, "watched fields: {}", fields.join(", "))?;
+    // daemon branch: the schedule and its next fire times.
+    let next = crate::daemon::schedule::upcoming(&c.schedule.cron, chrono::Utc::now(), 3);
+    writeln!(
+        out,
+        "schedule: {:?} (UTC), full sync at least every {} days; next: {}",
+        c.schedule.cron.source(),
+        c.schedule.full_sync_days,
+        if next.is_empty() {
+            "never".to_string()
+        } else {
+            next.iter()
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,283 @@
+//! `trialwatch daemon` (start the daemon, stop it with SIGTERM/SIGINT), `trialwatch status`,
+//! and the CLI's side of forwarding: when a daemon holds the data directory, commands that need
+//! the store run inside it (see [`crate::daemon::control`]) instead of opening the store here.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use serde::Serialize;
+
+use super::{Cli, Command, Ctx, execute};
+use crate::config::Config;
+use crate::daemon::control::{self, Executor, ForwardError, Job};
+use crate::daemon::{self, lock, schedule};
+use crate::sync::SyncReport;
+
+/// How long the CLI waits for a daemon that holds the lock but does not answer yet (it is
+/// starting: opening the store, binding its socket).
+const CONNECT_WAIT: Duration = Duration::from_secs(15);
+
+/// `trialwatch daemon`: run until SIGTERM or SIGINT.
+pub(super) fn run_daemon(
+    cli_config: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+    cfg: Config,
+) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trialwatch")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opts = daemon::Options {
+        cfg,
+        config_path: cli_config.or_else(|| {
+            crate::config::DEFAULT_CONFIG_PATHS
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.is_file())
+        }),
+        data_dir_override: data_dir,
+        executor: Arc::new(CliExecutor),
+        stop_timeout: daemon::DEFAULT_STOP_TIMEOUT,
+    };
+    let result = rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Listen before anything else, so an early SIGTERM is a clean stop and not a kill.
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        };
+        daemon::run(opts, shutdown).await
+    });
+    // Blocking threads of abandoned CLI commands must not hold the exit up.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Commands that open the store, and so must run inside a running daemon.
+fn needs_store(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::CheckConfig | Command::Fields | Command::Daemon
+    )
+}
+
+/// When a daemon holds the data directory, run `command` in it and return its exit code;
+/// `None` when no daemon runs (the caller then opens the store itself).
+pub(super) fn forward_if_running(
+    cfg: &Config,
+    command: &Command,
+) -> anyhow::Result<Option<ExitCode>> {
+    if !needs_store(command) {
+        return Ok(None);
+    }
+    let Some(holder) = lock::holder(&cfg.data_dir) else {
+        return Ok(None);
+    };
+    let socket = holder
+        .socket
+        .clone()
+        .unwrap_or_else(|| control::socket_path(&cfg.data_dir));
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let started = std::time::Instant::now();
+    loop {
+        match control::forward(&socket, args.clone()) {
+            Ok(code) => return Ok(Some(code)),
+            Err(ForwardError::Connect { .. }) if started.elapsed() < CONNECT_WAIT => {
+                std::thread::sleep(Duration::from_millis(100));
+                // The daemon may have stopped meanwhile: then open the store ourselves.
+                if lock::holder(&cfg.data_dir).is_none() {
+                    return Ok(None);
+                }
+            }
+            Err(e @ ForwardError::Connect { .. }) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "a trialwatch daemon (PID {}) holds the data directory {} but does not answer; \
+                     check it with `systemctl status trialwatch` or `journalctl -u trialwatch`",
+                    holder
+                        .pid
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                    cfg.data_dir.display()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The exit code's number (`ExitCode` does not expose it).
+fn code_of(code: ExitCode) -> u8 {
+    (0..=255u8)
+        .find(|n| ExitCode::from(*n) == code)
+        .unwrap_or(1)
+}
+
+/// Parses forwarded arguments exactly as `main` parsed them in the CLI process.
+struct CliExecutor;
+
+impl Executor for CliExecutor {
+    fn parse(&self, args: &[String]) -> Result<Job, String> {
+        let argv = std::iter::once("trialwatch".to_string()).chain(args.iter().cloned());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string().trim_end().to_string())?;
+        let command = cli.command;
+        if matches!(command, Command::Daemon) {
+            return Err("a daemon already runs on this data directory".into());
+        }
+        Ok(Job {
+            is_sync: matches!(command, Command::Sync { .. }),
+            run: Box::new(move |cfg, store, out| {
+                let ctx = Ctx::new(cfg.clone(), Some(store.clone()));
+                execute(command, &ctx, out).map(code_of)
+            }),
+        })
+    }
+}
+
+/// `trialwatch status --json`: field names are stable.
+#[derive(Serialize)]
+struct Status {
+    daemon: DaemonStatus,
+    /// The last sync's summary, whoever ran it (daemon or `trialwatch sync`).
+    last_sync: Option<SyncReport>,
+    /// When the daemon syncs next (computed from the configuration when no daemon runs).
+    next_sync: Option<DateTime<Utc>>,
+    sync_running_since: Option<DateTime<Utc>>,
+    /// CT.gov's `dataTimestamp` last seen by the daemon, and when it asked.
+    ctgov_data_timestamp: Option<String>,
+    ctgov_data_timestamp_checked_at: Option<DateTime<Utc>>,
+    last_full_sync: Option<DateTime<Utc>>,
+    /// What the daemon's last scheduled run decided, and why.
+    last_decision: Option<String>,
+    outbox: OutboxStatus,
+    store: StoreStatus,
+}
+
+#[derive(Serialize)]
+struct DaemonStatus {
+    running: bool,
+    pid: Option<u32>,
+    started_at: Option<DateTime<Utc>>,
+}
+
+/// Alerts waiting for delivery. `null` until the outbox is part of this build.
+#[derive(Serialize)]
+struct OutboxStatus {
+    pending: Option<u64>,
+    dead: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct StoreStatus {
+    path: String,
+    size_bytes: u64,
+}
+
+/// `trialwatch status [--json]`.
+pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let cfg = &ctx.cfg;
+    let holder = lock::holder(&cfg.data_dir);
+    let store = ctx.open_store()?;
+    let state = daemon::load_state(&store).unwrap_or_default();
+    let running = holder.is_some();
+    let next_sync = if running {
+        state.next_fire
+    } else {
+        schedule::next_fire(&cfg.schedule.cron, Utc::now())
+    };
+    let st = Status {
+        daemon: DaemonStatus {
+            running,
+            pid: holder.as_ref().and_then(|h| h.pid),
+            started_at: running.then_some(state.started_at).flatten(),
+        },
+        last_sync: store.get_meta("last_sync")?,
+        next_sync,
+        sync_running_since: running.then_some(state.sync_running_since).flatten(),
+        ctgov_data_timestamp: state.data_timestamp.clone(),
+        ctgov_data_timestamp_checked_at: state.data_timestamp_checked_at,
+        last_full_sync: state.last_full_at,
+        last_decision: state.last_decision.clone(),
+        outbox: OutboxStatus {
+            pending: None,
+            dead: None,
+        },
+        store: StoreStatus {
+            path: cfg.data_dir.display().to_string(),
+            size_bytes: store.size_on_disk()?,
+        },
+    };
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let t = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    match (&st.daemon.pid, st.daemon.running) {
+        (pid, true) => writeln!(
+            out,
+            "daemon: running (PID {}{})",
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            st.daemon
+                .started_at
+                .map(|s| format!(", since {}", t(s)))
+                .unwrap_or_default()
+        )?,
+        (_, false) => writeln!(out, "daemon: not running")?,
+    }
+    match &st.last_sync {
+        Some(r) => writeln!(
+            out,
+            "last sync: {}, took {:.1} s: {} trials, {} new versions, {} failed",
+            t(r.started_at),
+            r.duration_ms as f64 / 1000.0,
+            r.requested,
+            r.new_versions,
+            r.failed.len()
+        )?,
+        None => writeln!(out, "last sync: never")?,
+    }
+    if let Some(s) = st.sync_running_since {
+        writeln!(out, "sync running since: {}", t(s))?;
+    }
+    match st.next_sync {
+        Some(n) if running => {
+            writeln!(out, "next sync: {} ({})", t(n), cfg.schedule.cron.source())?
+        }
+        Some(n) => writeln!(
+            out,
+            "next sync: {} ({}), once the daemon runs",
+            t(n),
+            cfg.schedule.cron.source()
+        )?,
+        None => writeln!(out, "next sync: none (the schedule never fires again)")?,
+    }
+    match (&st.ctgov_data_timestamp, st.ctgov_data_timestamp_checked_at) {
+        (Some(ts), Some(at)) => writeln!(out, "CT.gov data: {ts} (checked {})", t(at))?,
+        (Some(ts), None) => writeln!(out, "CT.gov data: {ts}")?,
+        _ => writeln!(out, "CT.gov data: not checked yet")?,
+    }
+    if let Some(d) = &st.last_decision {
+        writeln!(out, "last scheduled run: {d}")?;
+    }
+    writeln!(out, "outbox: not part of this build yet")?;
+    writeln!(
+        out,
+        "store: {} ({:.1} MB)",
+        st.store.path,
+        st.store.size_bytes as f64 / 1e6
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

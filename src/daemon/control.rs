@@ -1,0 +1,221 @@
+//! The control socket: how CLI commands run while the daemon holds the store (sled lets one
+//! process open it). The CLI sends the arguments it was started with; the daemon parses them
+//! the same way, runs the command against its open store on a blocking thread and streams the
+//! output back, then the exit code. The user sees the same output and exit code either way.
+//!
+//! Wire format, one connection per command:
+//! - request: one line of JSON, `{"v":1,"args":["history","NCT…"]}` (argv without argv[0]);
+//! - response: frames of `tag (1 byte) | length (u32 BE) | payload`: `o` stdout bytes,
+//!   `e` stderr text, `x` the exit code (1 byte), which ends the response.
+//!
+//! The socket is created 0600 in the data directory or `$RUNTIME_DIRECTORY`; its path is
+//! recorded in the daemon's lock file, where the CLI looks for it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// File name of the socket.
+pub const SOCKET_FILE: &str = "control.sock";
+/// Protocol version: a daemon refuses requests of another version with a clear message.
+const PROTOCOL: u32 = 1;
+/// Longest request line accepted (arguments are small).
+const MAX_REQUEST: u64 = 1 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    v: u32,
+    args: Vec<String>,
+}
+
+/// Where the daemon puts its socket: `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`)
+/// when set, else the data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    std::env::var_os("RUNTIME_DIRECTORY")
+        // systemd may list several directories separated by ':'; the first is ours.
+        .and_then(|v| {
+            v.to_string_lossy()
+                .split(':')
+                .next()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| data_dir.to_path_buf())
+        .join(SOCKET_FILE)
+}
+
+/// A command parsed from forwarded arguments, ready to run against the daemon's store.
+pub struct Job {
+    /// `sync` runs one at a time with the daemon's own scheduled syncs.
+    pub is_sync: bool,
+    /// Runs the command, writing its output; returns the exit code, or the error to print.
+    #[allow(clippy::type_complexity)]
+    pub run: Box<dyn FnOnce(&Config, &Store, &mut dyn Write) -> anyhow::Result<u8> + Send>,
+}
+
+/// Turns forwarded arguments into a [`Job`]. Implemented by the CLI, so that this module does
+/// not depend on the command set. `Err` is a message for the user (exit code 1).
+pub trait Executor: Send + Sync {
+    fn parse(&self, args: &[String]) -> Result<Job, String>;
+}
+
+/// Frames output into the response stream.
+struct FrameWriter<'a> {
+    stream: &'a mut UnixStream,
+}
+
+fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> std::io::Result<()> {
+    for chunk in payload.chunks(u32::MAX as usize) {
+        w.write_all(&[tag])?;
+        w.write_all(&(chunk.len() as u32).to_be_bytes())?;
+        w.write_all(chunk)?;
+    }
+    Ok(())
+}
+
+impl Write for FrameWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        write_frame(self.stream, b'o', buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// What the daemon gives each forwarded command.
+pub struct Serving {
+    pub executor: Arc<dyn Executor>,
+    /// The current configuration (replaced on SIGHUP).
+    pub config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
+    pub store: Store,
+    /// Held while a `sync` runs, shared with the scheduled syncs.
+    pub sync_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Serve one connection to the end (blocking; run it on a blocking thread).
+pub fn handle(mut stream: UnixStream, serving: &Serving) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    let request: Result<Request, String> = match read {
+        Ok(_) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
+        Err(e) => Err(format!("cannot read the request: {e}")),
+    };
+    let (job, args) = match request {
+        Ok(r) if r.v == PROTOCOL => match serving.executor.parse(&r.args) {
+            Ok(job) => (job, r.args),
+            Err(msg) => return finish(&mut stream, Some(&msg), 1),
+        },
+        Ok(r) => {
+            let msg = format!(
+                "the running daemon speaks control protocol {PROTOCOL}, this command {}; \
+                 run the same trialwatch version as the daemon (or restart the daemon after an upgrade)",
+                r.v
+            );
+            return finish(&mut stream, Some(&msg), 1);
+        }
+        Err(msg) => return finish(&mut stream, Some(&msg), 1),
+    };
+    tracing::debug!(command = ?args, "running a forwarded command");
+    let _guard = job.is_sync.then(|| serving.sync_lock.blocking_lock());
+    let cfg = (serving.config)();
+    let result = {
+        let mut out = std::io::BufWriter::new(FrameWriter {
+            stream: &mut stream,
+        });
+        let r = (job.run)(&cfg, &serving.store, &mut out);
+        let _ = out.flush();
+        r
+    };
+    match result {
+        Ok(code) => finish(&mut stream, None, code),
+        Err(e) => finish(&mut stream, Some(&format!("{e:#}")), 1),
+    }
+}
+
+fn finish(stream: &mut UnixStream, error: Option<&str>, code: u8) {
+    let r = (|| {
+        if let Some(e) = error {
+            write_frame(stream, b'e', format!("error: {e}\n").as_bytes())?;
+        }
+        write_frame(stream, b'x', &[code])?;
+        stream.flush()
+    })();
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "the CLI went away before the answer was sent");
+    }
+}
+
+/// Errors of the forwarding client.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Nothing listens (yet): the caller may wait for a starting daemon.
+    #[error("cannot connect to the daemon's control socket {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "lost the connection to the daemon while the command ran ({0}); it may have been \
+         stopped: see `trialwatch status`, then run the command again"
+    )]
+    Lost(std::io::Error),
+    #[error(
+        "the daemon closed the connection before the command finished (is it shutting down?); \
+         run the command again"
+    )]
+    Truncated,
+}
+
+/// Run a command in the daemon listening on `socket`, copying its output to our stdout and
+/// stderr; returns its exit code.
+pub fn forward(socket: &Path, args: Vec<String>) -> Result<ExitCode, ForwardError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ForwardError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let mut req = serde_json::to_vec(&Request { v: PROTOCOL, args }).unwrap_or_default();
+    req.push(b'\n');
+    stream.write_all(&req).map_err(ForwardError::Lost)?;
+    let mut reader = BufReader::new(stream);
+    let stdout = std::io::stdout();
+    loop {
+        let mut head = [0u8; 5];
+        match reader.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(ForwardError::Truncated);
+            }
+            Err(e) => return Err(ForwardError::Lost(e)),
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut payload = vec![0u8; len];
+        reader
+            .read_exact(&mut payload)
+            .map_err(ForwardError::Lost)?;
+        match head[0] {
+            b'o' => {
+                // A closed stdout (`| head`) ends our interest, not the daemon's command.
+                let _ = stdout.lock().write_all(&payload);
+            }
+            b'e' => {
+                let _ = std::io::stderr().write_all(&payload);
+            }
+            b'x' => {
+                let _ = stdout.lock().flush();
+                return Ok(ExitCode::from(payload.first().copied().unwrap_or(1)));
+            }
+            _ => return Err(ForwardError::Truncated),
+        }
+    }
+}
