@@ -201,8 +201,9 @@ fn main() {
     // 2. Re-sync with 1 % changed.
     let changed = n / 100;
     for (id, raw) in studies.iter().step_by(100).take(changed) {
-        let edited = raw.replacen("\"overallStatus\":", "\"overallStatus\":\"TERMINATED\",\"x\":", 1);
-        // Keep the JSON valid: "x" takes the old value.
+        // A real status change; the old value moves to an unknown key, which CT.gov's schema
+        // tolerates and the normalizer ignores.
+        let edited = raw.replacen("\"overallStatus\": ", "\"overallStatus\": \"TERMINATED\", \"x\": ", 1);
         assert_ne!(&edited, raw, "{id}");
         server.put_study(edited);
     }
@@ -228,12 +229,9 @@ fn main() {
             let nct: NctId = id.parse().unwrap();
             let mut prev: Option<trialwatch::model::Record> = None;
             for v in 1..=versions {
-                let raw_v = raw.replacen(
-                    "\"enrollmentInfo\":{",
-                    &format!("\"enrollmentInfo\":{{\"count\":{},\"_v\":0,", 10 * v),
-                    1,
-                );
-                let raw_v = if raw_v == *raw { raw.clone() } else { raw_v };
+                // Each version retitles the trial: one real field change per version.
+                let raw_v = raw.replacen("\"briefTitle\": \"", &format!("\"briefTitle\": \"(rev {v}) "), 1);
+                assert_ne!(&raw_v, raw, "{id}");
                 let record = trialwatch::normalize::normalize_json(&raw_v).unwrap();
                 let canonical = record.canonical_bytes();
                 let changes = trialwatch::diff::diff(prev.as_ref(), &record);
