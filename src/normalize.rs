@@ -580,7 +580,7 @@ mod tests {
         assert!(matches!(e, NormalizeError::BadNctId(_)), "{e}");
         // The ID is canonicalized like every other NCT ID.
         let r = norm(study(
-            json!({"identificationModule":{"nctId":"nct2985775"}}),
+            json!({"identificationModule":{"nctId":"nct02985775"}}),
         ));
         assert_eq!(r.nct_id(), Some("NCT02985775"));
     }

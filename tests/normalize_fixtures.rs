@@ -371,8 +371,8 @@ fn first_import(record: &Record, at: DateTime<Utc>) -> VersionMeta {
 }
 
 /// The footer's last line of the reference page, used as the configured footer note.
-const NOTE: &str = "*This page is a raw mirror with no AI summary, no editorial enrichment, and no \
-                    Parkinson's-specific filtering.*";
+const NOTE: &str = "This page is a raw mirror with no AI summary, no editorial enrichment, and no \
+                    Parkinson's-specific filtering.";
 
 #[test]
 fn golden_mirror_page_matches_the_reference_byte_for_byte() {

@@ -37,8 +37,8 @@ pub struct PageOptions<'a> {
     /// The site's base URL; the page's own URL is `{base}/{NCT}.md`. `None` leaves out
     /// `canonical_url` and the footer's "Canonical" line (a local mirror has no public URL).
     pub canonical_base: Option<&'a str>,
-    /// The footer's last line, Markdown written as-is (the reference page uses an italic
-    /// disclaimer). `None` leaves it out.
+    /// The footer's last line, plain text set in italics like the other footer lines (as the
+    /// reference page's disclaimer). `None` leaves it out.
     pub footer_note: Option<&'a str>,
     /// "Recent Field Changes" covers changes detected in this many days before `now`.
     pub recent_days: u32,
@@ -256,7 +256,7 @@ pub fn mirror_page(
     }
     footer.push(format!("*Source data (authoritative): {ctgov_url}*"));
     if let Some(note) = opts.footer_note.map(str::trim).filter(|n| !n.is_empty()) {
-        footer.push(inline(note));
+        footer.push(format!("*{}*", inline(note.trim_matches('*'))));
     }
     blocks.push(footer.join("  \n"));
 
