@@ -1,4 +1,4 @@
-//! One daemon per data directory: an advisory lock (`flock`) on `<data_dir>/daemon.lock`,
+//! One daemon per data directory: an advisory lock (`flock`, through `fs4`) on `<data_dir>/daemon.lock`,
 //! held for the daemon's whole life and released by the kernel when it exits, however it
 //! exits, so a stale file never blocks a restart. The file's text names the holder's PID and
 //! its control socket, which is how the CLI finds a running daemon (the socket may live in
@@ -7,6 +7,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+// Fully qualified calls: std's own `File::try_lock` (Rust 1.89) is newer than our MSRV.
+use fs4::FileExt;
+use fs4::TryLockError;
 
 /// Name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "daemon.lock";
@@ -76,13 +80,13 @@ pub fn acquire(data_dir: &Path, socket: &Path) -> Result<DaemonLock, LockError> 
     // A CLI command probing the lock holds it for a moment: retry briefly before giving up.
     let mut tries = 0;
     loop {
-        match file.try_lock() {
+        match FileExt::try_lock(&file) {
             Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if tries < 20 => {
+            Err(TryLockError::WouldBlock) if tries < 20 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 return Err(LockError::Held {
@@ -90,7 +94,7 @@ pub fn acquire(data_dir: &Path, socket: &Path) -> Result<DaemonLock, LockError> 
                     holder: parse(&text),
                 });
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
     }
     file.set_len(0).map_err(io)?;
@@ -110,17 +114,17 @@ pub fn acquire(data_dir: &Path, socket: &Path) -> Result<DaemonLock, LockError> 
 pub fn holder(data_dir: &Path) -> Option<Holder> {
     let mut file = File::open(data_dir.join(LOCK_FILE)).ok()?;
     // A shared lock succeeds only when no daemon holds the exclusive one.
-    match file.try_lock_shared() {
+    match FileExt::try_lock_shared(&file) {
         Ok(()) => {
-            let _ = file.unlock();
+            let _ = FileExt::unlock(&file);
             None
         }
-        Err(std::fs::TryLockError::WouldBlock) => {
+        Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
             file.read_to_string(&mut text).ok()?;
             Some(parse(&text))
         }
-        Err(std::fs::TryLockError::Error(_)) => None,
+        Err(TryLockError::Error(_)) => None,
     }
 }
 

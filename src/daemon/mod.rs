@@ -512,9 +512,11 @@ where
             ids: watched,
         });
     }
-    if let (Some(ts), Some(done)) = (data_timestamp, state.complete_data_timestamp.as_deref())
-        && ts == done
-    {
+    let unmoved = match (data_timestamp, state.complete_data_timestamp.as_deref()) {
+        (Some(ts), Some(done)) if ts == done => Some(ts),
+        _ => None,
+    };
+    if let Some(ts) = unmoved {
         return Ok(if pending.is_empty() {
             Plan::Skip(format!(
                 "CT.gov's dataTimestamp {ts} has not moved since the last complete sync{}; \
@@ -571,17 +573,17 @@ mod ctgov_calls {
     use crate::ctgov::client::CtGovClient;
 
     /// `GET /api/v2/version` → `dataTimestamp`.
-    pub async fn data_timestamp(_client: &CtGovClient) -> anyhow::Result<String> {
-        anyhow::bail!("the CT.gov client cannot ask /version yet")
+    pub async fn data_timestamp(client: &CtGovClient) -> anyhow::Result<String> {
+        Ok(client.data_timestamp().await?)
     }
 
     /// Watched trials whose `LastUpdatePostDate` is on or after `since`.
     pub async fn changed_since(
-        _client: &CtGovClient,
-        _ids: Vec<NctId>,
-        _since: chrono::NaiveDate,
+        client: &CtGovClient,
+        ids: Vec<NctId>,
+        since: chrono::NaiveDate,
     ) -> anyhow::Result<Vec<NctId>> {
-        anyhow::bail!("the CT.gov client cannot ask for LastUpdatePostDate ranges yet")
+        Ok(client.fetch_updated_since(&ids, since).await?)
     }
 }
 
