@@ -1,0 +1,349 @@
+//! Black-box tests of `trialwatch daemon`: the real binary as a child process against the fake
+//! CT.gov server, with a cron that fires every second, a temporary data directory, and real
+//! signals (`kill -TERM`, `kill -HUP`). Every wait polls with a deadline instead of sleeping.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/fake_ctgov.rs"]
+mod fake_ctgov;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use env::{TestEnv, edit, fixture_as, stderr, stdout};
+use fake_ctgov::Fault;
+use serde_json::{Value, json};
+
+/// Fires every second.
+const EVERY_SECOND: &str = "[schedule]\ncron = \"* * * * * *\"\n";
+
+/// The daemon's own stop deadline (`daemon::DEFAULT_STOP_TIMEOUT`).
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running daemon; killed on drop if a test failed before stopping it.
+struct Daemon {
+    child: Child,
+    /// Its stderr (the log), kept in a file so a failing test can show it.
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &TestEnv) -> Daemon {
+        Self::start_with(env, |_| {})
+    }
+
+    fn start_with(env: &TestEnv, setup: impl FnOnce(&mut Command)) -> Daemon {
+        let log = env
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", fastrand::u32(..)));
+        let mut cmd = env.cmd(&["daemon", "--log-level", "trialwatch=debug,info"]);
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("RUNTIME_DIRECTORY");
+        setup(&mut cmd);
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
+    /// SIGTERM, then wait (at most the deadline plus slack) for the exit status.
+    fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let t0 = Instant::now();
+        self.signal("TERM");
+        let status = wait_for(
+            STOP_DEADLINE + Duration::from_secs(5),
+            "daemon exit",
+            || self.child.try_wait().unwrap(),
+        );
+        (status, t0.elapsed())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if std::thread::panicking() {
+                eprintln!("--- daemon log ---\n{}", self.log());
+            }
+        }
+    }
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or panic after `limit`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `trialwatch history NCT --json`, once it lists at least `n` versions.
+fn wait_versions(env: &TestEnv, d: &Daemon, nct: &str, n: usize) -> Value {
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{n} versions of {nct}"),
+        || {
+            let out = env.run(&["history", nct, "--json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let len = v
+                .as_array()
+                .or_else(|| v["versions"].as_array())
+                .map(|a| a.len())?;
+            (len >= n).then_some(v)
+        },
+    );
+    let _ = d;
+    serde_json::from_slice(&env.run(&["history", nct, "--json"]).stdout).unwrap()
+}
+
+/// `status --json` once the daemon answers it as running.
+fn wait_running(env: &TestEnv, d: &Daemon) -> Value {
+    wait_for(
+        Duration::from_secs(20),
+        "the daemon to answer `status`",
+        || {
+            let out = env.run(&["status", "--json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["daemon"]["running"] == json!(true)).then_some(v)
+        },
+    )
+    .tap(|v| assert_eq!(v["daemon"]["pid"], json!(d.pid()), "{v}"))
+}
+
+trait Tap: Sized {
+    fn tap(self, f: impl FnOnce(&Self)) -> Self {
+        f(&self);
+        self
+    }
+}
+impl<T> Tap for T {}
+
+fn write_config(env: &TestEnv, watch: &[&str]) {
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let ids: Vec<String> = watch.iter().map(|s| format!("{s:?}")).collect();
+    let start = text.find("nct_ids = [").unwrap();
+    let end = start + text[start..].find(']').unwrap() + 1;
+    let new = format!(
+        "{}nct_ids = [{}]{}",
+        &text[..start],
+        ids.join(", "),
+        &text[end..]
+    );
+    std::fs::write(&env.config, new).unwrap();
+}
+
+/// The daemon syncs on schedule, every CLI command works through it while it runs (`history`,
+/// `watch add`, `status`), a record changed on CT.gov (with a new `dataTimestamp`) becomes a new
+/// version through an incremental `LastUpdatePostDate` query, and SIGTERM stops it with exit 0
+/// and a consistent store.
+#[test]
+fn daemon_syncs_on_schedule_and_serves_cli_commands() {
+    let a = "NCT09000001";
+    let env = TestEnv::with_config(&[a], "", EVERY_SECOND);
+    let v1 = fixture_as("NCT03418623.json", a);
+    env.server.put_study(v1.clone());
+    let mut d = Daemon::start(&env);
+    let st = wait_running(&env, &d);
+    assert_eq!(st["outbox"]["pending"], Value::Null, "{st}");
+
+    wait_versions(&env, &d, a, 1);
+    let st = env.json(&["status", "--json"]);
+    assert!(st["last_sync"]["requested"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["next_sync"].is_string(), "{st}");
+    assert_eq!(
+        st["ctgov_data_timestamp"],
+        json!("2026-09-04T09:00:06"),
+        "{st}"
+    );
+    let text = env.ok(&["status"]);
+    assert!(
+        text.contains(&format!("daemon: running (PID {}", d.pid())),
+        "{text}"
+    );
+
+    // CT.gov posts a change today and loads it: the daemon asks only for what moved.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let v2 = edit(&v1, |p| {
+        p["statusModule"]["overallStatus"] = json!("TERMINATED");
+        p["statusModule"]["lastUpdatePostDateStruct"]["date"] = json!(today);
+    });
+    env.server.put_study(v2);
+    env.server.set_data_timestamp("2026-09-05T09:00:05");
+    wait_versions(&env, &d, a, 2);
+    assert!(
+        env.server
+            .requests()
+            .iter()
+            .any(|r| r.contains("filter.advanced") && r.contains("LastUpdatePostDate")),
+        "no incremental query was sent: {:?}",
+        env.server.requests()
+    );
+    let diff = env.ok(&["diff", a]);
+    assert!(diff.contains("TERMINATED"), "{diff}");
+
+    // Writing commands work too, through the daemon.
+    let b = "NCT09000002";
+    env.server.put_study(fixture_as("NCT06171568.json", b));
+    let out = env.ok(&["watch", "add", b]);
+    assert!(out.contains(&format!("watching {b}")), "{out}");
+    wait_versions(&env, &d, b, 1);
+    // A command's failure keeps its exit code and message through the socket.
+    let out = env.run(&["history", "NCT09999999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("NCT09999999"), "{}", stderr(&out));
+
+    let (status, took) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(took < STOP_DEADLINE, "took {took:?}");
+    let out = env.run(&["verify"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // With no daemon the CLI opens the store itself.
+    let st = env.json(&["status", "--json"]);
+    assert_eq!(st["daemon"]["running"], json!(false), "{st}");
+}
+
+/// SIGHUP re-reads the configuration: a broken file is reported and the old one kept; a new
+/// watch list is picked up and its new trial synced (even though CT.gov's data did not move).
+#[test]
+fn sighup_reloads_the_watch_list_and_keeps_a_good_config_over_a_broken_one() {
+    let (a, b) = ("NCT09000011", "NCT09000012");
+    let env = TestEnv::with_config(&[a], "", EVERY_SECOND);
+    env.server.put_study(fixture_as("NCT06171568.json", a));
+    env.server.put_study(fixture_as("NCT03418623.json", b));
+    let mut d = Daemon::start(&env);
+    wait_running(&env, &d);
+    wait_versions(&env, &d, a, 1);
+
+    let good = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("{good}\n[schedule]\ncron = \"bad\"\n")).unwrap();
+    d.signal("HUP");
+    wait_for(
+        Duration::from_secs(10),
+        "the reload error in the log",
+        || {
+            d.log()
+                .contains("could not be reloaded; keeping the one in use")
+                .then_some(())
+        },
+    );
+    assert!(d.log().contains("schedule"), "{}", d.log());
+    // Still running, on the old config.
+    assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log());
+
+    std::fs::write(&env.config, &good).unwrap();
+    write_config(&env, &[a, b]);
+    d.signal("HUP");
+    wait_versions(&env, &d, b, 1);
+    assert!(d.log().contains("configuration reloaded"), "{}", d.log());
+}
+
+/// SIGTERM while a sync is fetching: the fetch is abandoned, the store writes already made
+/// are kept, the daemon exits 0 well within its deadline, and `trialwatch verify` is clean.
+#[test]
+fn sigterm_during_a_sync_exits_zero_within_the_deadline_and_leaves_the_store_consistent() {
+    // 150 trials = two batches of 100 and 50; the second batch's request hangs.
+    let ids: Vec<String> = (1..=150).map(|n| format!("NCT091{n:05}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let env = TestEnv::with_config(&refs, "", EVERY_SECOND);
+    let raw = fixture_as("NCT06171568.json", "NCT09199999");
+    for id in &ids {
+        env.server.put_study(raw.replace("NCT09199999", id));
+    }
+    env.server
+        .push_fault_for("NCT09100101", Fault::Delay(Duration::from_secs(4)));
+    let mut d = Daemon::start(&env);
+    wait_for(Duration::from_secs(20), "the second batch request", || {
+        env.server
+            .requests()
+            .iter()
+            .any(|r| r.contains("NCT09100101"))
+            .then_some(())
+    });
+    let (status, took) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    assert!(took < STOP_DEADLINE, "took {took:?}\n{}", d.log());
+    let out = env.run(&["verify", "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["problems"], json!([]), "{rep}");
+    assert!(
+        d.log().contains("scheduled sync abandoned for shutdown"),
+        "{}",
+        d.log()
+    );
+}
+
+/// With `NOTIFY_SOCKET` set the daemon tells systemd `READY=1` (with a STATUS), sends
+/// `WATCHDOG=1` at half `WATCHDOG_USEC`, and `STOPPING=1` on SIGTERM. A second daemon on the
+/// same data directory is refused with a message naming the first one's PID.
+#[test]
+fn notify_protocol_and_one_daemon_per_data_directory() {
+    let env = TestEnv::with_config(&[], "", EVERY_SECOND);
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut d = Daemon::start_with(&env, |c| {
+        c.env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "400000");
+    });
+    let mut seen = Vec::<String>::new();
+    let recv_until = |pred: &dyn Fn(&str) -> bool, what: &str, seen: &mut Vec<String>| {
+        wait_for(Duration::from_secs(20), what, || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = sock.recv(&mut buf) {
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            seen.iter().any(|m| pred(m)).then_some(())
+        })
+    };
+    recv_until(&|m| m.starts_with("READY=1\nSTATUS="), "READY=1", &mut seen);
+    recv_until(&|m| m == "WATCHDOG=1", "WATCHDOG=1", &mut seen);
+
+    let second = env.run(&["daemon"]);
+    assert_eq!(second.status.code(), Some(1));
+    let msg = stderr(&second);
+    assert!(
+        msg.contains(&format!(
+            "another trialwatch daemon (PID {}) already runs",
+            d.pid()
+        )),
+        "{msg}"
+    );
+
+    let (status, _) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    recv_until(&|m| m.starts_with("STOPPING=1"), "STOPPING=1", &mut seen);
+    assert!(!Path::new(&env.data_dir().join("control.sock")).exists());
+}
