@@ -218,6 +218,9 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     let out = env.ok(&["watch", "add", b]);
     assert!(out.contains(&format!("watching {b}")), "{out}");
     wait_versions(&env, &d, b, 1);
+    // `sync` runs in the daemon too, one at a time with the scheduled syncs.
+    let out = env.ok(&["sync"]);
+    assert!(out.contains("synced 2 trials"), "{out}");
     // A command's failure keeps its exit code and message through the socket.
     let out = env.run(&["history", "NCT09999999"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -312,24 +315,30 @@ fn notify_protocol_and_one_daemon_per_data_directory() {
     let env = TestEnv::with_config(&[], "", EVERY_SECOND);
     let sock_path = env.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    // Read every datagram as it comes, like systemd does.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+    }
     let mut d = Daemon::start_with(&env, |c| {
         c.env("NOTIFY_SOCKET", &sock_path)
             .env("WATCHDOG_USEC", "400000");
     });
-    let mut seen = Vec::<String>::new();
-    let recv_until = |pred: &dyn Fn(&str) -> bool, what: &str, seen: &mut Vec<String>| {
+    let recv_until = |pred: &dyn Fn(&str) -> bool, what: &str| {
         wait_for(Duration::from_secs(20), what, || {
-            let mut buf = [0u8; 4096];
-            if let Ok(n) = sock.recv(&mut buf) {
-                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-            seen.iter().any(|m| pred(m)).then_some(())
+            seen.lock().unwrap().iter().any(|m| pred(m)).then_some(())
         })
     };
-    recv_until(&|m| m.starts_with("READY=1\nSTATUS="), "READY=1", &mut seen);
-    recv_until(&|m| m == "WATCHDOG=1", "WATCHDOG=1", &mut seen);
+    recv_until(&|m| m.starts_with("READY=1\nSTATUS="), "READY=1");
+    recv_until(&|m| m == "WATCHDOG=1", "WATCHDOG=1");
 
     let second = env.run(&["daemon"]);
     assert_eq!(second.status.code(), Some(1));
@@ -344,6 +353,112 @@ fn notify_protocol_and_one_daemon_per_data_directory() {
 
     let (status, _) = d.terminate();
     assert_eq!(status.code(), Some(0), "{}", d.log());
-    recv_until(&|m| m.starts_with("STOPPING=1"), "STOPPING=1", &mut seen);
+    recv_until(&|m| m.starts_with("STOPPING=1"), "STOPPING=1");
     assert!(!Path::new(&env.data_dir().join("control.sock")).exists());
+}
+
+/// CPU seconds (utime + stime) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+/// A `/proc/PID/status` value in kB (`VmRSS`, `VmHWM`).
+fn proc_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The `## Daemon` figures of BENCHMARKS.md (run by `benches/daemon_idle.sh`, not by CI):
+/// 10,000 watched trials synced from the fake CT.gov, then the daemon's idle RSS and CPU,
+/// (a) right after that sync in the same process and (b) after a restart on the full store.
+/// `TRIALWATCH_BENCH_BIN` picks the binary (the script passes the release build).
+#[test]
+#[ignore = "benchmark: run benches/daemon_idle.sh"]
+fn idle_footprint_with_10000_trials() {
+    let n = 10_000;
+    let idle_secs: u64 = std::env::var("IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let ids: Vec<String> = (1..=n).map(|i| format!("NCT08{i:06}")).collect();
+    // A daily cron firing 4 s from now: one full sync, then nothing but idling.
+    let fire = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let cron = fire
+        .format("[schedule]\ncron = \"%S %M %H * * *\"\n")
+        .to_string();
+    let env = TestEnv::with_config(&[], "", &cron);
+    let list = env.dir.path().join("watch.txt");
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "nct_ids = []",
+        &format!("nct_ids = []\nnct_file = {list:?}"),
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let raw = fixture_as("NCT06171568.json", "NCT08999999");
+    for id in &ids {
+        env.server.put_study(raw.replace("NCT08999999", id));
+    }
+    let bin = std::env::var("TRIALWATCH_BENCH_BIN").unwrap_or_else(|_| env::BIN.to_string());
+    let start = |log: &str| {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--config")
+            .arg(&env.config)
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(env.dir.path().join(log)).unwrap())
+            .env_remove("NOTIFY_SOCKET");
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log: env.dir.path().join(log),
+        }
+    };
+    let measure = |d: &Daemon, label: &str| {
+        std::thread::sleep(Duration::from_secs(3));
+        let c0 = cpu_seconds(d.pid());
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(idle_secs));
+        let cpu = cpu_seconds(d.pid()) - c0;
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "BENCH {label}: VmRSS {:.1} MB, VmHWM {:.1} MB, idle CPU {:.3} s over {:.0} s ({:.3} %)",
+            proc_kb(d.pid(), "VmRSS") as f64 / 1024.0,
+            proc_kb(d.pid(), "VmHWM") as f64 / 1024.0,
+            cpu,
+            secs,
+            100.0 * cpu / secs
+        );
+    };
+
+    let mut d = start("daemon-1.log");
+    let t0 = Instant::now();
+    let st = wait_for(Duration::from_secs(600), "the 10,000-trial sync", || {
+        let v: Value = serde_json::from_slice(&env.run(&["status", "--json"]).stdout).ok()?;
+        (v["last_sync"]["requested"] == json!(n)).then_some(v)
+    });
+    println!(
+        "BENCH sync of {n} trials: {} ms in the daemon ({:.1} s until `status` showed it), \
+         {} new versions, {} failed, store {:.1} MB",
+        st["last_sync"]["duration_ms"],
+        t0.elapsed().as_secs_f64(),
+        st["last_sync"]["new_versions"],
+        st["last_sync"]["failed"].as_array().map_or(0, Vec::len),
+        st["store"]["size_bytes"].as_f64().unwrap_or(0.0) / 1e6
+    );
+    measure(&d, "idle after the sync, same process");
+    assert_eq!(d.terminate().0.code(), Some(0));
+
+    let d = start("daemon-2.log");
+    wait_running(&env, &d);
+    measure(&d, "idle after a restart on the 10,000-trial store");
 }

@@ -602,7 +602,9 @@ fn start_scheduled_sync(
             g = shared.sync_lock.clone().lock_owned() => g,
             _ = cancel.wait_for(|c| *c) => { let _ = done_tx.send(()); return; }
         };
-        let started = Utc::now();
+        // The detection time of new versions: `clock::now()` like `trialwatch sync` (tests may
+        // freeze it); the timetable itself always runs on the real wall clock.
+        let started = crate::clock::now();
         shared.update_state(|s| s.sync_running_since = Some(started));
         shared.notifier.status(&shared.status_line());
         let (tx, rx) = oneshot::channel();

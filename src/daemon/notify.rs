@@ -9,6 +9,9 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Longest wait for room in the receiver's queue before a notification is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// Where the notifications go.
 #[derive(Debug, Clone)]
 enum Target {
@@ -42,7 +45,7 @@ impl Notifier {
                 );
                 return None;
             };
-            match UnixDatagram::unbound() {
+            match sender_socket() {
                 Ok(sock) => Some((sock, target)),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot create a socket to notify systemd");
@@ -111,6 +114,14 @@ impl Notifier {
     }
 }
 
+/// The sending socket. A receiver that stops reading must not stall the daemon: once its
+/// queue is full a send waits at most [`SEND_TIMEOUT`], then the message is dropped.
+fn sender_socket() -> std::io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.set_write_timeout(Some(SEND_TIMEOUT))?;
+    Ok(s)
+}
+
 /// A STATUS value must stay on one line: a newline would start another key.
 fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
@@ -133,6 +144,24 @@ mod tests {
         let mut buf = [0u8; 256];
         let len = rx.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"READY=1\nSTATUS=next sync at 13:30");
+    }
+
+    /// Regression: a receiver that stops reading (its queue holds ~10 datagrams) once blocked
+    /// `send` forever and with it the daemon's main loop; now each send gives up quickly.
+    #[test]
+    fn a_receiver_that_does_not_read_never_blocks_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let _rx = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier {
+            target: Some((sender_socket().unwrap(), Target::Path(path))),
+            watchdog: None,
+        };
+        let t0 = std::time::Instant::now();
+        for _ in 0..30 {
+            n.watchdog();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     }
 
     #[test]
