@@ -138,7 +138,7 @@ impl Executor for CliExecutor {
             return Err("a daemon already runs on this data directory".into());
         }
         Ok(Job {
-            is_sync: matches!(command, Command::Sync { .. }),
+            exclusive: matches!(command, Command::Sync { .. } | Command::Verify { .. }),
             run: Box::new(move |cfg, store, out| {
                 let ctx = Ctx::new(cfg.clone(), Some(store.clone()));
                 execute(command, &ctx, out).map(code_of)

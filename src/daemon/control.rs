@@ -54,8 +54,9 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 
 /// A command parsed from forwarded arguments, ready to run against the daemon's store.
 pub struct Job {
-    /// `sync` runs one at a time with the daemon's own scheduled syncs.
-    pub is_sync: bool,
+    /// Runs alone with respect to syncs (the daemon's scheduled ones and forwarded `sync`):
+    /// `sync` itself, and `verify`, which must not see a sync half-way.
+    pub exclusive: bool,
     /// Runs the command, writing its output; returns the exit code, or the error to print.
     #[allow(clippy::type_complexity)]
     pub run: Box<dyn FnOnce(&Config, &Store, &mut dyn Write) -> anyhow::Result<u8> + Send>,
@@ -97,7 +98,7 @@ pub struct Serving {
     /// The current configuration (replaced on SIGHUP).
     pub config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
     pub store: Store,
-    /// Held while a `sync` runs, shared with the scheduled syncs.
+    /// Held while a sync (or another exclusive command) runs, shared with the scheduled syncs.
     pub sync_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -126,7 +127,7 @@ pub fn handle(mut stream: UnixStream, serving: &Serving) {
         Err(msg) => return finish(&mut stream, Some(&msg), 1),
     };
     tracing::debug!(command = ?args, "running a forwarded command");
-    let _guard = job.is_sync.then(|| serving.sync_lock.blocking_lock());
+    let _guard = job.exclusive.then(|| serving.sync_lock.blocking_lock());
     let cfg = (serving.config)();
     let result = {
         let mut out = std::io::BufWriter::new(FrameWriter {
