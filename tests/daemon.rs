@@ -392,12 +392,7 @@ fn idle_footprint_with_10000_trials() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let ids: Vec<String> = (1..=n).map(|i| format!("NCT08{i:06}")).collect();
-    // A daily cron firing 4 s from now: one full sync, then nothing but idling.
-    let fire = chrono::Utc::now() + chrono::Duration::seconds(4);
-    let cron = fire
-        .format("[schedule]\ncron = \"%S %M %H * * *\"\n")
-        .to_string();
-    let env = TestEnv::with_config(&[], "", &cron);
+    let env = TestEnv::with_config(&[], "", "");
     let list = env.dir.path().join("watch.txt");
     std::fs::write(&list, ids.join("\n")).unwrap();
     let text = std::fs::read_to_string(&env.config).unwrap().replace(
@@ -409,6 +404,9 @@ fn idle_footprint_with_10000_trials() {
     for id in &ids {
         env.server.put_study(raw.replace("NCT08999999", id));
     }
+    // Every second until the sync is done, then (SIGHUP) once a year: nothing but idling.
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("{base}{EVERY_SECOND}")).unwrap();
     let bin = std::env::var("TRIALWATCH_BENCH_BIN").unwrap_or_else(|_| env::BIN.to_string());
     let start = |log: &str| {
         let mut cmd = Command::new(&bin);
@@ -443,6 +441,7 @@ fn idle_footprint_with_10000_trials() {
     let mut d = start("daemon-1.log");
     let t0 = Instant::now();
     let st = wait_for(Duration::from_secs(600), "the 10,000-trial sync", || {
+        std::thread::sleep(Duration::from_millis(500));
         let v: Value = serde_json::from_slice(&env.run(&["status", "--json"]).stdout).ok()?;
         (v["last_sync"]["requested"] == json!(n)).then_some(v)
     });
@@ -455,6 +454,15 @@ fn idle_footprint_with_10000_trials() {
         st["last_sync"]["failed"].as_array().map_or(0, Vec::len),
         st["store"]["size_bytes"].as_f64().unwrap_or(0.0) / 1e6
     );
+    std::fs::write(
+        &env.config,
+        format!("{base}[schedule]\ncron = \"0 0 0 1 1 *\"\n"),
+    )
+    .unwrap();
+    d.signal("HUP");
+    wait_for(Duration::from_secs(30), "the reload", || {
+        d.log().contains("configuration reloaded").then_some(())
+    });
     measure(&d, "idle after the sync, same process");
     assert_eq!(d.terminate().0.code(), Some(0));
 
