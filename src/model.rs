@@ -315,19 +315,39 @@ mod tests {
 
     #[test]
     fn nct_ids_are_canonicalized() {
-        assert_eq!("NCT02985775".parse::<NctId>().unwrap().as_str(), "NCT02985775");
-        assert_eq!("nct2985775".parse::<NctId>().unwrap().as_str(), "NCT02985775");
-        assert_eq!(" NCT00000001 ".parse::<NctId>().unwrap().as_str(), "NCT00000001");
+        assert_eq!(
+            "NCT02985775".parse::<NctId>().unwrap().as_str(),
+            "NCT02985775"
+        );
+        assert_eq!(
+            "nct2985775".parse::<NctId>().unwrap().as_str(),
+            "NCT02985775"
+        );
+        assert_eq!(
+            " NCT00000001 ".parse::<NctId>().unwrap().as_str(),
+            "NCT00000001"
+        );
     }
 
     #[test]
     fn malformed_nct_ids_are_rejected_with_a_hint() {
         for bad in [
-            "", "NCT", "NCT0", "NCT123456789", "XYZ02985775", "NCT0298577a", "12345678", "NCT-1234",
+            "",
+            "NCT",
+            "NCT0",
+            "NCT123456789",
+            "XYZ02985775",
+            "NCT0298577a",
+            "12345678",
+            "NCT-1234",
             "ÑCT1234",
         ] {
             let err = bad.parse::<NctId>().unwrap_err();
-            assert!(err.to_string().contains("expected `NCT` followed by 8 digits"), "{bad}");
+            assert!(
+                err.to_string()
+                    .contains("expected `NCT` followed by 8 digits"),
+                "{bad}"
+            );
         }
     }
 
@@ -356,7 +376,10 @@ mod tests {
         r.set("status.overallStatus", Value::from("RECRUITING"));
         assert_eq!(r.overall_status(), Some("RECRUITING"));
         assert_eq!(r.fields().count(), 1);
-        assert_eq!(r.remove("status.overallStatus"), Some(Value::from("RECRUITING")));
+        assert_eq!(
+            r.remove("status.overallStatus"),
+            Some(Value::from("RECRUITING"))
+        );
         assert!(r.0.is_empty());
     }
 }
