@@ -14,6 +14,8 @@
 //! - [`store`]: versioned snapshots in sled; the only module that knows sled.
 //! - [`render`]: the Markdown mirror page and terminal output.
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.
+//! - [`notify`]: alert delivery by email (lettre) and signed webhooks (reqwest).
+//! - [`severity`]: how much a change matters (placeholder until the real module lands).
 //! - [`cli`]: command-line parsing and the commands.
 
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod ctgov;
 pub mod diff;
 pub mod model;
 pub mod normalize;
+pub mod notify;
 pub mod render;
 pub mod schema;
 pub mod severity;
