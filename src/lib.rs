@@ -14,6 +14,8 @@
 //! - [`store`]: versioned snapshots in sled; the only module that knows sled.
 //! - [`render`]: the Markdown mirror page and terminal output.
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.
+//! - [`notify`]: alert delivery by email (lettre) and signed webhooks (reqwest).
+//! - [`severity`]: how much a change matters (placeholder until the real module lands).
 //! - [`daemon`]: the long-running service: schedule, signals, systemd notify, control socket.
 //! - [`cli`]: command-line parsing and the commands.
 
@@ -25,6 +27,7 @@ pub mod daemon;
 pub mod diff;
 pub mod model;
 pub mod normalize;
+pub mod notify;
 pub mod render;
 pub mod schema;
 pub mod severity;
