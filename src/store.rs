@@ -264,6 +264,9 @@ impl Store {
             .cache_capacity(32 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
             .flush_every_ms(Some(500))
+            // sled replays the log written since its last snapshot on every open; a snapshot
+            // every 20k operations (default 1M) keeps `trialwatch history` quick on a large store.
+            .snapshot_after_ops(20_000)
             .open()
             .map_err(open_err)?;
         let store = Store {
