@@ -28,8 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_trialwatch");
 /// Fixture files and how many of every 1,000 generated trials use each. The weights give a mean
 /// near the registry's ~30 KB with the 1.5 MB PALLAS record at 1 in 1,000.
 const MIX: &[(&str, u32)] = &[
-    ("NCT00973089.json", 170), // 7 KB
-    ("NCT03418623.json", 170), // 9 KB
+    ("NCT00973089.json", 140), // 7 KB
+    ("NCT03418623.json", 150), // 9 KB
     ("NCT03475563.json", 120), // 10 KB
     ("NCT06171568.json", 120), // 11 KB
     ("NCT04207047.json", 100), // 14 KB
@@ -37,8 +37,8 @@ const MIX: &[(&str, u32)] = &[
     ("NCT03630471.json", 80),  // 36 KB
     ("NCT00763412.json", 60),  // 43 KB
     ("NCT03064438.json", 50),  // 62 KB
-    ("NCT02210780.json", 30),  // 98 KB
-    ("NCT02552212.json", 19),  // 151 KB
+    ("NCT02210780.json", 55),  // 98 KB
+    ("NCT02552212.json", 44),  // 151 KB
     ("NCT02513394.json", 1),   // 1.5 MB
 ];
 
@@ -269,6 +269,7 @@ fn main() {
                             .timestamp_opt(1_700_000_000 + (v as i64) * 86_400, 0)
                             .unwrap(),
                         resolved_id: None,
+                        source_fingerprint: None,
                     })
                     .unwrap();
                 prev = Some(record);

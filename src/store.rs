@@ -116,6 +116,10 @@ pub struct TrialState {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<DateTime<Utc>>,
+    /// `normalize::source_fingerprint` of the last study fetched whole: when the next fetch has
+    /// the same, the record is unchanged and need not be normalized again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_fingerprint: Option<String>,
 }
 
 /// An entry of the watch list that `trialwatch watch add` keeps in the store.
@@ -136,6 +140,8 @@ pub struct NewVersion<'a> {
     pub changes: Vec<FieldChange>,
     pub detected_at: DateTime<Utc>,
     pub resolved_id: Option<NctId>,
+    /// `normalize::source_fingerprint` of `raw`, kept for the next sync's fast path.
+    pub source_fingerprint: Option<String>,
 }
 
 /// SHA-256 hex of a record's canonical bytes.
@@ -351,6 +357,7 @@ impl Store {
             resolved_id: nv.resolved_id,
             last_error: None,
             last_error_at: None,
+            source_fingerprint: nv.source_fingerprint,
         };
         let mut batch = sled::Batch::default();
         batch.insert(key(b't', nv.nct), to_json(&state));
@@ -382,15 +389,20 @@ impl Store {
     }
 
     /// Record that a sync fetched `nct` whole and found it unchanged.
+    /// `fingerprint`: the fetched study's `normalize::source_fingerprint`, when known.
     pub fn mark_seen(
         &self,
         nct: &NctId,
         at: DateTime<Utc>,
         resolved_id: Option<NctId>,
+        fingerprint: Option<String>,
     ) -> Result<()> {
         if let Some(mut t) = self.trial(nct)? {
             t.last_seen_at = at;
             t.resolved_id = resolved_id;
+            if fingerprint.is_some() {
+                t.source_fingerprint = fingerprint;
+            }
             t.last_error = None;
             t.last_error_at = None;
             self.db.insert(key(b't', nct), to_json(&t))?;
@@ -409,6 +421,7 @@ impl Store {
             resolved_id: None,
             last_error: None,
             last_error_at: None,
+            source_fingerprint: None,
         });
         t.last_error = Some(error.to_string());
         t.last_error_at = Some(at);
@@ -685,6 +698,7 @@ mod tests {
                         "2026-02-01T00:00:00Z"
                     }),
                     resolved_id: None,
+                    source_fingerprint: None,
                 })
                 .unwrap();
             assert_eq!(v, i as u32 + 1);
@@ -739,6 +753,7 @@ mod tests {
                 changes: vec![],
                 detected_at: t("2026-01-01T00:00:00Z"),
                 resolved_id: None,
+                source_fingerprint: None,
             })
             .unwrap();
         store
@@ -748,7 +763,7 @@ mod tests {
         assert_eq!(st.latest_version, 1);
         assert_eq!(st.last_error.as_deref(), Some("boom"));
         store
-            .mark_seen(&nct, t("2026-01-03T00:00:00Z"), None)
+            .mark_seen(&nct, t("2026-01-03T00:00:00Z"), None, None)
             .unwrap();
         let st = store.trial(&nct).unwrap().unwrap();
         assert_eq!(st.last_seen_at, t("2026-01-03T00:00:00Z"));
@@ -784,6 +799,7 @@ mod tests {
                     }],
                     detected_at: t("2026-01-01T00:00:00Z"),
                     resolved_id: None,
+                    source_fingerprint: None,
                 })
                 .unwrap();
             assert_eq!(n, v);
