@@ -33,6 +33,7 @@ fn synced(store: &Store, id: &str) {
             changes: vec![],
             detected_at: t(1),
             resolved_id: None,
+            source_fingerprint: None,
         })
         .unwrap();
 }
