@@ -357,6 +357,24 @@ fn notify_protocol_and_one_daemon_per_data_directory() {
     assert!(!Path::new(&env.data_dir().join("control.sock")).exists());
 }
 
+/// `check-config` shows the schedule and its next three fire times (UTC), and a bad cron
+/// expression is an error naming the key and a valid example.
+#[test]
+fn check_config_prints_the_next_three_fire_times() {
+    let env = TestEnv::with_config(&[], "", "[schedule]\ncron = \"0 30 13 * * *\"\n");
+    let out = env.ok(&["check-config"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("schedule:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(line.matches("13:30:00 UTC").count(), 3, "{line}");
+
+    let env = TestEnv::with_config(&[], "", "[schedule]\ncron = \"30 13 * * *\"\n");
+    let out = env.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("`schedule.cron`"), "{}", stderr(&out));
+}
+
 /// CPU seconds (utime + stime) a process has used, from `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
