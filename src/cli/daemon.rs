@@ -211,6 +211,7 @@ pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Resu
         ctgov_data_timestamp_checked_at: state.data_timestamp_checked_at,
         last_full_sync: state.last_full_at,
         last_decision: state.last_decision.clone(),
+        // HOOK for the outbox branch: fill both from `outbox::outbox_counts(&store)`.
         outbox: OutboxStatus {
             pending: None,
             dead: None,

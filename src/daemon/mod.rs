@@ -106,6 +106,8 @@ struct Shared {
     /// In-memory copy of the bookkeeping; every change is written through to the store.
     state: Mutex<DaemonState>,
     notifier: notify::Notifier,
+    /// Set while an outbox delivery pass runs, so timer and post-sync passes never overlap.
+    delivering: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -201,6 +203,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         sync_lock: Arc::new(tokio::sync::Mutex::new(())),
         state: Mutex::new(state.clone()),
         notifier,
+        delivering: std::sync::atomic::AtomicBool::new(false),
     });
 
     let listener = bind_control(&socket)?;
@@ -279,7 +282,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
             }
             _ = async { if let Some(rx) = running.as_mut() { let _ = rx.await; } }, if running.is_some() => {
                 running = None;
-                deliver_outbox(&shared).await;
+                deliver_outbox(&shared);
                 shared.notifier.status(&shared.status_line());
             }
             _ = tokio::time::sleep(sleep_for) => {
@@ -302,7 +305,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
             }
             _ = outbox_timer.tick() => {
                 if running.is_none() {
-                    deliver_outbox(&shared).await;
+                    deliver_outbox(&shared);
                 }
             }
             _ = watchdog_timer.tick(), if watchdog_on => shared.notifier.watchdog(),
@@ -434,10 +437,27 @@ fn reload(shared: &Shared, opts: &Options) {
     }
 }
 
-/// Deliver what the outbox owes: called after each sync and every [`OUTBOX_INTERVAL`].
+/// Start delivering what the outbox owes, unless a delivery is already running: called after
+/// each sync and every [`OUTBOX_INTERVAL`]. Runs as its own task so a slow SMTP server never
+/// holds up the main loop (and with it the systemd watchdog). On shutdown an unfinished
+/// delivery is simply dropped: an alert leaves the outbox only once its receiver accepted it.
+fn deliver_outbox(shared: &Arc<Shared>) {
+    if shared.delivering.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        deliver_outbox_once(&shared).await;
+        shared.delivering.store(false, Ordering::SeqCst);
+    });
+}
+
+/// One delivery pass.
 ///
-/// HOOK for the outbox branch: until it lands there is nothing to deliver.
-async fn deliver_outbox(_shared: &Arc<Shared>) {}
+/// HOOK for the outbox branch: call `outbox::deliver_due(&shared.store, &notifier, &subs,
+/// &cfg.alerts, Utc::now())` here (subscriptions loaded from `shared.config()` and the
+/// store) and log its report; until it lands there is nothing to deliver.
+async fn deliver_outbox_once(_shared: &Shared) {}
 
 /// What kind of fetch a scheduled run decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
