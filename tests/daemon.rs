@@ -271,8 +271,9 @@ fn sighup_reloads_the_watch_list_and_keeps_a_good_config_over_a_broken_one() {
     assert!(d.log().contains("configuration reloaded"), "{}", d.log());
 }
 
-/// SIGTERM while a sync is fetching: the fetch is abandoned, the store writes already made
-/// are kept, the daemon exits 0 well within its deadline, and `trialwatch verify` is clean.
+/// A sync still running at the next fire times is not started twice. SIGTERM while it is
+/// fetching: the fetch is abandoned, the store writes already made are kept, the daemon exits 0
+/// well within its deadline, and `trialwatch verify` is clean.
 #[test]
 fn sigterm_during_a_sync_exits_zero_within_the_deadline_and_leaves_the_store_consistent() {
     // 150 trials = two batches of 100 and 50; the second batch's request hangs.
@@ -293,6 +294,18 @@ fn sigterm_during_a_sync_exits_zero_within_the_deadline_and_leaves_the_store_con
             .any(|r| r.contains("NCT09100101"))
             .then_some(())
     });
+    // The next fire times come while this sync hangs: none starts a second one.
+    wait_for(
+        Duration::from_secs(10),
+        "a fire time during the sync",
+        || d.log().contains("not starting another").then_some(()),
+    );
+    assert_eq!(
+        d.log().matches("scheduled sync started").count(),
+        1,
+        "{}",
+        d.log()
+    );
     let (status, took) = d.terminate();
     assert_eq!(status.code(), Some(0), "{}", d.log());
     assert!(took < STOP_DEADLINE, "took {took:?}\n{}", d.log());
