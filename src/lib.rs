@@ -13,6 +13,8 @@
 //! - [`store`]: versioned snapshots in sled; the only module that knows sled.
 //! - [`render`]: the Markdown mirror page and terminal output.
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.
+//! - [`notify`]: alert delivery by email (lettre) and signed webhooks (reqwest).
+//! - [`severity`]: how much a change matters (placeholder until the real module lands).
 //! - [`cli`]: command-line parsing and the commands.
 
 pub mod cli;
@@ -22,7 +24,9 @@ pub mod ctgov;
 pub mod diff;
 pub mod model;
 pub mod normalize;
+pub mod notify;
 pub mod render;
 pub mod schema;
+pub mod severity;
 pub mod store;
 pub mod sync;
