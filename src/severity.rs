@@ -43,3 +43,32 @@ impl FromStr for Severity {
         }
     }
 }
+
+/// Placeholder with the agreed signature until the diff branch's rules replace this file:
+/// status changes are notable (critical when the trial stopped), everything else minor.
+pub fn assess(
+    change: &crate::model::FieldChange,
+    _old: Option<&crate::model::Record>,
+    _new: &crate::model::Record,
+) -> (Severity, String) {
+    let brief = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "∅".to_string(),
+    };
+    let summary = format!(
+        "{} {} → {}",
+        change.path,
+        brief(&change.old),
+        brief(&change.new)
+    );
+    let sev = match change.path.as_str() {
+        "status.overallStatus" => match change.new.as_ref().and_then(|v| v.as_str()) {
+            Some("TERMINATED" | "SUSPENDED" | "WITHDRAWN") => Severity::Critical,
+            _ => Severity::Notable,
+        },
+        "outcomes.primary" => Severity::Critical,
+        _ => Severity::Minor,
+    };
+    (sev, summary)
+}
