@@ -17,6 +17,14 @@
 //! | `c` time NCT ver | empty: index of versions by detection time (µs since epoch, BE), for `changes` |
 //! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
 //! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
+//! | `S` sub | [`Subscription`] JSON: subscriptions added with `trialwatch subscribe` |
+//! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
+//! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
+//! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
+//!
+//! Outbox entries are small: they reference the stored version and the matching paths, and the
+//! alert is rendered from the stored version at delivery time. The entry key (and so the alert's
+//! idempotency key) is derived from subscription, trial and version, so enqueueing is idempotent.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{FieldChange, NctId, Record, VersionMeta};
+use crate::outbox::Subscription;
 
 /// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
 pub const FORMAT_VERSION: u32 = 1;
@@ -105,6 +114,102 @@ pub struct NewVersion<'a> {
     pub changes: Vec<FieldChange>,
     pub detected_at: DateTime<Utc>,
     pub resolved_id: Option<NctId>,
+    /// The alerts this version owes, written in the same atomic batch as the version itself,
+    /// so a crash can never store a change and lose its alerts (or the reverse).
+    pub alerts: Vec<OwedAlert>,
+}
+
+/// One alert a new version owes one subscription, as the sync computed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwedAlert {
+    pub subscription_id: String,
+    /// The version's change paths this subscription hears about (never empty).
+    pub paths: Vec<String>,
+    /// First delivery attempt: now for immediate subscriptions, the digest time for daily ones.
+    pub due: DateTime<Utc>,
+}
+
+/// One alert in the outbox: a reference to a stored version plus the delivery bookkeeping.
+/// Removed only after the receiver accepted the alert (or the user dropped it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub subscription_id: String,
+    pub nct_id: NctId,
+    /// The stored version the alert reports; the alert is rendered from it at delivery.
+    pub version: u32,
+    /// Which of the version's changes this subscription hears about.
+    pub paths: Vec<String>,
+    /// When the version was detected and the alert enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Start of the give-up window: `created_at`, reset by `outbox retry`.
+    pub window_start: DateTime<Utc>,
+    /// Failed sends so far in this window; drives the backoff.
+    pub attempts: u32,
+    /// Not before this time; the `d` index holds the same instant while the entry is pending.
+    pub next_attempt_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed, for `trialwatch outbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Set when the entry became a dead letter: it waits for `outbox retry` or `outbox drop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxEntry {
+    /// The alert's idempotency key, stable across retries and restarts:
+    /// `{subscription}.{NCT}.v{version}` (valid as the left part of a Message-ID).
+    pub fn id(&self) -> String {
+        format!("{}.{}.v{}", self.subscription_id, self.nct_id, self.version)
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead_at.is_some()
+    }
+
+    /// The part of the `o` and `d` keys that names this entry.
+    fn tail(&self) -> Vec<u8> {
+        entry_tail(&self.subscription_id, &self.nct_id, self.version)
+    }
+
+    fn key(&self) -> Vec<u8> {
+        let mut k = vec![b'o'];
+        k.extend_from_slice(&self.tail());
+        k
+    }
+
+    fn due_key(&self) -> Vec<u8> {
+        due_key(self.next_attempt_at, &self.tail())
+    }
+}
+
+fn entry_tail(sub: &str, nct: &NctId, version: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sub.len() + 16);
+    k.extend_from_slice(sub.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn micros_key(at: DateTime<Utc>) -> [u8; 8] {
+    ((at.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn due_key(at: DateTime<Utc>, tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + tail.len());
+    k.push(b'd');
+    k.extend_from_slice(&micros_key(at));
+    k.extend_from_slice(tail);
+    k
+}
+
+/// Parse an alert id `{subscription}.{NCT}.v{version}` back into its key tail.
+fn parse_alert_id(id: &str) -> Option<(String, NctId, u32)> {
+    let (rest, ver) = id.trim().rsplit_once(".v")?;
+    let (sub, nct) = rest.rsplit_once('.')?;
+    Some((sub.to_string(), nct.parse().ok()?, ver.parse().ok()?))
 }
 
 /// SHA-256 hex of a record's canonical bytes.
@@ -299,6 +404,23 @@ impl Store {
             compress(nv.raw, ZSTD_LEVEL_RAW),
         );
         batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
+        for owed in nv.alerts {
+            let entry = OutboxEntry {
+                subscription_id: owed.subscription_id,
+                nct_id: nv.nct.clone(),
+                version,
+                paths: owed.paths,
+                created_at: nv.detected_at,
+                window_start: nv.detected_at,
+                attempts: 0,
+                next_attempt_at: owed.due,
+                last_attempt_at: None,
+                last_error: None,
+                dead_at: None,
+            };
+            batch.insert(entry.due_key(), &[][..]);
+            batch.insert(entry.key(), to_json(&entry));
+        }
         self.db.apply_batch(batch)?;
         Ok(version)
     }
@@ -450,6 +572,190 @@ impl Store {
     }
 }
 
+/// Subscriptions and the outbox.
+impl Store {
+    pub fn subscription_put(&self, sub: &Subscription) -> Result<()> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(sub.id.as_bytes());
+        self.db.insert(k, to_json(sub))?;
+        Ok(())
+    }
+
+    pub fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(id.as_bytes());
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Subscriptions kept in the store, by ID.
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        self.db
+            .scan_prefix(b"S")
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Remove a stored subscription and every alert it still owes, in one atomic batch.
+    /// Returns `None` when there is no such stored subscription, else the alerts dropped.
+    pub fn subscription_remove(&self, id: &str) -> Result<Option<usize>> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(id.as_bytes());
+        if self.db.get(&k)?.is_none() {
+            return Ok(None);
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(k);
+        let entries = self.outbox_of(id)?;
+        for e in &entries {
+            batch.remove(e.key());
+            if !e.is_dead() {
+                batch.remove(e.due_key());
+            }
+        }
+        let mut dk = vec![b'D'];
+        dk.extend_from_slice(id.as_bytes());
+        batch.remove(dk);
+        self.db.apply_batch(batch)?;
+        Ok(Some(entries.len()))
+    }
+
+    /// When the subscription's last daily digest was sent.
+    pub fn last_digest(&self, sub: &str) -> Result<Option<DateTime<Utc>>> {
+        let mut k = vec![b'D'];
+        k.extend_from_slice(sub.as_bytes());
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Every outbox entry (pending and dead), ordered by subscription, trial, version.
+    pub fn outbox_all(&self) -> Result<Vec<OutboxEntry>> {
+        self.scan_entries(vec![b'o'])
+    }
+
+    /// The outbox entries of one subscription.
+    pub fn outbox_of(&self, sub: &str) -> Result<Vec<OutboxEntry>> {
+        let mut p = vec![b'o'];
+        p.extend_from_slice(sub.as_bytes());
+        p.push(b'/');
+        self.scan_entries(p)
+    }
+
+    fn scan_entries(&self, prefix: Vec<u8>) -> Result<Vec<OutboxEntry>> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &v)
+            })
+            .collect()
+    }
+
+    /// One entry by its alert id (`{subscription}.{NCT}.v{version}`).
+    pub fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>> {
+        let Some((sub, nct, version)) = parse_alert_id(id) else {
+            return Ok(None);
+        };
+        let mut k = vec![b'o'];
+        k.extend_from_slice(&entry_tail(&sub, &nct, version));
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Pending entries whose next attempt is at or before `now`, soonest first: one range scan
+    /// of the due index.
+    pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxEntry>> {
+        let mut end = vec![b'd'];
+        end.extend_from_slice(&micros_key(now));
+        end.push(0xff);
+        let mut out = Vec::new();
+        for kv in self.db.range(&b"d"[..]..end.as_slice()) {
+            let (k, _) = kv?;
+            let mut ok = vec![b'o'];
+            ok.extend_from_slice(&k[9..]);
+            // An index key without its entry can only come from a bug; skip it rather than stall.
+            if let Some(v) = self.db.get(&ok)? {
+                out.push(from_json(&ok, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The soonest next attempt of any pending entry.
+    pub fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        match self.db.scan_prefix(b"d").next() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                let micros = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "bad due-index key".into(),
+                    })?;
+                Ok(Utc.timestamp_micros((micros ^ (1 << 63)) as i64).single())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `(pending, dead)` counts, from key counts alone.
+    pub fn outbox_counts(&self) -> Result<(usize, usize)> {
+        let mut pending = 0;
+        for kv in self.db.scan_prefix(b"d") {
+            kv?;
+            pending += 1;
+        }
+        let mut total: usize = 0;
+        for kv in self.db.scan_prefix(b"o") {
+            kv?;
+            total += 1;
+        }
+        Ok((pending, total.saturating_sub(pending)))
+    }
+
+    /// Replace entries (same identity, new bookkeeping) and keep the due index in step, in one
+    /// atomic batch. Each pair is `(as read, as it should be)`.
+    pub fn outbox_update(&self, changes: &[(OutboxEntry, OutboxEntry)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (old, new) in changes {
+            if !old.is_dead() {
+                batch.remove(old.due_key());
+            }
+            if !new.is_dead() {
+                batch.insert(new.due_key(), &[][..]);
+            }
+            batch.insert(new.key(), to_json(new));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Remove entries (delivered or dropped) and their index keys in one atomic batch;
+    /// `digest_sent` also records a subscription's digest time in the same batch.
+    pub fn outbox_remove(
+        &self,
+        entries: &[OutboxEntry],
+        digest_sent: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.remove(e.key());
+            if !e.is_dead() {
+                batch.remove(e.due_key());
+            }
+        }
+        if let Some((sub, at)) = digest_sent {
+            let mut k = vec![b'D'];
+            k.extend_from_slice(sub.as_bytes());
+            batch.insert(k, to_json(&at));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
 /// What [`Store::verify`] found: counts, and every broken invariant as a sentence.
 #[derive(Debug, Default, Serialize)]
 pub struct IntegrityReport {
@@ -565,6 +871,7 @@ mod tests {
                         "2026-02-01T00:00:00Z"
                     }),
                     resolved_id: None,
+                    alerts: vec![],
                 })
                 .unwrap();
             assert_eq!(v, i as u32 + 1);
@@ -619,6 +926,7 @@ mod tests {
                 changes: vec![],
                 detected_at: t("2026-01-01T00:00:00Z"),
                 resolved_id: None,
+                alerts: vec![],
             })
             .unwrap();
         store
