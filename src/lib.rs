@@ -10,6 +10,7 @@
 //! - [`ctgov`]: the CT.gov API v2 client (batching, paging, rate limit, retries) and its wire types.
 //! - [`normalize`]: CT.gov study JSON -> normalized `Record`. Pure.
 //! - [`diff`]: record x record -> field changes, plus readable text diffs. Pure.
+//! - [`severity`]: how much a field change matters (minor / notable / critical), with a summary. Pure.
 //! - [`store`]: versioned snapshots in sled; the only module that knows sled.
 //! - [`render`]: the Markdown mirror page and terminal output.
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.

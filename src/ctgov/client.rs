@@ -1,42 +1,993 @@
-//! STUB (replaced by the ctgov branch).
-#![allow(dead_code, unused_variables)]
-use crate::model::NctId;
+//! The HTTP client for ClinicalTrials.gov API v2: batching, paging, rate limiting and retries.
+//!
+//! Owns every request trialwatch sends to CT.gov and the rules of API.md §1–2: one shared rate
+//! limiter, exponential backoff with full jitter (honouring `Retry-After`), `filter.ids` batches
+//! followed to the last page, alias resolution, and splitting a batch that CT.gov rejects with
+//! 400 so one bad ID never blocks the others. It hands back each study's JSON exactly as CT.gov
+//! sent it ([`FetchedStudy::raw`]); it does not interpret studies beyond their IDs (that is
+//! `wire` and `normalize`), and it knows nothing about the store.
+//!
+//! Requests per sync of N good IDs: ⌈N / batch_size⌉, plus one per extra page, plus one per ID
+//! missing from its batch answer (to tell 404 from an alias) — never one per trial.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::model::NctId;
+
+/// Sent with every request so CT.gov can tell who we are (and reach us).
+pub const USER_AGENT: &str = concat!(
+    "trialwatch/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/trialwatch/trialwatch)"
+);
+
+/// CT.gov cuts larger `pageSize` values to this, so a bigger batch could never fit one page.
+pub const MAX_BATCH_SIZE: usize = 1000;
+
+/// A `Retry-After` longer than this is not waited out inside a sync: the request fails (as a
+/// transient error) and the next scheduled sync tries again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// How many IDs an error message lists before it says "and N more".
+const IDS_IN_MESSAGES: usize = 20;
+
+/// How much of an error answer's body is kept (an HTML error page can be large).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Settings of a [`CtGovClient`], checked by [`CtGovClient::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
+    /// Scheme and host (optionally a path prefix); the API lives under `{base_url}/api/v2`.
+    /// `https://clinicaltrials.gov` in production, the fake server's URL in tests.
     pub base_url: String,
+    /// Budget shared by all requests of this client, spread evenly (60 s / n apart); 0 = no limit.
+    /// CT.gov publishes no number; ~50/min per IP is the figure third parties report.
     pub requests_per_minute: u32,
+    /// IDs per `filter.ids` request (also sent as `pageSize`); 1..=1000. AACT uses 50.
     pub batch_size: usize,
+    /// Whole-request timeout (connect + headers + body). A timeout counts as transient.
     pub timeout: Duration,
+    /// Attempts per request, the first included; 1 = never retry.
     pub max_attempts: u32,
+    /// First backoff ceiling; attempt k waits a random time in `[0, min(cap, base·2^(k-1))]`.
     pub backoff_base: Duration,
+    /// Upper bound of any backoff wait (not of a `Retry-After` CT.gov asks for).
     pub backoff_cap: Duration,
 }
-#[derive(Clone)]
-pub struct CtGovClient;
-pub struct FetchedStudy {
-    pub requested: NctId,
-    pub nct_id: NctId,
-    pub raw: Box<serde_json::value::RawValue>,
+
+impl Default for ClientConfig {
+    /// Polite production settings: 40 requests/min (below the reported ~50/min), batches of 50.
+    fn default() -> Self {
+        ClientConfig {
+            base_url: "https://clinicaltrials.gov".to_string(),
+            requests_per_minute: 40,
+            batch_size: 50,
+            timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(120),
+        }
+    }
 }
+
+/// One study as CT.gov returned it.
+#[derive(Debug, Clone)]
+pub struct FetchedStudy {
+    /// The ID the caller asked for; differs from `nct_id` when it was an alias.
+    pub requested: NctId,
+    /// The study's own `identificationModule.nctId` (the canonical ID).
+    pub nct_id: NctId,
+    /// Exactly this study's JSON as sent by CT.gov, so snapshots keep the source bytes.
+    pub raw: Box<RawValue>,
+}
+
+impl FetchedStudy {
+    /// Whether CT.gov answered with another study because `requested` is an alias of it.
+    pub fn is_alias(&self) -> bool {
+        self.requested != self.nct_id
+    }
+}
+
+/// What became of one requested ID (or of a group of IDs that failed together).
+#[derive(Debug)]
 pub enum StudyOutcome {
     Found(FetchedStudy),
+    /// CT.gov answered 404 for this well-formed ID: it does not exist (or no longer does).
     NotFound(NctId),
-    Failed { ids: Vec<NctId>, error: FetchError },
-}
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct FetchError;
-impl CtGovClient {
-    pub fn new(cfg: ClientConfig) -> Result<Self, FetchError> {
-        Ok(CtGovClient)
-    }
-    pub async fn fetch_many(
-        &self,
+    /// No trustworthy answer for these IDs; `error` says why and whether a retry may help.
+    Failed {
         ids: Vec<NctId>,
-        tx: tokio::sync::mpsc::Sender<Vec<StudyOutcome>>,
-    ) {
+        error: FetchError,
+    },
+}
+
+impl StudyOutcome {
+    /// The requested IDs this outcome accounts for.
+    pub fn ids(&self) -> Vec<&NctId> {
+        match self {
+            StudyOutcome::Found(s) => vec![&s.requested],
+            StudyOutcome::NotFound(id) => vec![id],
+            StudyOutcome::Failed { ids, .. } => ids.iter().collect(),
+        }
     }
+}
+
+/// Why a request to CT.gov did not give a usable answer.
+///
+/// `Display` says what was asked (trials and URL), what went wrong and what to do; print it with
+/// `{:#}` (anyhow) to include the last error behind [`FetchError::GaveUp`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// The client settings cannot work (bad `base_url`, `batch_size` 0, …).
+    Config(String),
+    /// CT.gov answered a non-success status (after redirects).
+    Status {
+        /// The trial(s) or resource the request was for, for messages.
+        subject: String,
+        /// The URL asked for, so a user can retry it by hand.
+        url: String,
+        status: u16,
+        /// CT.gov's raw text (error bodies are plain text, not JSON), up to 64 KiB.
+        body: String,
+        /// The `Retry-After` CT.gov asked for (429/503), in seconds form.
+        retry_after: Option<Duration>,
+    },
+    /// No complete HTTP answer: connection refused/reset, timeout, body cut off, redirect loop.
+    Transport {
+        subject: String,
+        url: String,
+        /// The underlying error chain, as text (so the error stays `Clone`).
+        detail: String,
+        timed_out: bool,
+        /// False only for errors a retry cannot fix (redirect loops, unbuildable requests).
+        retryable: bool,
+    },
+    /// A 200 whose body is not the expected JSON: an HTML page, cut-off JSON, a wrong shape.
+    BadBody {
+        subject: String,
+        url: String,
+        detail: String,
+    },
+    /// A transient error that persisted through every attempt; `last` is the final one.
+    GaveUp {
+        subject: String,
+        attempts: u32,
+        #[source]
+        last: Box<FetchError>,
+    },
+}
+
+impl FetchError {
+    /// Whether trying again later may succeed (throttling, CT.gov down, network trouble).
+    /// 400/404-type answers and configuration errors are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Config(_) => false,
+            FetchError::Status { status, .. } => is_transient_status(*status),
+            FetchError::Transport { retryable, .. } => *retryable,
+            FetchError::BadBody { .. } => true,
+            FetchError::GaveUp { last, .. } => last.is_transient(),
+        }
+    }
+
+    /// The HTTP status of the (last) error answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Status { status, .. } => Some(*status),
+            FetchError::GaveUp { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    /// CT.gov's raw text of the (last) error answer, if there was one.
+    pub fn body(&self) -> Option<&str> {
+        match self {
+            FetchError::Status { body, .. } => Some(body),
+            FetchError::GaveUp { last, .. } => last.body(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Config(msg) => write!(f, "invalid CT.gov client settings: {msg}"),
+            FetchError::Status {
+                subject,
+                url,
+                status,
+                body,
+                retry_after,
+            } => {
+                write!(f, "CT.gov answered HTTP {status} for {subject} ({url})")?;
+                let excerpt = excerpt(body);
+                if !excerpt.is_empty() {
+                    write!(f, ": {excerpt}")?;
+                }
+                if let Some(ra) = retry_after {
+                    write!(f, " (Retry-After {} s)", ra.as_secs())?;
+                }
+                let hint = match *status {
+                    400 => {
+                        "; CT.gov rejected the request: check that the ID is a real NCT number \
+                         (NCT followed by 8 digits) and remove it from the watch list if it is not"
+                    }
+                    404 => "; check that base_url points at the CT.gov API (…/api/v2 is added)",
+                    429 => {
+                        "; CT.gov is throttling us: the next sync retries; lower \
+                         requests_per_minute if this keeps happening"
+                    }
+                    s if is_transient_status(s) => {
+                        "; CT.gov seems to be having trouble: the next sync retries"
+                    }
+                    _ => "",
+                };
+                f.write_str(hint)
+            }
+            FetchError::Transport {
+                subject,
+                url,
+                detail,
+                timed_out,
+                ..
+            } => {
+                if *timed_out {
+                    write!(
+                        f,
+                        "CT.gov did not answer in time for {subject} ({url}): {detail}; the next \
+                         sync retries, raise the timeout if this keeps happening"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "could not get an answer from CT.gov for {subject} ({url}): {detail}; \
+                         check the network connection, the next sync retries"
+                    )
+                }
+            }
+            FetchError::BadBody {
+                subject,
+                url,
+                detail,
+            } => write!(
+                f,
+                "CT.gov sent something other than the expected JSON for {subject} ({url}): \
+                 {detail}; this is usually a passing fault of CT.gov, the next sync retries"
+            ),
+            FetchError::GaveUp {
+                subject, attempts, ..
+            } => write!(
+                f,
+                "gave up on {subject} after {attempts} attempts; the next sync tries again"
+            ),
+        }
+    }
+}
+
+fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..=599).contains(&status)
+}
+
+/// The start of an error body, on one line, for messages (the full text stays in the error).
+fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// "trial NCT00000001" / "trials NCT…, NCT… (25 IDs)", for messages and logs.
+fn describe_ids(ids: &[NctId]) -> String {
+    match ids {
+        [one] => format!("trial {one}"),
+        _ => {
+            let shown: Vec<&str> = ids
+                .iter()
+                .take(IDS_IN_MESSAGES)
+                .map(NctId::as_str)
+                .collect();
+            let more = ids.len().saturating_sub(IDS_IN_MESSAGES);
+            if more > 0 {
+                format!(
+                    "trials {} and {more} more ({} IDs)",
+                    shown.join(", "),
+                    ids.len()
+                )
+            } else {
+                format!("trials {} ({} IDs)", shown.join(", "), ids.len())
+            }
+        }
+    }
+}
+
+/// Spreads requests evenly over time and lets a 429's `Retry-After` pause everyone.
+#[derive(Debug)]
+struct RateLimiter {
+    /// Minimum spacing between request starts; `None` when the limit is off.
+    interval: Option<Duration>,
+    /// The earliest moment the next request may start.
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(requests_per_minute: u32) -> Self {
+        RateLimiter {
+            interval: (requests_per_minute > 0)
+                .then(|| Duration::from_secs(60) / requests_per_minute),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for this request's slot. Slots are handed out in call order.
+    async fn acquire(&self) {
+        let now = Instant::now();
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = (*next).max(now);
+            if let Some(interval) = self.interval {
+                *next = slot + interval;
+            }
+            slot
+        };
+        if slot > now {
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
+    /// No request (of any task) starts before `until`.
+    fn hold_until(&self, until: Instant) {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        if until > *next {
+            *next = until;
+        }
+    }
+}
+
+/// The CT.gov API v2 client. Cheap to clone: clones share the connection pool, the rate limiter
+/// and the request counter.
+#[derive(Clone, Debug)]
+pub struct CtGovClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The validated settings (batch size, retry policy) every call reads.
+    cfg: ClientConfig,
+    /// `{base_url}/api/v2` without a trailing slash; every URL starts with it.
+    api: String,
+    /// One connection pool for all calls, carrying the User-Agent, timeout and redirect policy.
+    http: reqwest::Client,
+    /// One budget for all calls and clones: CT.gov throttles per IP, not per request kind.
+    limiter: RateLimiter,
+    /// HTTP requests sent (each attempt counts), for tests and sync statistics.
+    requests: AtomicU64,
+}
+
+/// What one attempt's parser makes of a 200 body.
+type Parser<'a, T> = &'a (dyn Fn(&str) -> Result<T, String> + Sync);
+
+impl CtGovClient {
+    /// Checks the settings and builds the HTTP client.
+    pub fn new(cfg: ClientConfig) -> Result<Self, FetchError> {
+        let base = cfg.base_url.trim().trim_end_matches('/').to_string();
+        let parsed = Url::parse(&base).map_err(|e| {
+            FetchError::Config(format!(
+                "base_url `{}` is not a URL ({e}); use e.g. https://clinicaltrials.gov",
+                cfg.base_url
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(FetchError::Config(format!(
+                "base_url `{}` must be an http(s) URL with a host, e.g. https://clinicaltrials.gov",
+                cfg.base_url
+            )));
+        }
+        if cfg.batch_size == 0 || cfg.batch_size > MAX_BATCH_SIZE {
+            return Err(FetchError::Config(format!(
+                "batch_size is {}; it must be between 1 and {MAX_BATCH_SIZE} (50 is a good value)",
+                cfg.batch_size
+            )));
+        }
+        if cfg.max_attempts == 0 {
+            return Err(FetchError::Config(
+                "max_attempts is 0; it must be at least 1 (1 = no retries)".to_string(),
+            ));
+        }
+        if cfg.timeout.is_zero() {
+            return Err(FetchError::Config(
+                "timeout is 0; give CT.gov some seconds to answer (e.g. 60 s)".to_string(),
+            ));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            header::HeaderValue::from_static("application/json"),
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(20)))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| FetchError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(CtGovClient {
+            inner: Arc::new(Inner {
+                api: format!("{base}/api/v2"),
+                limiter: RateLimiter::new(cfg.requests_per_minute),
+                requests: AtomicU64::new(0),
+                http,
+                cfg,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    /// HTTP requests sent so far by this client and its clones (retries included).
     pub fn request_count(&self) -> u64 {
-        0
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// `GET /api/v2/studies/{id}`. `Ok(None)` means 404 (no such study). For an alias CT.gov
+    /// redirects to the canonical study, so `nct_id` may differ from `id`.
+    pub async fn fetch_study(&self, id: &NctId) -> Result<Option<FetchedStudy>, FetchError> {
+        let url = self.url(&format!("/studies/{id}"), &[])?;
+        let subject = describe_ids(std::slice::from_ref(id));
+        let parse = |body: &str| parse_single(body);
+        let Some(study) = self.get(&url, &subject, true, &parse).await? else {
+            debug!(trial.nct = %id, "CT.gov has no such study (404)");
+            return Ok(None);
+        };
+        if study.nct_id != *id {
+            info!(
+                trial.nct = %id,
+                trial.canonical_nct = %study.nct_id,
+                "CT.gov redirected an alias ID to its canonical study"
+            );
+        }
+        Ok(Some(FetchedStudy {
+            requested: id.clone(),
+            nct_id: study.nct_id,
+            raw: study.raw,
+        }))
+    }
+
+    /// Fetches all `ids` in `filter.ids` batches of `batch_size`, following `nextPageToken` to
+    /// the last page, and sends each batch's outcomes to `tx` as soon as the batch is done, so
+    /// the caller can process one batch while the next downloads. Every distinct requested ID
+    /// gets exactly one outcome. Duplicates are fetched once (and reported once). Returns when
+    /// all batches are sent, or early if the receiver is dropped.
+    pub async fn fetch_many(&self, ids: Vec<NctId>, tx: mpsc::Sender<Vec<StudyOutcome>>) {
+        let mut seen = HashSet::with_capacity(ids.len());
+        let ids: Vec<NctId> = ids
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        let batches = ids.len().div_ceil(self.inner.cfg.batch_size);
+        for (i, batch) in ids.chunks(self.inner.cfg.batch_size).enumerate() {
+            if tx.is_closed() {
+                debug!("the receiver of fetched studies is gone; stopping the fetch");
+                return;
+            }
+            let started = Instant::now();
+            let outcomes = self.fetch_batch(batch).await;
+            let failed = outcomes
+                .iter()
+                .filter(|o| matches!(o, StudyOutcome::Failed { .. }))
+                .count();
+            debug!(
+                batch.index = i + 1,
+                batch.count = batches,
+                batch.ids = batch.len(),
+                batch.failed_outcomes = failed,
+                batch.duration_ms = started.elapsed().as_millis() as u64,
+                "CT.gov batch done"
+            );
+            if tx.send(outcomes).await.is_err() {
+                debug!("the receiver of fetched studies is gone; stopping the fetch");
+                return;
+            }
+        }
+    }
+
+    /// `GET /api/v2/version` → `dataTimestamp` (UTC, `yyyy-MM-ddTHH:mm:ss`), the cheapest way
+    /// to learn whether CT.gov loaded new data since the last sync.
+    pub async fn data_timestamp(&self) -> Result<String, FetchError> {
+        #[derive(Deserialize)]
+        struct Version {
+            #[serde(rename = "dataTimestamp")]
+            data_timestamp: String,
+        }
+        let url = self.url("/version", &[])?;
+        let parse = |body: &str| {
+            serde_json::from_str::<Version>(body)
+                .map(|v| v.data_timestamp)
+                .map_err(|e| format!("not a version object with dataTimestamp: {e}"))
+        };
+        let subject = "the CT.gov data version";
+        self.get(&url, subject, false, &parse)
+            .await?
+            .ok_or_else(|| no_answer(&url, subject))
+    }
+
+    /// One batch: the pages of a `filter.ids` query, matched back to the requested IDs.
+    /// A 400 splits the batch in halves (recursively) so one bad ID fails alone.
+    fn fetch_batch<'a>(
+        &'a self,
+        ids: &'a [NctId],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<StudyOutcome>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.fetch_pages(ids).await {
+                Ok(studies) => self.match_studies(ids, studies).await,
+                Err(err) if err.status() == Some(400) && ids.len() > 1 => {
+                    let (left, right) = ids.split_at(ids.len() / 2);
+                    debug!(
+                        batch.ids = ids.len(),
+                        http.status = 400,
+                        "CT.gov rejected a batch; splitting it to isolate the bad ID"
+                    );
+                    let mut out = self.fetch_batch(left).await;
+                    out.extend(self.fetch_batch(right).await);
+                    out
+                }
+                Err(error) => {
+                    warn!(
+                        trial.ncts = %describe_ids(ids),
+                        http.status = error.status().unwrap_or(0),
+                        error = %error,
+                        "fetching a batch of trials from CT.gov failed"
+                    );
+                    vec![StudyOutcome::Failed {
+                        ids: ids.to_vec(),
+                        error,
+                    }]
+                }
+            }
+        })
+    }
+
+    /// All pages of `filter.ids=ids`; fails whole if any page fails.
+    async fn fetch_pages(&self, ids: &[NctId]) -> Result<Vec<ListedStudy>, FetchError> {
+        let joined = ids.iter().map(NctId::as_str).collect::<Vec<_>>().join("|");
+        let page_size = ids.len().to_string();
+        let subject = describe_ids(ids);
+        let parse = |body: &str| parse_page(body);
+        let mut studies = Vec::with_capacity(ids.len());
+        let mut token: Option<String> = None;
+        // Empty pages with a token are legal, but a server that never ends must not hang us.
+        let max_pages = 2 * ids.len() + 10;
+        for page in 1.. {
+            let mut params = vec![("filter.ids", joined.as_str()), ("pageSize", &page_size)];
+            if let Some(t) = &token {
+                params.push(("pageToken", t.as_str()));
+            }
+            let url = self.url("/studies", &params)?;
+            let answer = self
+                .get(&url, &subject, false, &parse)
+                .await?
+                .ok_or_else(|| no_answer(&url, &subject))?;
+            studies.extend(answer.studies);
+            match answer.next_page_token {
+                Some(next) if token.as_deref() == Some(next.as_str()) || page >= max_pages => {
+                    return Err(FetchError::BadBody {
+                        subject,
+                        url: url.to_string(),
+                        detail: format!("paging did not end (page {page}, token {next})"),
+                    });
+                }
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        Ok(studies)
+    }
+
+    /// Pairs each requested ID with its study (by `nctId`, then by `nctIdAliases`); IDs still
+    /// missing get one `GET /studies/{id}` to tell a 404 from an alias.
+    async fn match_studies(&self, ids: &[NctId], studies: Vec<ListedStudy>) -> Vec<StudyOutcome> {
+        let mut by_id: HashMap<&NctId, &ListedStudy> = HashMap::with_capacity(studies.len());
+        let mut by_alias: HashMap<&NctId, &ListedStudy> = HashMap::new();
+        for s in &studies {
+            by_id.insert(&s.nct_id, s);
+            for a in &s.aliases {
+                by_alias.insert(a, s);
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let hit = by_id.get(id).or_else(|| by_alias.get(id));
+            if let Some(s) = hit {
+                if s.nct_id != *id {
+                    info!(
+                        trial.nct = %id,
+                        trial.canonical_nct = %s.nct_id,
+                        "requested ID is an alias; CT.gov returned the canonical study"
+                    );
+                }
+                out.push(StudyOutcome::Found(FetchedStudy {
+                    requested: id.clone(),
+                    nct_id: s.nct_id.clone(),
+                    raw: s.raw.clone(),
+                }));
+                continue;
+            }
+            debug!(trial.nct = %id, "missing from the batch answer; asking for it alone");
+            out.push(match self.fetch_study(id).await {
+                Ok(Some(study)) => StudyOutcome::Found(study),
+                Ok(None) => StudyOutcome::NotFound(id.clone()),
+                Err(error) => {
+                    warn!(trial.nct = %id, error = %error, "fetching a trial from CT.gov failed");
+                    StudyOutcome::Failed {
+                        ids: vec![id.clone()],
+                        error,
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    fn url(&self, path: &str, params: &[(&str, &str)]) -> Result<Url, FetchError> {
+        let mut url = Url::parse(&format!("{}{path}", self.inner.api)).map_err(|e| {
+            FetchError::Config(format!("cannot build a CT.gov URL for {path}: {e}"))
+        })?;
+        if !params.is_empty() {
+            url.query_pairs_mut().extend_pairs(params);
+        }
+        Ok(url)
+    }
+
+    /// GET with rate limiting and retries. `Ok(None)` only for a 404 when `accept_404`.
+    async fn get<T>(
+        &self,
+        url: &Url,
+        subject: &str,
+        accept_404: bool,
+        parse: Parser<'_, T>,
+    ) -> Result<Option<T>, FetchError> {
+        let cfg = &self.inner.cfg;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.inner.limiter.acquire().await;
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let err = match self.attempt(url, subject, accept_404, parse).await {
+                Ok(v) => return Ok(v),
+                Err(err) => err,
+            };
+            if !err.is_transient() {
+                return Err(err);
+            }
+            let retry_after = err.retry_after();
+            if attempt >= cfg.max_attempts || retry_after.is_some_and(|ra| ra > MAX_RETRY_AFTER) {
+                warn!(
+                    http.url = %url,
+                    http.status = err.status().unwrap_or(0),
+                    retry.attempts = attempt,
+                    error = %err,
+                    "giving up on a CT.gov request"
+                );
+                return Err(FetchError::GaveUp {
+                    subject: subject.to_string(),
+                    attempts: attempt,
+                    last: Box::new(err),
+                });
+            }
+            let delay = match retry_after {
+                Some(ra) => {
+                    // Everyone waits: CT.gov throttles per IP, not per request.
+                    self.inner.limiter.hold_until(Instant::now() + ra);
+                    ra
+                }
+                None => backoff(cfg.backoff_base, cfg.backoff_cap, attempt),
+            };
+            warn!(
+                http.url = %url,
+                http.status = err.status().unwrap_or(0),
+                retry.attempt = attempt,
+                retry.delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "CT.gov request failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One HTTP exchange, classified.
+    async fn attempt<T>(
+        &self,
+        url: &Url,
+        subject: &str,
+        accept_404: bool,
+        parse: Parser<'_, T>,
+    ) -> Result<Option<T>, FetchError> {
+        let transport = |e: reqwest::Error| FetchError::Transport {
+            subject: subject.to_string(),
+            url: url.to_string(),
+            detail: error_chain(&e),
+            timed_out: e.is_timeout(),
+            retryable: !(e.is_redirect() || e.is_builder()),
+        };
+        let bad_body = |detail: String| FetchError::BadBody {
+            subject: subject.to_string(),
+            url: url.to_string(),
+            detail,
+        };
+        let resp = self
+            .inner
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.bytes().await.map_err(transport)?;
+        debug!(
+            http.url = %url,
+            http.status = status.as_u16(),
+            http.body_bytes = body.len(),
+            "CT.gov answered"
+        );
+        if status == StatusCode::NOT_FOUND && accept_404 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let cut = &body[..body.len().min(MAX_ERROR_BODY)];
+            return Err(FetchError::Status {
+                subject: subject.to_string(),
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(cut).into_owned(),
+                retry_after,
+            });
+        }
+        if content_type.contains("html") {
+            return Err(bad_body(format!(
+                "an HTML page ({content_type}, {} bytes) instead of JSON",
+                body.len()
+            )));
+        }
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| bad_body(format!("the body is not UTF-8: {e}")))?;
+        parse(text).map(Some).map_err(bad_body)
+    }
+}
+
+/// `get` lacks a value only for an accepted 404, which callers passing `accept_404 = false`
+/// never see; this keeps that impossible case an error rather than a panic.
+fn no_answer(url: &Url, subject: &str) -> FetchError {
+    FetchError::BadBody {
+        subject: subject.to_string(),
+        url: url.to_string(),
+        detail: "no answer".to_string(),
+    }
+}
+
+/// Full jitter: a random wait in `[0, min(cap, base·2^(attempt-1))]`.
+fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(
+        1u32.checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX),
+    );
+    let ceiling = exp.min(cap);
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
+/// The error and its sources, `: `-joined (reqwest's top-level message alone is vague).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut src = err.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// A study of a list page, with the IDs needed to match it to a request.
+#[derive(Debug)]
+struct ListedStudy {
+    nct_id: NctId,
+    /// `identificationModule.nctIdAliases`, so a requested alias finds its study.
+    aliases: Vec<NctId>,
+    raw: Box<RawValue>,
+}
+
+/// A list page: `{"studies":[…], "nextPageToken"?, "totalCount"?}`.
+struct Page {
+    studies: Vec<ListedStudy>,
+    next_page_token: Option<String>,
+}
+
+/// Just the ID parts of a study; the rest is skipped unparsed.
+#[derive(Deserialize)]
+struct StudyIds {
+    #[serde(rename = "protocolSection")]
+    protocol_section: Option<ProtocolIds>,
+}
+
+#[derive(Deserialize)]
+struct ProtocolIds {
+    #[serde(rename = "identificationModule")]
+    identification_module: Option<IdentificationIds>,
+}
+
+#[derive(Deserialize)]
+struct IdentificationIds {
+    #[serde(rename = "nctId")]
+    nct_id: Option<String>,
+    #[serde(rename = "nctIdAliases", default)]
+    nct_id_aliases: Vec<String>,
+}
+
+fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
+    let ids: StudyIds = serde_json::from_str(raw.get())
+        .map_err(|e| format!("a study is not a JSON object of the expected shape: {e}"))?;
+    let ident = ids
+        .protocol_section
+        .and_then(|p| p.identification_module)
+        .ok_or("a study has no protocolSection.identificationModule")?;
+    let nct = ident
+        .nct_id
+        .ok_or("a study has no protocolSection.identificationModule.nctId")?;
+    let nct_id: NctId = nct
+        .parse()
+        .map_err(|e| format!("a study's nctId is not usable: {e}"))?;
+    let aliases = ident
+        .nct_id_aliases
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Ok(ListedStudy {
+        nct_id,
+        aliases,
+        raw: raw.to_owned(),
+    })
+}
+
+fn parse_single(body: &str) -> Result<ListedStudy, String> {
+    let raw: &RawValue =
+        serde_json::from_str(body).map_err(|e| format!("the study is not complete JSON: {e}"))?;
+    parse_study(raw)
+}
+
+fn parse_page(body: &str) -> Result<Page, String> {
+    #[derive(Deserialize)]
+    struct Wire<'a> {
+        #[serde(borrow)]
+        studies: Vec<&'a RawValue>,
+        #[serde(rename = "nextPageToken")]
+        next_page_token: Option<String>,
+    }
+    let wire: Wire<'_> =
+        serde_json::from_str(body).map_err(|e| format!("not a complete page of studies: {e}"))?;
+    let studies = wire
+        .studies
+        .into_iter()
+        .map(parse_study)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        studies,
+        next_page_token: wire.next_page_token.filter(|t| !t.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_the_exponential_ceiling_and_the_cap() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(1);
+        for attempt in 1..40 {
+            let d = backoff(base, cap, attempt);
+            let ceiling = (base * 2u32.saturating_pow(attempt.min(20) - 1)).min(cap);
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+        }
+    }
+
+    #[test]
+    fn ids_in_messages_are_listed_then_counted() {
+        let ids: Vec<NctId> = (1..=25)
+            .map(|n| format!("NCT{n:08}").parse().unwrap())
+            .collect();
+        assert_eq!(describe_ids(&ids[..1]), "trial NCT00000001");
+        assert_eq!(
+            describe_ids(&ids[..2]),
+            "trials NCT00000001, NCT00000002 (2 IDs)"
+        );
+        let many = describe_ids(&ids);
+        assert!(many.contains("NCT00000020 and 5 more (25 IDs)"), "{many}");
+    }
+
+    #[test]
+    fn a_page_keeps_each_study_byte_for_byte() {
+        let body = r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"NCT00000001","nctIdAliases":["NCT00000009"]}},"x": [1, 2]}],"nextPageToken":"abc"}"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(page.next_page_token.as_deref(), Some("abc"));
+        let s = &page.studies[0];
+        assert_eq!(s.nct_id.as_str(), "NCT00000001");
+        assert_eq!(s.aliases[0].as_str(), "NCT00000009");
+        assert!(s.raw.get().ends_with(r#""x": [1, 2]}"#));
+    }
+
+    #[test]
+    fn wrong_shapes_are_bad_bodies() {
+        assert!(parse_page(r#"{"items":[]}"#).is_err());
+        assert!(parse_page(r#"{"studies":[{"protocolSection":{}}]}"#).is_err());
+        assert!(
+            parse_page(
+                r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"X"}}}]}"#
+            )
+            .is_err()
+        );
+        assert!(
+            parse_single(r#"{"protocolSection":{"identificationModule":{"nctId":"NCT0000"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn transient_errors_are_classified() {
+        let status = |s: u16| FetchError::Status {
+            subject: "trial NCT00000001".into(),
+            url: "u".into(),
+            status: s,
+            body: String::new(),
+            retry_after: None,
+        };
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(status(s).is_transient(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 410] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+        let gave_up = FetchError::GaveUp {
+            subject: "trial NCT00000001".into(),
+            attempts: 3,
+            last: Box::new(status(503)),
+        };
+        assert!(gave_up.is_transient());
+        assert_eq!(gave_up.status(), Some(503));
     }
 }

@@ -3,3 +3,5 @@
 
 pub mod client;
 pub mod wire;
+
+pub use client::{ClientConfig, CtGovClient, FetchError, FetchedStudy, StudyOutcome};

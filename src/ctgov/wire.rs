@@ -1,1 +1,577 @@
-//! (in progress)
+//! Serde types mirroring the ClinicalTrials.gov API v2 **Study** JSON (`shared/ctgov/API.md` §3),
+//! limited to what the normalizer reads (`shared/SCHEMA.md` §1).
+//!
+//! Owns: the wire shape of a study, of a list page (`{"studies":[…]}`) and of a history version
+//! (`{"studyVersion":N,"study":{…}}`). Does not own: any cleaning or canonical form (that is
+//! `normalize`), nor HTTP (that is `ctgov::client`).
+//!
+//! Rules that hold for every type here:
+//! - Every field is optional. CT.gov leaves out whatever a record lacks, and `fields=` requests
+//!   return partial studies. A JSON `null` reads as absent.
+//! - Enumerations are read as `String`: NLM adds values in place, and an unknown value must not
+//!   fail a sync.
+//! - `derivedSection` and `resultsSection` are deliberately **not declared**. serde skips
+//!   undeclared keys without building them, which keeps parsing fast (results are most of the
+//!   bytes of a study with results) and keeps NLM's derived churn out of the record by
+//!   construction. The same goes for each site's `geoPoint` and `contacts`.
+//! - Unknown keys are ignored (no `deny_unknown_fields`), so new CT.gov fields never break parsing.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+/// Reads a JSON `null` as the type's default, so `"conditions": null` is the same as no key.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// One study: the response of `GET /studies/{nctId}` and each item of a list page.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Study {
+    /// Everything the sponsor registered; the source of almost every record path.
+    pub protocol_section: Option<ProtocolSection>,
+    /// `results.hasResults`. Absent in `fields=` responses that did not ask for `HasResults`.
+    pub has_results: Option<bool>,
+    /// FDAAA violation events (`results.violations`).
+    pub annotation_section: Option<AnnotationSection>,
+    /// Uploaded protocol/SAP/ICF documents (`documents.files`).
+    pub document_section: Option<DocumentSection>,
+}
+
+impl Study {
+    /// The study's `nctId` as CT.gov sent it (not validated), for error messages and routing.
+    pub fn nct_id(&self) -> Option<&str> {
+        self.protocol_section
+            .as_ref()?
+            .identification_module
+            .as_ref()?
+            .nct_id
+            .as_deref()
+    }
+}
+
+/// `GET /studies`: one page of a search or a `filter.ids` batch.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StudiesPage {
+    /// The studies of this page; a page may be empty even when more pages follow.
+    #[serde(deserialize_with = "null_as_default")]
+    pub studies: Vec<Study>,
+    /// Token for the next page; absent on the last page.
+    pub next_page_token: Option<String>,
+    /// Total hits; only on the first page and only with `countTotal=true`.
+    pub total_count: Option<u64>,
+}
+
+/// `GET /api/int/studies/{nctId}/history/{version}`: one submitted version (HTML markup).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HistoryVersion {
+    /// CT.gov's version index, from 0 without gaps.
+    pub study_version: Option<u32>,
+    /// The study as it was at that version (no `derivedSection`).
+    pub study: Option<Study>,
+}
+
+/// `protocolSection`: one optional struct per module the record uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProtocolSection {
+    pub identification_module: Option<IdentificationModule>,
+    pub status_module: Option<StatusModule>,
+    pub sponsor_collaborators_module: Option<SponsorCollaboratorsModule>,
+    pub oversight_module: Option<OversightModule>,
+    pub description_module: Option<DescriptionModule>,
+    pub conditions_module: Option<ConditionsModule>,
+    pub design_module: Option<DesignModule>,
+    pub arms_interventions_module: Option<ArmsInterventionsModule>,
+    pub outcomes_module: Option<OutcomesModule>,
+    pub eligibility_module: Option<EligibilityModule>,
+    pub contacts_locations_module: Option<ContactsLocationsModule>,
+    pub references_module: Option<ReferencesModule>,
+    pub ipd_sharing_statement_module: Option<IpdSharingStatementModule>,
+}
+
+/// `identificationModule` → section `identification`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IdentificationModule {
+    /// The study's ID; the only field a record cannot do without.
+    pub nct_id: Option<String>,
+    /// Other NCT IDs that redirect to this study (`identification.aliases`).
+    #[serde(deserialize_with = "null_as_default")]
+    pub nct_id_aliases: Vec<String>,
+    /// The sponsor's own study ID (`identification.orgStudyId`).
+    pub org_study_id_info: Option<IdInfo>,
+    /// Other registries' IDs (`identification.secondaryIds`, ids only).
+    #[serde(deserialize_with = "null_as_default")]
+    pub secondary_id_infos: Vec<IdInfo>,
+    pub brief_title: Option<String>,
+    pub official_title: Option<String>,
+    pub acronym: Option<String>,
+    /// The registering organization (`identification.organization`, full name only).
+    pub organization: Option<Organization>,
+}
+
+/// `orgStudyIdInfo` / `secondaryIdInfos[]`: only the ID is recorded; `type`, `domain` and
+/// `link` are descriptive extras the schema leaves out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IdInfo {
+    pub id: Option<String>,
+}
+
+/// `identificationModule.organization`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Organization {
+    pub full_name: Option<String>,
+}
+
+/// `statusModule` → section `status`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StatusModule {
+    pub status_verified_date: Option<String>,
+    pub overall_status: Option<String>,
+    /// Only when `overallStatus` is `UNKNOWN`: the status before CT.gov lost track.
+    pub last_known_status: Option<String>,
+    pub why_stopped: Option<String>,
+    pub start_date_struct: Option<DateStruct>,
+    pub primary_completion_date_struct: Option<DateStruct>,
+    pub completion_date_struct: Option<DateStruct>,
+    pub study_first_post_date_struct: Option<DateStruct>,
+    pub results_first_post_date_struct: Option<DateStruct>,
+    /// The public "last update posted" date: the signal that the sponsor posted a new version.
+    pub last_update_post_date_struct: Option<DateStruct>,
+}
+
+/// CT.gov's `DateStruct` / `PartialDateStruct`: `type` is absent on many older records.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DateStruct {
+    /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
+    pub date: Option<String>,
+    /// `ACTUAL` / `ESTIMATED`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `sponsorCollaboratorsModule` → section `sponsor`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SponsorCollaboratorsModule {
+    /// Kept as CT.gov's object (SCHEMA.md: "object, CT.gov's keys"), so new keys survive.
+    pub responsible_party: Option<Map<String, Value>>,
+    pub lead_sponsor: Option<Sponsor>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub collaborators: Vec<Sponsor>,
+}
+
+/// `leadSponsor` and each of `collaborators[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Sponsor {
+    pub name: Option<String>,
+    /// AgencyClass (`NIH`, `INDUSTRY`, `OTHER`, …).
+    pub class: Option<String>,
+}
+
+/// `oversightModule` → section `oversight` (the other flags are not in the schema).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OversightModule {
+    pub oversight_has_dmc: Option<bool>,
+    pub is_fda_regulated_drug: Option<bool>,
+    pub is_fda_regulated_device: Option<bool>,
+}
+
+/// `descriptionModule` → section `description` (markup text).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DescriptionModule {
+    pub brief_summary: Option<String>,
+    pub detailed_description: Option<String>,
+}
+
+/// `conditionsModule` → section `conditions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConditionsModule {
+    #[serde(deserialize_with = "null_as_default")]
+    pub conditions: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub keywords: Vec<String>,
+}
+
+/// `designModule` → section `design`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DesignModule {
+    pub study_type: Option<String>,
+    /// CT.gov's order is kept (`["PHASE1","PHASE2"]`).
+    #[serde(deserialize_with = "null_as_default")]
+    pub phases: Vec<String>,
+    pub design_info: Option<DesignInfo>,
+    pub enrollment_info: Option<EnrollmentInfo>,
+}
+
+/// `designModule.designInfo`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DesignInfo {
+    pub allocation: Option<String>,
+    pub intervention_model: Option<String>,
+    pub primary_purpose: Option<String>,
+    pub observational_model: Option<String>,
+    pub time_perspective: Option<String>,
+    pub masking_info: Option<MaskingInfo>,
+}
+
+/// `designInfo.maskingInfo`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MaskingInfo {
+    pub masking: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub who_masked: Vec<String>,
+}
+
+/// `designModule.enrollmentInfo`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnrollmentInfo {
+    /// An integer in the API; read leniently because some producers send `"41"` or `41.0`.
+    pub count: Option<Count>,
+    /// `ACTUAL` / `ESTIMATED`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// An enrollment count as sent: a usable integer, or something that is not one (kept as text
+/// so the normalizer can decide to leave it out instead of failing the whole study).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Count {
+    Int(i64),
+    NotAnInteger(String),
+}
+
+impl Count {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Count::Int(n) => Some(*n),
+            Count::NotAnInteger(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an enrollment count (integer, or a string holding one)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
+                Ok(Count::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(
+                    i64::try_from(v)
+                        .map_or_else(|_| Count::NotAnInteger(v.to_string()), Count::Int),
+                )
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Count, E> {
+                // `41.0` is 41; `41.5` is not a count.
+                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(Count::Int(v as i64))
+                } else {
+                    Ok(Count::NotAnInteger(v.to_string()))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Count, E> {
+                let t = v.trim();
+                Ok(t.parse::<i64>()
+                    .map_or_else(|_| Count::NotAnInteger(t.to_string()), Count::Int))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Count, E> {
+                Ok(Count::NotAnInteger(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `armsInterventionsModule` → section `armsInterventions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ArmsInterventionsModule {
+    #[serde(deserialize_with = "null_as_default")]
+    pub arm_groups: Vec<ArmGroup>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub interventions: Vec<Intervention>,
+}
+
+/// `armGroups[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ArmGroup {
+    pub label: Option<String>,
+    /// ArmGroupType (`EXPERIMENTAL`, `PLACEBO_COMPARATOR`, …).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub description: Option<String>,
+    /// `"Drug: Remdesivir"`: the intervention's type label, `": "`, its name.
+    #[serde(deserialize_with = "null_as_default")]
+    pub intervention_names: Vec<String>,
+}
+
+/// `interventions[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Intervention {
+    /// InterventionType (`DRUG`, `BIOLOGICAL`, …).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub arm_group_labels: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub other_names: Vec<String>,
+}
+
+/// `outcomesModule` → section `outcomes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OutcomesModule {
+    #[serde(deserialize_with = "null_as_default")]
+    pub primary_outcomes: Vec<Outcome>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub secondary_outcomes: Vec<Outcome>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub other_outcomes: Vec<Outcome>,
+}
+
+/// One outcome measure.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Outcome {
+    pub measure: Option<String>,
+    pub description: Option<String>,
+    pub time_frame: Option<String>,
+}
+
+/// `eligibilityModule` → section `eligibility`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EligibilityModule {
+    pub eligibility_criteria: Option<String>,
+    pub healthy_volunteers: Option<bool>,
+    /// Sex (`ALL`, `FEMALE`, `MALE`).
+    pub sex: Option<String>,
+    /// `"18 Years"`.
+    pub minimum_age: Option<String>,
+    pub maximum_age: Option<String>,
+    /// Computed by CT.gov from the ages, but part of the protocol section; recorded as a set.
+    #[serde(deserialize_with = "null_as_default")]
+    pub std_ages: Vec<String>,
+    pub study_population: Option<String>,
+}
+
+/// `contactsLocationsModule` → sections `contacts` and `locations`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContactsLocationsModule {
+    #[serde(deserialize_with = "null_as_default")]
+    pub central_contacts: Vec<Contact>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub overall_officials: Vec<Official>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub locations: Vec<Location>,
+}
+
+/// `centralContacts[]` (`phoneExt` is not in the schema).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Contact {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `overallOfficials[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Official {
+    pub name: Option<String>,
+    pub affiliation: Option<String>,
+    pub role: Option<String>,
+}
+
+/// `locations[]`: one site. `geoPoint` (recomputed by CT.gov, churns) and the site's
+/// `contacts` are left undeclared on purpose: they never reach the record.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Location {
+    pub facility: Option<String>,
+    /// RecruitmentStatus of the site; present mostly on recruiting studies.
+    pub status: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub country: Option<String>,
+}
+
+/// `referencesModule` → section `references`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReferencesModule {
+    #[serde(deserialize_with = "null_as_default")]
+    pub references: Vec<Reference>,
+}
+
+/// `references[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Reference {
+    pub pmid: Option<String>,
+    /// `BACKGROUND` / `RESULT` / `DERIVED`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub citation: Option<String>,
+}
+
+/// `ipdSharingStatementModule` → section `ipd`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct IpdSharingStatementModule {
+    /// `YES` / `NO` / `UNDECIDED`.
+    pub ipd_sharing: Option<String>,
+}
+
+/// `annotationSection`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AnnotationSection {
+    pub annotation_module: Option<AnnotationModule>,
+}
+
+/// `annotationSection.annotationModule` (`unpostedAnnotation` is not in the schema).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AnnotationModule {
+    pub violation_annotation: Option<ViolationAnnotation>,
+}
+
+/// `annotationModule.violationAnnotation`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ViolationAnnotation {
+    #[serde(deserialize_with = "null_as_default")]
+    pub violation_events: Vec<ViolationEvent>,
+}
+
+/// One FDAAA violation event (`results.violations`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ViolationEvent {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub description: Option<String>,
+    pub issued_date: Option<String>,
+}
+
+/// `documentSection`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DocumentSection {
+    pub large_document_module: Option<LargeDocumentModule>,
+}
+
+/// `documentSection.largeDocumentModule`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LargeDocumentModule {
+    #[serde(deserialize_with = "null_as_default")]
+    pub large_docs: Vec<LargeDoc>,
+}
+
+/// One uploaded document (`documents.files`); `uploadDate` and `size` are left out because
+/// a re-upload of the same file is not a change a watcher cares about.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LargeDoc {
+    pub label: Option<String>,
+    pub date: Option<String>,
+    pub filename: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_optional_and_null_reads_as_absent() {
+        let s: Study = serde_json::from_str("{}").unwrap();
+        assert!(s.protocol_section.is_none() && s.has_results.is_none());
+        let s: Study = serde_json::from_str(
+            r#"{"protocolSection":{"conditionsModule":{"conditions":null,"keywords":["a"]},
+                "identificationModule":null},"hasResults":null}"#,
+        )
+        .unwrap();
+        let c = s.protocol_section.unwrap().conditions_module.unwrap();
+        assert!(c.conditions.is_empty());
+        assert_eq!(c.keywords, ["a"]);
+    }
+
+    #[test]
+    fn enrollment_count_is_read_leniently() {
+        let count = |j: &str| -> Option<Count> {
+            let e: EnrollmentInfo = serde_json::from_str(j).unwrap();
+            e.count
+        };
+        assert_eq!(count(r#"{"count":41}"#), Some(Count::Int(41)));
+        assert_eq!(count(r#"{"count":"41"}"#), Some(Count::Int(41)));
+        assert_eq!(count(r#"{"count":" 41 "}"#), Some(Count::Int(41)));
+        assert_eq!(count(r#"{"count":41.0}"#), Some(Count::Int(41)));
+        assert_eq!(count(r#"{"count":null}"#), None);
+        assert_eq!(count(r#"{}"#), None);
+        assert_eq!(
+            count(r#"{"count":"about 40"}"#),
+            Some(Count::NotAnInteger("about 40".into()))
+        );
+    }
+
+    #[test]
+    fn undeclared_sections_are_skipped() {
+        let s: Study = serde_json::from_str(
+            r#"{"derivedSection":{"miscInfoModule":{"versionHolder":"2024-01-03"}},
+                "resultsSection":{"x":[1,2,{"y":null}]},"hasResults":true,"newThing":1}"#,
+        )
+        .unwrap();
+        assert_eq!(s.has_results, Some(true));
+    }
+
+    #[test]
+    fn pages_and_history_versions_wrap_studies() {
+        let p: StudiesPage = serde_json::from_str(
+            r#"{"studies":[{"hasResults":false}],"nextPageToken":"abc","totalCount":21}"#,
+        )
+        .unwrap();
+        assert_eq!(p.studies.len(), 1);
+        assert_eq!(p.next_page_token.as_deref(), Some("abc"));
+        assert_eq!(p.total_count, Some(21));
+        let h: HistoryVersion = serde_json::from_str(
+            r#"{"studyVersion":0,"study":{"protocolSection":{"identificationModule":{"nctId":"NCT04280705"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(h.study.unwrap().nct_id(), Some("NCT04280705"));
+    }
+}

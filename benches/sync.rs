@@ -1,0 +1,290 @@
+//! End-to-end sync benchmarks of the real (release) binary against the local fake CT.gov server,
+//! with the client's rate limit off. Run: `cargo bench --bench sync` (figures in BENCHMARKS.md).
+//!
+//! 1. first sync of N trials (default 10,000) made from the real fixtures under new IDs, in a
+//!    size mix like the registry's (mean ≈ 30 KB, the 1.5 MB fixture included in proportion):
+//!    trials/s and peak RSS (GNU `time`), HTTP requests per sync;
+//! 2. re-sync of the same N with 1 % changed: trials/s;
+//! 3. store size per stored version against the raw CT.gov JSON;
+//! 4. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time.
+//!
+//! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20).
+
+#[path = "../tests/support/fake_ctgov.rs"]
+mod fake_ctgov;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use fake_ctgov::FakeCtGov;
+use serde_json::Value;
+use trialwatch::model::NctId;
+use trialwatch::store::{NewVersion, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trialwatch");
+
+/// Fixture files and how many of every 1,000 generated trials use each. The weights give a mean
+/// near the registry's ~30 KB with the 1.5 MB PALLAS record at 1 in 1,000.
+const MIX: &[(&str, u32)] = &[
+    ("NCT00973089.json", 170),  // 7 KB
+    ("NCT03418623.json", 170),  // 9 KB
+    ("NCT03475563.json", 120),  // 10 KB
+    ("NCT06171568.json", 120),  // 11 KB
+    ("NCT04207047.json", 100),  // 14 KB
+    ("NCT05594173.json", 80),   // 26 KB
+    ("NCT03630471.json", 80),   // 36 KB
+    ("NCT00763412.json", 60),   // 43 KB
+    ("NCT03064438.json", 50),   // 62 KB
+    ("NCT02210780.json", 30),   // 98 KB
+    ("NCT02552212.json", 19),   // 151 KB
+    ("NCT02513394.json", 1),    // 1.5 MB
+];
+
+fn fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ctgov")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn nct_of(raw: &str) -> String {
+    let v: Value = serde_json::from_str(raw).unwrap();
+    v["protocolSection"]["identificationModule"]["nctId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `n` studies under IDs NCT7xxxxxxx, following MIX.
+fn make_studies(n: usize) -> Vec<(String, String)> {
+    let sources: Vec<(String, String, u32)> = MIX
+        .iter()
+        .map(|(f, w)| {
+            let raw = fixture(f);
+            let id = nct_of(&raw);
+            (raw, id, *w)
+        })
+        .collect();
+    let mut slots = Vec::with_capacity(1000);
+    for (i, (_, _, w)) in sources.iter().enumerate() {
+        slots.extend(std::iter::repeat_n(i, *w as usize));
+    }
+    (0..n)
+        .map(|i| {
+            let (raw, old, _) = &sources[slots[(i * 7919) % slots.len()]];
+            let id = format!("NCT{:08}", 70_000_000 + i);
+            (id.clone(), raw.replace(old.as_str(), &id))
+        })
+        .collect()
+}
+
+fn write_config(dir: &Path, base_url: &str, ids: &[String]) -> PathBuf {
+    let list = dir.join("watchlist.txt");
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[ctgov]\nbase_url = {base_url:?}\nrequests_per_minute = 0\nbatch_size = 100\n\
+             [watch]\nnct_file = {:?}\n",
+            dir.join("data").display().to_string(),
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+struct Run {
+    wall: Duration,
+    peak_rss_kb: Option<u64>,
+    report: Value,
+}
+
+/// Run `trialwatch sync --json` under GNU time when available (for peak RSS).
+fn sync(cfg: &Path) -> Run {
+    let gnu_time = Path::new("/usr/bin/time").exists();
+    let rss_file = cfg.with_extension("rss");
+    let mut cmd = if gnu_time {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(BIN);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.arg("--config").arg(cfg).arg("sync").arg("--json");
+    let t0 = Instant::now();
+    let out = cmd.output().unwrap();
+    let wall = t0.elapsed();
+    assert!(
+        out.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peak_rss_kb = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|s| s.trim().lines().last()?.trim().parse().ok());
+    Run {
+        wall,
+        peak_rss_kb,
+        report: serde_json::from_slice(&out.stdout).unwrap(),
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() { dir_size(&e.path()) } else { m.len() }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore arguments.
+    let n: usize = std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let versions: u32 = std::env::var("BENCH_VERSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    println!("machine: {cores} cores; trials: {n}");
+
+    let studies = make_studies(n);
+    let raw_total: usize = studies.iter().map(|(_, r)| r.len()).sum();
+    println!(
+        "generated {n} studies, {:.1} MB raw JSON, mean {:.1} KB",
+        raw_total as f64 / 1e6,
+        raw_total as f64 / n as f64 / 1e3
+    );
+    let server = FakeCtGov::start();
+    for (_, raw) in &studies {
+        server.put_study(raw.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = studies.iter().map(|(id, _)| id.clone()).collect();
+    let cfg = write_config(dir.path(), &server.base_url(), &ids);
+
+    // 1. First sync.
+    let first = sync(&cfg);
+    let rate = n as f64 / first.wall.as_secs_f64();
+    println!(
+        "first sync: {:.2}s, {:.0} trials/s, peak RSS {}, {} requests (batch_size 100: ceil(N/100) = {})",
+        first.wall.as_secs_f64(),
+        rate,
+        first
+            .peak_rss_kb
+            .map_or("n/a (install GNU time)".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        first.report["requests"],
+        n.div_ceil(100)
+    );
+    assert_eq!(first.report["new_versions"], n as u64);
+
+    // 3. Store size per version.
+    let store_bytes = dir_size(&dir.path().join("data"));
+    println!(
+        "store after first sync: {:.1} MB for {n} versions = {:.1} KB/version = {:.1}% of raw JSON",
+        store_bytes as f64 / 1e6,
+        store_bytes as f64 / n as f64 / 1e3,
+        100.0 * store_bytes as f64 / raw_total as f64
+    );
+
+    // 2. Re-sync with 1 % changed.
+    let changed = n / 100;
+    for (id, raw) in studies.iter().step_by(100).take(changed) {
+        // A real status change; the old value moves to an unknown key, which CT.gov's schema
+        // tolerates and the normalizer ignores.
+        let edited = raw.replacen("\"overallStatus\": ", "\"overallStatus\": \"TERMINATED\", \"x\": ", 1);
+        assert_ne!(&edited, raw, "{id}");
+        server.put_study(edited);
+    }
+    let resync = sync(&cfg);
+    println!(
+        "re-sync, 1% changed: {:.2}s, {:.0} trials/s, peak RSS {}, {} new versions",
+        resync.wall.as_secs_f64(),
+        n as f64 / resync.wall.as_secs_f64(),
+        resync
+            .peak_rss_kb
+            .map_or("n/a".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+        resync.report["new_versions"]
+    );
+    drop(server);
+
+    // 4. history on N trials x `versions` versions, built through the library.
+    let hdir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let mut raw_bytes = 0usize;
+    {
+        let store = Store::open(hdir.path()).unwrap();
+        for (i, (id, raw)) in studies.iter().enumerate() {
+            let nct: NctId = id.parse().unwrap();
+            let mut prev: Option<trialwatch::model::Record> = None;
+            for v in 1..=versions {
+                // Each version retitles the trial: one real field change per version.
+                let raw_v = raw.replacen("\"briefTitle\": \"", &format!("\"briefTitle\": \"(rev {v}) "), 1);
+                assert_ne!(&raw_v, raw, "{id}");
+                let record = trialwatch::normalize::normalize_json(&raw_v).unwrap();
+                let canonical = record.canonical_bytes();
+                let changes = trialwatch::diff::diff(prev.as_ref(), &record);
+                raw_bytes += raw_v.len();
+                store
+                    .commit_version(NewVersion {
+                        nct: &nct,
+                        record: &record,
+                        canonical: &canonical,
+                        raw: raw_v.as_bytes(),
+                        changes,
+                        detected_at: Utc
+                            .timestamp_opt(1_700_000_000 + (v as i64) * 86_400, 0)
+                            .unwrap(),
+                        resolved_id: None,
+                        alerts: vec![],
+                    })
+                    .unwrap();
+                prev = Some(record);
+            }
+            if i % 1000 == 999 {
+                eprintln!("  built {} trials x {versions} versions", i + 1);
+            }
+        }
+        store.flush().unwrap();
+    }
+    let hsize = dir_size(hdir.path());
+    println!(
+        "history store: {n} trials x {versions} versions built in {:.0}s; {:.1} MB = {:.1}% of {:.1} MB raw JSON",
+        t0.elapsed().as_secs_f64(),
+        hsize as f64 / 1e6,
+        100.0 * hsize as f64 / raw_bytes as f64,
+        raw_bytes as f64 / 1e6
+    );
+    let hcfg = hdir.path().join("config.toml");
+    std::fs::write(&hcfg, format!("data_dir = {:?}\n", hdir.path().display().to_string())).unwrap();
+    let mut times = Vec::new();
+    for k in 0..21 {
+        let id = &studies[(k * 4999) % n].0;
+        let t0 = Instant::now();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&hcfg)
+            .args(["history", id])
+            .output()
+            .unwrap();
+        times.push(t0.elapsed());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    times.sort();
+    println!(
+        "history (whole process, 21 runs): median {:.1} ms, max {:.1} ms",
+        times[10].as_secs_f64() * 1e3,
+        times[20].as_secs_f64() * 1e3
+    );
+}
