@@ -28,18 +28,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_trialwatch");
 /// Fixture files and how many of every 1,000 generated trials use each. The weights give a mean
 /// near the registry's ~30 KB with the 1.5 MB PALLAS record at 1 in 1,000.
 const MIX: &[(&str, u32)] = &[
-    ("NCT00973089.json", 170),  // 7 KB
-    ("NCT03418623.json", 170),  // 9 KB
-    ("NCT03475563.json", 120),  // 10 KB
-    ("NCT06171568.json", 120),  // 11 KB
-    ("NCT04207047.json", 100),  // 14 KB
-    ("NCT05594173.json", 80),   // 26 KB
-    ("NCT03630471.json", 80),   // 36 KB
-    ("NCT00763412.json", 60),   // 43 KB
-    ("NCT03064438.json", 50),   // 62 KB
-    ("NCT02210780.json", 30),   // 98 KB
-    ("NCT02552212.json", 19),   // 151 KB
-    ("NCT02513394.json", 1),    // 1.5 MB
+    ("NCT00973089.json", 170), // 7 KB
+    ("NCT03418623.json", 170), // 9 KB
+    ("NCT03475563.json", 120), // 10 KB
+    ("NCT06171568.json", 120), // 11 KB
+    ("NCT04207047.json", 100), // 14 KB
+    ("NCT05594173.json", 80),  // 26 KB
+    ("NCT03630471.json", 80),  // 36 KB
+    ("NCT00763412.json", 60),  // 43 KB
+    ("NCT03064438.json", 50),  // 62 KB
+    ("NCT02210780.json", 30),  // 98 KB
+    ("NCT02552212.json", 19),  // 151 KB
+    ("NCT02513394.json", 1),   // 1.5 MB
 ];
 
 fn fixture(name: &str) -> String {
@@ -139,7 +139,11 @@ fn dir_size(p: &Path) -> u64 {
             rd.flatten()
                 .map(|e| {
                     let m = e.metadata().unwrap();
-                    if m.is_dir() { dir_size(&e.path()) } else { m.len() }
+                    if m.is_dir() {
+                        dir_size(&e.path())
+                    } else {
+                        m.len()
+                    }
                 })
                 .sum()
         })
@@ -183,7 +187,10 @@ fn main() {
         rate,
         first
             .peak_rss_kb
-            .map_or("n/a (install GNU time)".into(), |k| format!("{:.1} MB", k as f64 / 1024.0)),
+            .map_or("n/a (install GNU time)".into(), |k| format!(
+                "{:.1} MB",
+                k as f64 / 1024.0
+            )),
         first.report["requests"],
         n.div_ceil(100)
     );
@@ -203,7 +210,11 @@ fn main() {
     for (id, raw) in studies.iter().step_by(100).take(changed) {
         // A real status change; the old value moves to an unknown key, which CT.gov's schema
         // tolerates and the normalizer ignores.
-        let edited = raw.replacen("\"overallStatus\": ", "\"overallStatus\": \"TERMINATED\", \"x\": ", 1);
+        let edited = raw.replacen(
+            "\"overallStatus\": ",
+            "\"overallStatus\": \"TERMINATED\", \"x\": ",
+            1,
+        );
         assert_ne!(&edited, raw, "{id}");
         server.put_study(edited);
     }
@@ -230,7 +241,11 @@ fn main() {
             let mut prev: Option<trialwatch::model::Record> = None;
             for v in 1..=versions {
                 // Each version retitles the trial: one real field change per version.
-                let raw_v = raw.replacen("\"briefTitle\": \"", &format!("\"briefTitle\": \"(rev {v}) "), 1);
+                let raw_v = raw.replacen(
+                    "\"briefTitle\": \"",
+                    &format!("\"briefTitle\": \"(rev {v}) "),
+                    1,
+                );
                 assert_ne!(&raw_v, raw, "{id}");
                 let record = trialwatch::normalize::normalize_json(&raw_v).unwrap();
                 let canonical = record.canonical_bytes();
@@ -267,7 +282,11 @@ fn main() {
         raw_bytes as f64 / 1e6
     );
     let hcfg = hdir.path().join("config.toml");
-    std::fs::write(&hcfg, format!("data_dir = {:?}\n", hdir.path().display().to_string())).unwrap();
+    std::fs::write(
+        &hcfg,
+        format!("data_dir = {:?}\n", hdir.path().display().to_string()),
+    )
+    .unwrap();
     let mut times = Vec::new();
     for k in 0..21 {
         let id = &studies[(k * 4999) % n].0;
@@ -279,7 +298,11 @@ fn main() {
             .output()
             .unwrap();
         times.push(t0.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     times.sort();
     println!(

@@ -2,10 +2,10 @@
 //! leaves a store that fails `trialwatch verify`, and a later sync completes the work.
 //! (Like sled's own crash test: the parent kills a child mid-write and checks invariants.)
 
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/fake_ctgov.rs"]
+mod fake_ctgov;
 
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ const TRIALS: usize = 300;
 
 #[test]
 fn kill_9_during_sync_never_corrupts_the_store() {
-    let ids: Vec<String> = (1..=TRIALS).map(|i| format!("NCT{:08}", 80_000_000 + i)).collect();
+    let ids: Vec<String> = (1..=TRIALS)
+        .map(|i| format!("NCT{:08}", 80_000_000 + i))
+        .collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let env = TestEnv::with_config(&refs, "batch_size = 20", "");
     let sources = [
@@ -56,9 +58,15 @@ fn kill_9_during_sync_never_corrupts_the_store() {
         let rep: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("round {round}: verify printed no JSON ({e}): {out:?}"));
         assert_eq!(out.status.code(), Some(0), "round {round}: {rep}");
-        assert!(rep["problems"].as_array().unwrap().is_empty(), "round {round}: {rep}");
+        assert!(
+            rep["problems"].as_array().unwrap().is_empty(),
+            "round {round}: {rep}"
+        );
     }
-    assert!(kills >= 6, "only {kills} syncs were killed mid-run; the test proves little");
+    assert!(
+        kills >= 6,
+        "only {kills} syncs were killed mid-run; the test proves little"
+    );
 
     // A complete sync afterwards brings every trial to the server's current record.
     env.ok(&["sync"]);

@@ -1,10 +1,10 @@
 //! Black-box tests of `trialwatch sync` and the read commands: the real binary against the fake
 //! CT.gov server, fed with real CT.gov fixtures that are changed between syncs.
 
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/fake_ctgov.rs"]
+mod fake_ctgov;
 
 use std::collections::BTreeSet;
 
@@ -45,8 +45,10 @@ fn edited_fields_become_exactly_those_changes() {
         p["contactsLocationsModule"]["locations"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"facility": "Charité", "city": "Berlin", "country": "Germany",
-                         "geoPoint": {"lat": 52.5, "lon": 13.4}}));
+            .push(
+                json!({"facility": "Charité", "city": "Berlin", "country": "Germany",
+                         "geoPoint": {"lat": 52.5, "lon": 13.4}}),
+            );
     });
     env.server.put_study(v2);
     let out = env.ok(&["sync"]);
@@ -119,8 +121,9 @@ fn derived_data_churn_makes_no_version() {
     let env = TestEnv::new(&[id]);
     env.server.put_study(fixture("NCT02552212.json"));
     env.ok(&["sync"]);
-    env.server
-        .put_study(fixture("versions/NCT02552212.versionHolder-2024-01-03.json"));
+    env.server.put_study(fixture(
+        "versions/NCT02552212.versionHolder-2024-01-03.json",
+    ));
     let out = env.ok(&["sync", "--json"]);
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["unchanged"], 1, "{out}");
@@ -143,7 +146,10 @@ fn transient_faults_are_retried_and_end_right() {
     env.server.push_fault(Fault::Html);
     let t0 = std::time::Instant::now();
     let out = env.ok(&["sync", "--json"]);
-    assert!(t0.elapsed().as_millis() >= 900, "Retry-After was not honoured");
+    assert!(
+        t0.elapsed().as_millis() >= 900,
+        "Retry-After was not honoured"
+    );
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["new_versions"], 1, "{out}");
     assert_eq!(report["requests"], 4, "{out}");
@@ -152,7 +158,13 @@ fn transient_faults_are_retried_and_end_right() {
     env.server.push_fault(Fault::Truncated);
     let report: Value = serde_json::from_str(&env.ok(&["sync", "--json"])).unwrap();
     assert_eq!(report["unchanged"], 1);
-    assert_eq!(env.json(&["history", id, "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["history", id, "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// When CT.gov keeps failing, the trial is reported (exit 2) and its stored history is intact.
@@ -170,7 +182,13 @@ fn persistent_failure_is_reported_and_loses_nothing() {
     let text = stdout(&out);
     assert!(text.contains(&format!("failed: {id}")), "{text}");
     assert!(text.contains("500"), "{text}");
-    assert_eq!(env.json(&["history", id, "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["history", id, "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// A well-formed unknown ID is reported per trial; the others sync.
@@ -214,13 +232,18 @@ fn malformed_ids_are_refused_clearly() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("bad.toml"), "{err}");
-    assert!(err.contains("`watch.nct_ids[1]`: `NCTX` is not an NCT ID"), "{err}");
+    assert!(
+        err.contains("`watch.nct_ids[1]`: `NCTX` is not an NCT ID"),
+        "{err}"
+    );
 }
 
 /// Requests per sync are ⌈N / batch_size⌉, never one per trial.
 #[test]
 fn requests_are_batched() {
-    let ids: Vec<String> = (1..=250).map(|i| format!("NCT{:08}", 90_000_000 + i)).collect();
+    let ids: Vec<String> = (1..=250)
+        .map(|i| format!("NCT{:08}", 90_000_000 + i))
+        .collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let env = TestEnv::new(&refs);
     let sources = ["NCT03418623.json", "NCT00973089.json", "NCT06171568.json"];
@@ -232,7 +255,10 @@ fn requests_are_batched() {
     assert_eq!(report["requests"], 3, "{report}");
     let served = env.server.requests();
     assert_eq!(served.len(), 3, "{served:?}");
-    assert!(served.iter().all(|r| r.contains("filter.ids=")), "{served:?}");
+    assert!(
+        served.iter().all(|r| r.contains("filter.ids=")),
+        "{served:?}"
+    );
 }
 
 /// The watch list kept in the store is merged with the config's and synced.
@@ -241,7 +267,10 @@ fn watch_list_in_the_store() {
     let env = TestEnv::new(&["NCT03418623"]);
     env.server.put_study(fixture("NCT03418623.json"));
     env.server.put_study(fixture("NCT00973089.json"));
-    assert!(env.ok(&["watch", "add", "nct00973089"]).contains("watching NCT00973089"));
+    assert!(
+        env.ok(&["watch", "add", "nct00973089"])
+            .contains("watching NCT00973089")
+    );
     let list = env.json(&["watch", "list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     let report: Value = serde_json::from_str(&env.ok(&["sync", "--json"])).unwrap();
@@ -249,9 +278,21 @@ fn watch_list_in_the_store() {
     let out = env.ok(&["watch", "remove", "NCT03418623"]);
     assert!(out.contains("listed in the configuration"), "{out}");
     env.ok(&["watch", "remove", "NCT00973089"]);
-    assert_eq!(env.json(&["watch", "list", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["watch", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Its history is kept.
-    assert_eq!(env.json(&["history", "NCT00973089", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.json(&["history", "NCT00973089", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// `show --at` picks the version current at that time.
@@ -262,13 +303,25 @@ fn show_at_a_time_picks_the_version_then_current() {
     let v1 = fixture("NCT03418623.json");
     env.server.put_study(v1.clone());
     let mut c = env.cmd(&["sync"]);
-    assert!(c.env("TRIALWATCH_NOW", "2026-01-10T00:00:00Z").status().unwrap().success());
+    assert!(
+        c.env("TRIALWATCH_NOW", "2026-01-10T00:00:00Z")
+            .status()
+            .unwrap()
+            .success()
+    );
     env.server.put_study(edit(&v1, |p| {
         p["statusModule"]["overallStatus"] = json!("SUSPENDED");
     }));
     let mut c = env.cmd(&["sync"]);
-    assert!(c.env("TRIALWATCH_NOW", "2026-02-10T00:00:00Z").status().unwrap().success());
-    let at = |t: &str| env.json(&["show", id, "--at", t, "--format", "json"])["status"]["overallStatus"].clone();
+    assert!(
+        c.env("TRIALWATCH_NOW", "2026-02-10T00:00:00Z")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let at = |t: &str| {
+        env.json(&["show", id, "--at", t, "--format", "json"])["status"]["overallStatus"].clone()
+    };
     assert_eq!(at("2026-01-20"), "COMPLETED");
     assert_eq!(at("2026-02-10T00:00:00Z"), "SUSPENDED");
     let out = env.run(&["show", id, "--at", "2025-12-31"]);
