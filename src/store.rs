@@ -821,7 +821,39 @@ impl Store {
             rep.problems
                 .push(format!("{nct} v{v}: indexed but not stored"));
         }
+        self.verify_outbox(&mut rep)?;
         Ok(rep)
+    }
+}
+
+impl Store {
+    /// Outbox invariants: every pending entry has exactly its due-index key, every due-index
+    /// key names a pending entry, and every entry references a stored version.
+    fn verify_outbox(&self, rep: &mut IntegrityReport) -> Result<()> {
+        let mut due = std::collections::HashSet::new();
+        for kv in self.db.scan_prefix(b"d") {
+            let (k, _) = kv?;
+            due.insert(k.to_vec());
+        }
+        for e in self.outbox_all()? {
+            let id = e.id();
+            if !e.is_dead() && !due.remove(&e.due_key()) {
+                rep.problems
+                    .push(format!("alert {id} is pending but not in the due index"));
+            }
+            if self.db.get(vkey(b'v', &e.nct_id, e.version))?.is_none() {
+                rep.problems.push(format!(
+                    "alert {id} references a version that is not stored"
+                ));
+            }
+        }
+        if !due.is_empty() {
+            rep.problems.push(format!(
+                "{} due-index keys name no pending alert",
+                due.len()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -959,6 +991,69 @@ mod tests {
             Err(StoreError::TooNew { found, .. }) => assert_eq!(found, FORMAT_VERSION + 1),
             other => panic!("expected TooNew, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn alerts_are_stored_with_their_version_and_found_by_due_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let r = rec("COMPLETED");
+        let c = r.canonical_bytes();
+        let at = t("2026-01-01T00:00:00Z");
+        let later = t("2026-01-02T00:00:00Z");
+        let owed = |sub: &str, due| OwedAlert {
+            subscription_id: sub.into(),
+            paths: vec!["status.overallStatus".into()],
+            due,
+        };
+        store
+            .commit_version(NewVersion {
+                nct: &nct,
+                record: &r,
+                canonical: &c,
+                raw: b"{}",
+                changes: vec![],
+                detected_at: at,
+                resolved_id: None,
+                alerts: vec![owed("sub-a", at), owed("sub-b", later)],
+            })
+            .unwrap();
+        assert_eq!(store.outbox_counts().unwrap(), (2, 0));
+        assert_eq!(store.outbox_next_due().unwrap(), Some(at));
+        let due = store.outbox_due(at).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id(), "sub-a.NCT02241018.v1");
+        assert_eq!(store.outbox_due(later).unwrap().len(), 2);
+        assert_eq!(
+            store
+                .outbox_entry("sub-b.NCT02241018.v1")
+                .unwrap()
+                .unwrap()
+                .next_attempt_at,
+            later
+        );
+        assert!(store.outbox_entry("garbage").unwrap().is_none());
+
+        // Rescheduling moves the index key; dead letters leave the index but stay listed.
+        let mut dead = due[0].clone();
+        dead.dead_at = Some(at);
+        store
+            .outbox_update(&[(due[0].clone(), dead.clone())])
+            .unwrap();
+        assert_eq!(store.outbox_counts().unwrap(), (1, 1));
+        assert_eq!(store.outbox_due(later).unwrap().len(), 1);
+        assert!(store.verify().unwrap().problems.is_empty());
+
+        // Removing a subscription drops what it owes, atomically.
+        let b = store.outbox_entry("sub-b.NCT02241018.v1").unwrap().unwrap();
+        store.outbox_remove(&[b], Some(("sub-b", later))).unwrap();
+        assert_eq!(store.last_digest("sub-b").unwrap(), Some(later));
+        assert_eq!(store.outbox_counts().unwrap(), (0, 1));
+        store.outbox_remove(&[dead], None).unwrap();
+        assert_eq!(store.outbox_all().unwrap().len(), 0);
+        assert_eq!(store.outbox_next_due().unwrap(), None);
+        assert!(store.verify().unwrap().problems.is_empty());
     }
 
     #[test]
