@@ -723,7 +723,7 @@ impl SubscriberRun<'_> {
             subscription.id = sub_id,
             alerts = entries.len(),
             transient = err.transient,
-            error = %err.message,
+            error = %redact_addresses(&err.message),
             "alert delivery failed"
         );
         rep.failures.push(format!("{sub_id}: {}", err.message));
@@ -853,6 +853,17 @@ impl SubscriberRun<'_> {
         }
         rep
     }
+}
+
+/// A message with every word that holds an `@` (an email address, an SMTP reply naming the
+/// recipient) replaced, so logs never carry a subscriber's address. The outbox keeps the full
+/// message for the operator's `trialwatch outbox`.
+pub fn redact_addresses(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|w| if w.contains('@') { "[address]" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The soonest time an alert is due (for the daemon's timer).
@@ -1078,6 +1089,14 @@ mod tests {
         );
         assert_eq!(n.dead_at, Some(at));
         assert_eq!(n.last_error.as_deref(), Some("permanent: 550 no such user"));
+    }
+
+    #[test]
+    fn logged_errors_carry_no_address() {
+        assert_eq!(
+            redact_addresses("550 5.1.1 <bob@example.org>: unknown user"),
+            "550 5.1.1 [address] unknown user"
+        );
     }
 
     #[test]

@@ -408,6 +408,49 @@ fn kill_between_send_and_ack_repeats_but_never_loses() {
     assert!(outbox(&env).is_empty());
 }
 
+/// One subscriber whose receiver hangs does not hold up another: the healthy one is served
+/// while the hanging request is still open.
+#[test]
+fn a_hanging_subscriber_does_not_delay_the_others() {
+    let env = TestEnv::with_config(&[ID], "", FAST_ALERTS);
+    let hanging = WebhookSink::start();
+    hanging.set_default(Reply::Hold);
+    let healthy = WebhookSink::start();
+    let v1 = fixture(&format!("{ID}.json"));
+    env.server.put_study(v1.clone());
+    env.ok(&["sync"]);
+    env.ok(&["subscribe", "webhook", &hanging.url("/hang")]);
+    env.ok(&["subscribe", "webhook", &healthy.url("/ok")]);
+    env.server.put_study(with_status(&v1, "TERMINATED"));
+    let mut child = env
+        .cmd(&["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    hanging.wait_for(1, Duration::from_secs(20));
+    healthy.wait_for(1, Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync ended before the hanging request timed out"
+    );
+    child.wait().unwrap();
+    let pending = outbox(&env);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(pending[0]["id"].as_str().unwrap().starts_with("sub-"));
+    assert!(
+        pending[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out")
+            || pending[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("timeout"),
+        "{pending:?}"
+    );
+}
+
 /// A daily digest: nothing before its time, then one message grouping the pending alerts.
 #[test]
 fn daily_digest_groups_pending_alerts_into_one_message() {
