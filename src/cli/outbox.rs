@@ -31,10 +31,7 @@ pub enum OutboxAction {
         id: Vec<String>,
     },
     /// Deliver the alerts that are due now (what the daemon does on its timer)
-    Deliver {
-        #[arg(long)]
-        json: bool,
-    },
+    Deliver,
 }
 
 /// The notifier the configuration describes.
@@ -159,12 +156,21 @@ pub(crate) fn run(
         Some(OutboxAction::Retry { id, all }) => {
             let ids = if all { Vec::new() } else { id };
             let (n, unknown) = requeue(&store, &ids, crate::clock::now())?;
-            for u in &unknown {
-                writeln!(out, "no alert {u} in the outbox")?;
-            }
-            writeln!(out, "{n} alerts requeued")?;
             let report = deliver_now(ctx, &store)?;
-            print_report(&report, json, out)?;
+            if json {
+                let body = serde_json::json!({
+                    "requeued": n,
+                    "unknown": unknown,
+                    "delivery": report,
+                });
+                writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+            } else {
+                for u in &unknown {
+                    writeln!(out, "no alert {u} in the outbox")?;
+                }
+                writeln!(out, "{n} alerts requeued")?;
+                print_report(&report, false, out)?;
+            }
             Ok(if unknown.is_empty() && report.all_ok() {
                 ExitCode::SUCCESS
             } else {
@@ -184,9 +190,9 @@ pub(crate) fn run(
             writeln!(out, "{} alerts dropped", found.len())?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(OutboxAction::Deliver { json: j }) => {
+        Some(OutboxAction::Deliver) => {
             let report = deliver_now(ctx, &store)?;
-            print_report(&report, json || j, out)?;
+            print_report(&report, json, out)?;
             Ok(if report.all_ok() {
                 ExitCode::SUCCESS
             } else {
