@@ -211,7 +211,7 @@ fn process_outcome(
             )]
         }
         StudyOutcome::Failed { ids, error } => {
-            let error = format!("{error:#}");
+            let error = error_chain(&error);
             ids.into_iter()
                 .map(|nct| {
                     tracing::warn!(trial.nct = %nct, error = %error, "trial not fetched");
@@ -228,6 +228,21 @@ fn process_outcome(
                 .collect()
         }
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`, for messages that stand on their own.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn mark_failed(store: &Store, nct: &NctId, now: DateTime<Utc>, error: &str) {

@@ -59,10 +59,25 @@ impl TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
         let ids: Vec<String> = watch.iter().map(|s| format!("{s:?}")).collect();
+        // Keys given in `ctgov_extra` replace the defaults below.
+        let defaults: String = [
+            "requests_per_minute = 0",
+            "batch_size = 100",
+            "timeout_secs = 5",
+            "max_attempts = 4",
+            "backoff_base_ms = 10",
+            "backoff_cap_secs = 0.2",
+        ]
+        .iter()
+        .filter(|kv| {
+            let key = kv.split(' ').next().unwrap_or("");
+            !ctgov_extra.lines().any(|l| l.trim_start().starts_with(key))
+        })
+        .map(|kv| format!("{kv}\n"))
+        .collect();
         let text = format!(
-            "data_dir = {data:?}\n[ctgov]\nbase_url = {url:?}\nrequests_per_minute = 0\n\
-             batch_size = 100\ntimeout_secs = 5\nmax_attempts = 4\nbackoff_base_ms = 10\n\
-             backoff_cap_secs = 0.2\n{ctgov_extra}\n[watch]\nnct_ids = [{ids}]\n{tail}\n",
+            "data_dir = {data:?}\n[ctgov]\nbase_url = {url:?}\n{defaults}{ctgov_extra}\n\
+             [watch]\nnct_ids = [{ids}]\n{tail}\n",
             data = dir.path().join("data").display().to_string(),
             url = server.base_url(),
             ids = ids.join(", "),
