@@ -232,7 +232,74 @@ fn delivery_bench(template: &str, concurrency: usize) {
     );
 }
 
+/// Where the enqueue time goes (set BENCH_ALERT_PROFILE=1): matching alone, and raw sled
+/// batches of the same shape with large and small values.
+fn profile(template: &str) {
+    let trials = env_usize("BENCH_ALERT_TRIALS", 1000);
+    let pairs: Vec<_> = (0..trials).map(|i| trial_pair(template, i)).collect();
+    let ids: Vec<NctId> = pairs.iter().map(|p| p.0.clone()).collect();
+    let t2: DateTime<Utc> = "2026-01-02T00:00:00Z".parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let subs = Arc::new(subscriptions(100, "http://127.0.0.1:9/hook", &ids));
+    let plan = EnqueuePlan::new(subs, &store, t2).unwrap();
+    let changes: Vec<_> = pairs
+        .iter()
+        .map(|(_, _, r1, _, r2)| trialwatch::diff::diff(Some(r1), r2))
+        .collect();
+    let t0 = Instant::now();
+    let mut n = 0;
+    for ((nct, _, r1, _, r2), c) in pairs.iter().zip(&changes) {
+        n += plan.owed(nct, Some(r1), r2, c).len();
+    }
+    println!(
+        "profile: matching only: {n} alerts in {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    for (per, threads) in [(180usize, 1usize), (90, 1), (90, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path())
+            .cache_capacity(32 << 20)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(Some(500))
+            .open()
+            .unwrap();
+        let t0 = Instant::now();
+        std::thread::scope(|sc| {
+            for th in 0..threads {
+                let db = db.clone();
+                sc.spawn(move || {
+                    for t in (th..trials).step_by(threads) {
+                        let mut b = sled::Batch::default();
+                        for s in 0..per as u32 {
+                            let mut k = format!("dxxxxxxxxsub-{s:010}/NCT7{t:07}").into_bytes();
+                            k.extend_from_slice(&2u32.to_be_bytes());
+                            b.insert(k, vec![b'x'; 60]);
+                        }
+                        db.apply_batch(b).unwrap();
+                    }
+                });
+            }
+        });
+        db.flush().unwrap();
+        println!(
+            "profile: raw sled, {trials} batches of {per} inserts, {threads} threads: {:.3} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn main() {
+    if std::env::var_os("BENCH_ALERT_PROFILE").is_some() {
+        let template = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/ctgov/NCT03418623.json"),
+        )
+        .unwrap();
+        profile(&template);
+        return;
+    }
     // `cargo bench` passes `--bench`; nothing to parse.
     let template = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -18,12 +18,16 @@
 //! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
 //! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
 //! | `S` sub | [`Subscription`] JSON: subscriptions added with `trialwatch subscribe` |
+//! | `g` NCT ver | [`FanOut`] JSON: every alert a new version owes, written in the version's batch |
 //! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
 //! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
 //! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
 //!
 //! Outbox entries are small: they reference the stored version and the matching paths, and the
-//! alert is rendered from the stored version at delivery time. The entry key (and so the alert's
+//! alert is rendered from the stored version at delivery time. The version's batch holds one
+//! `g` fan-out record for all its alerts (one key instead of two per alert keeps a sync that
+//! owes 100,000 alerts fast); the first outbox operation after it expands the record into the
+//! per-alert `o`/`d` entries, in one atomic batch per record. The entry key (and so the alert's
 //! idempotency key) is derived from subscription, trial and version, so enqueueing is idempotent.
 
 use std::path::{Path, PathBuf};
@@ -120,13 +124,21 @@ pub struct NewVersion<'a> {
 }
 
 /// One alert a new version owes one subscription, as the sync computed it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OwedAlert {
     pub subscription_id: String,
     /// The version's change paths this subscription hears about (never empty).
     pub paths: Vec<String>,
     /// First delivery attempt: now for immediate subscriptions, the digest time for daily ones.
     pub due: DateTime<Utc>,
+}
+
+/// The alerts of one new version, as the version's own batch writes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOut {
+    /// The version's detection time: every alert's `created_at`.
+    pub created_at: DateTime<Utc>,
+    pub alerts: Vec<OwedAlert>,
 }
 
 /// One alert in the outbox: a reference to a stored version plus the delivery bookkeeping.
@@ -222,6 +234,9 @@ pub fn record_hash(canonical: &[u8]) -> String {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// Serializes fan-out expansion, so two callers never both expand one record (which
+    /// could resurrect an alert the other had already delivered).
+    expand_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn key(prefix: u8, nct: &NctId) -> Vec<u8> {
@@ -246,6 +261,23 @@ fn time_key(at: DateTime<Utc>, nct: &NctId, version: u32) -> Vec<u8> {
     k.extend_from_slice(nct.as_str().as_bytes());
     k.extend_from_slice(&version.to_be_bytes());
     k
+}
+
+/// `(NCT, version)` of a `v`/`r`/`w`/`g` key.
+fn decode_version_key(k: &[u8]) -> Result<(NctId, u32)> {
+    let bad = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "bad version key".into(),
+    };
+    if k.len() != 1 + 11 + 4 {
+        return Err(bad());
+    }
+    let nct: NctId = std::str::from_utf8(&k[1..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let ver = u32::from_be_bytes(k[12..16].try_into().map_err(|_| bad())?);
+    Ok((nct, ver))
 }
 
 fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
@@ -306,6 +338,7 @@ impl Store {
         let store = Store {
             db,
             path: dir.to_path_buf(),
+            expand_lock: Default::default(),
         };
         match store.db.get(b"F")? {
             Some(v) => {
@@ -404,22 +437,12 @@ impl Store {
             compress(nv.raw, ZSTD_LEVEL_RAW),
         );
         batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
-        for owed in nv.alerts {
-            let entry = OutboxEntry {
-                subscription_id: owed.subscription_id,
-                nct_id: nv.nct.clone(),
-                version,
-                paths: owed.paths,
+        if !nv.alerts.is_empty() {
+            let fan = FanOut {
                 created_at: nv.detected_at,
-                window_start: nv.detected_at,
-                attempts: 0,
-                next_attempt_at: owed.due,
-                last_attempt_at: None,
-                last_error: None,
-                dead_at: None,
+                alerts: nv.alerts,
             };
-            batch.insert(entry.due_key(), &[][..]);
-            batch.insert(entry.key(), to_json(&entry));
+            batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
         }
         self.db.apply_batch(batch)?;
         Ok(version)
@@ -629,13 +652,56 @@ impl Store {
         self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
     }
 
+    /// Turn every `g` fan-out record into per-alert entries, one atomic batch per record.
+    /// Every outbox reader calls this first; it costs one empty prefix scan when there is
+    /// nothing to expand.
+    pub fn outbox_expand(&self) -> Result<usize> {
+        if self.db.scan_prefix(b"g").next().is_none() {
+            return Ok(0);
+        }
+        let _guard = self
+            .expand_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut expanded = 0;
+        for kv in self.db.scan_prefix(b"g") {
+            let (k, v) = kv?;
+            let fan: FanOut = from_json(&k, &v)?;
+            let (nct, version) = decode_version_key(&k)?;
+            let mut batch = sled::Batch::default();
+            batch.remove(k.clone());
+            for owed in fan.alerts {
+                let entry = OutboxEntry {
+                    subscription_id: owed.subscription_id,
+                    nct_id: nct.clone(),
+                    version,
+                    paths: owed.paths,
+                    created_at: fan.created_at,
+                    window_start: fan.created_at,
+                    attempts: 0,
+                    next_attempt_at: owed.due,
+                    last_attempt_at: None,
+                    last_error: None,
+                    dead_at: None,
+                };
+                batch.insert(entry.due_key(), &[][..]);
+                batch.insert(entry.key(), to_json(&entry));
+                expanded += 1;
+            }
+            self.db.apply_batch(batch)?;
+        }
+        Ok(expanded)
+    }
+
     /// Every outbox entry (pending and dead), ordered by subscription, trial, version.
     pub fn outbox_all(&self) -> Result<Vec<OutboxEntry>> {
+        self.outbox_expand()?;
         self.scan_entries(vec![b'o'])
     }
 
     /// The outbox entries of one subscription.
     pub fn outbox_of(&self, sub: &str) -> Result<Vec<OutboxEntry>> {
+        self.outbox_expand()?;
         let mut p = vec![b'o'];
         p.extend_from_slice(sub.as_bytes());
         p.push(b'/');
@@ -657,6 +723,7 @@ impl Store {
         let Some((sub, nct, version)) = parse_alert_id(id) else {
             return Ok(None);
         };
+        self.outbox_expand()?;
         let mut k = vec![b'o'];
         k.extend_from_slice(&entry_tail(&sub, &nct, version));
         self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
@@ -665,6 +732,7 @@ impl Store {
     /// Pending entries whose next attempt is at or before `now`, soonest first: one range scan
     /// of the due index.
     pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxEntry>> {
+        self.outbox_expand()?;
         let mut end = vec![b'd'];
         end.extend_from_slice(&micros_key(now));
         end.push(0xff);
@@ -683,6 +751,7 @@ impl Store {
 
     /// The soonest next attempt of any pending entry.
     pub fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        self.outbox_expand()?;
         match self.db.scan_prefix(b"d").next() {
             Some(kv) => {
                 let (k, _) = kv?;
@@ -702,6 +771,7 @@ impl Store {
 
     /// `(pending, dead)` counts, from key counts alone.
     pub fn outbox_counts(&self) -> Result<(usize, usize)> {
+        self.outbox_expand()?;
         let mut pending = 0;
         for kv in self.db.scan_prefix(b"d") {
             kv?;
@@ -835,7 +905,17 @@ impl Store {
             let (k, _) = kv?;
             due.insert(k.to_vec());
         }
-        for e in self.outbox_all()? {
+        for kv in self.db.scan_prefix(b"g") {
+            let (k, _) = kv?;
+            match decode_version_key(&k) {
+                Ok((nct, v)) if self.db.get(vkey(b'v', &nct, v))?.is_some() => {}
+                _ => rep.problems.push(format!(
+                    "fan-out record {} references no stored version",
+                    String::from_utf8_lossy(&k)
+                )),
+            }
+        }
+        for e in self.scan_entries(vec![b'o'])? {
             let id = e.id();
             if !e.is_dead() && !due.remove(&e.due_key()) {
                 rep.problems
