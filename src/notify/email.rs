@@ -158,7 +158,7 @@ fn group_by_trial(alerts: &[Alert]) -> Vec<TrialGroup<'_>> {
 /// Changes most severe first; equal severities keep their canonical path order.
 fn by_severity(changes: &[AlertChange]) -> Vec<&AlertChange> {
     let mut sorted: Vec<&AlertChange> = changes.iter().collect();
-    sorted.sort_by(|a, b| b.severity.cmp(&a.severity));
+    sorted.sort_by_key(|c| std::cmp::Reverse(c.severity));
     sorted
 }
 
@@ -236,9 +236,9 @@ fn render_change(c: &AlertChange, text: &mut String, html: &mut String) {
     let old = c.change.old.as_ref().map(value_text);
     let new = c.change.new.as_ref().map(value_text);
     let _ = writeln!(text, "\n  [{severity}] {summary}");
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "<li style=\"margin-bottom: 0.6em\"><strong style=\"color: {}\">{severity}</strong> {}<br>\n",
+        "<li style=\"margin-bottom: 0.6em\"><strong style=\"color: {}\">{severity}</strong> {}<br>",
         severity_colour(&severity),
         escape_html(&summary)
     );
@@ -506,6 +506,26 @@ fn tls_parameters(host: &str, cfg: &SmtpConfig) -> Result<TlsParameters, SetupEr
     })
 }
 
+/// The rustls error behind a failed handshake. lettre reports those as connection errors
+/// wrapping an `io::Error`, whose `source()` skips the wrapped error, hence `get_ref`.
+fn tls_failure(err: &lettre::transport::smtp::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(inner);
+        }
+        source = cause.source();
+    }
+    None
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -547,9 +567,15 @@ fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryErr
             "SMTP server {endpoint} timed out ({detail}): will retry; check the server is up, or raise smtp.timeout"
         ));
     }
-    if err.is_tls() {
+    if err.is_tls() || tls_failure(err).is_some() {
+        let hint = match tls_failure(err) {
+            Some(rustls::Error::InvalidCertificate(_)) => {
+                "the server's certificate is not trusted: check that smtp.host is the name on the certificate and, for a private CA, set smtp.extra_root_cert_pem"
+            }
+            _ => "check that smtp.security matches the port (starttls: 587, tls: 465)",
+        };
         return DeliveryError::transient(format!(
-            "TLS with SMTP server {endpoint} failed ({detail}): will retry; if it keeps failing, check smtp.host matches the server's certificate and, for a private CA, set smtp.extra_root_cert_pem"
+            "TLS with SMTP server {endpoint} failed ({detail}): will retry; {hint}"
         ));
     }
     if err.is_client() {

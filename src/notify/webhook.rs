@@ -14,6 +14,20 @@
 //! ```
 //!
 //! [`sign`] and [`verify`] are public so receivers, docs and tests share one definition.
+//! A receiver in another language checks the raw body bytes, before parsing the JSON:
+//!
+//! ```python
+//! import hmac, hashlib, time
+//!
+//! def verify(secret: bytes, headers, body: bytes, tolerance=300) -> bool:
+//!     ts = headers.get("X-Trialwatch-Timestamp", "")
+//!     sig = headers.get("X-Trialwatch-Signature", "")
+//!     if not ts.isdigit() or abs(time.time() - int(ts)) > tolerance:
+//!         return False  # missing, stale or replayed
+//!     mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256)
+//!     return hmac.compare_digest("sha256=" + mac.hexdigest(), sig)
+//! ```
+//!
 //! Redirects are not followed: a signed payload goes only where the subscription says.
 //! This file does not retry; it says whether a retry may help ([`DeliveryError::transient`]).
 
