@@ -313,7 +313,8 @@ impl Subscriptions {
     pub fn load(cfg: &Config, store: &Store) -> Result<Subscriptions, StoreError> {
         let mut list = cfg.subscriptions.clone();
         for s in store.subscriptions()? {
-            if !list.iter().any(|c| c.id == s.id) {
+            // `cfg-` and `sub-` IDs share the content hash after the prefix.
+            if !list.iter().any(|c| c.id.get(4..) == s.id.get(4..)) {
                 list.push(s);
             }
         }
