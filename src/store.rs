@@ -42,10 +42,41 @@ use crate::outbox::Subscription;
 /// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
 pub const FORMAT_VERSION: u32 = 1;
 
-/// zstd level for records and metadata (hot: read by `show`, `diff`).
+/// zstd level: JSON is read and written on every sync of a changed trial, so speed wins.
 const ZSTD_LEVEL: i32 = 3;
-/// zstd level for raw CT.gov JSON (cold: read only to re-normalize), traded for space.
-const ZSTD_LEVEL_RAW: i32 = 6;
+
+/// Every this many versions the raw JSON is stored whole (a keyframe); the versions between are
+/// stored as zstd deltas against their keyframe. Versions of one study are nearly identical, so a
+/// delta costs tens of bytes, and any read needs at most two decompressions.
+const KEYFRAME_EVERY: u32 = 16;
+
+/// How a stored value is encoded: a tag byte, then a zstd frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    /// zstd on its own.
+    Plain = 1,
+    /// zstd with this version's raw CT.gov JSON as a raw-content dictionary: the normalized
+    /// record and a first version's changes repeat the raw text, so they cost little on top.
+    OwnRaw = 2,
+    /// zstd with the keyframe version's raw JSON as dictionary (raw JSON of non-keyframes).
+    Keyframe = 3,
+}
+
+impl Codec {
+    fn from_tag(tag: u8) -> Option<Codec> {
+        match tag {
+            1 => Some(Codec::Plain),
+            2 => Some(Codec::OwnRaw),
+            3 => Some(Codec::Keyframe),
+            _ => None,
+        }
+    }
+}
+
+/// The version whose raw JSON is stored whole and serves as dictionary for `version`.
+fn keyframe_of(version: u32) -> u32 {
+    ((version.max(1) - 1) / KEYFRAME_EVERY) * KEYFRAME_EVERY + 1
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -291,21 +322,58 @@ fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
     Some((at, nct, ver))
 }
 
-fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
-    // zstd on an in-memory buffer fails only on allocation failure; keep the data uncompressed
-    // rather than lose it (the reader tells the two apart by zstd's magic number).
-    zstd::bulk::compress(bytes, level).unwrap_or_else(|_| bytes.to_vec())
+fn encode(data: &[u8], codec: Codec, dict: &[u8]) -> Vec<u8> {
+    let frame = if codec == Codec::Plain || dict.is_empty() {
+        zstd::bulk::compress(data, ZSTD_LEVEL)
+    } else {
+        zstd::bulk::Compressor::with_dictionary(ZSTD_LEVEL, dict).and_then(|mut c| c.compress(data))
+    };
+    match frame {
+        Ok(f) => {
+            let mut out = Vec::with_capacity(f.len() + 1);
+            out.push(if dict.is_empty() { Codec::Plain } else { codec } as u8);
+            out.extend_from_slice(&f);
+            out
+        }
+        // zstd on a buffer fails only when memory runs out; store the data uncompressed rather
+        // than lose it (tag 0).
+        Err(_) => {
+            let mut out = Vec::with_capacity(data.len() + 1);
+            out.push(0);
+            out.extend_from_slice(data);
+            out
+        }
+    }
 }
 
-fn decompress(key: &[u8], bytes: &[u8]) -> Result<Vec<u8>> {
-    const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-    if !bytes.starts_with(&MAGIC) {
-        return Ok(bytes.to_vec());
-    }
-    zstd::stream::decode_all(bytes).map_err(|e| StoreError::Corrupt {
+fn corrupt(key: &[u8], reason: String) -> StoreError {
+    StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
-        reason: format!("cannot decompress: {e}"),
-    })
+        reason,
+    }
+}
+
+/// The codec a stored value needs, so the caller can fetch its dictionary first.
+fn codec_of(key: &[u8], bytes: &[u8]) -> Result<Option<Codec>> {
+    match bytes.first() {
+        Some(0) => Ok(None),
+        Some(&t) => Codec::from_tag(t)
+            .map(Some)
+            .ok_or_else(|| corrupt(key, format!("unknown encoding tag {t}"))),
+        None => Err(corrupt(key, "empty value".into())),
+    }
+}
+
+fn decode(key: &[u8], bytes: &[u8], dict: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    if codec_of(key, bytes)?.is_none() {
+        return Ok(bytes[1..].to_vec());
+    }
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::with_dictionary(&bytes[1..], dict)
+        .and_then(|mut d| d.read_to_end(&mut out))
+        .map_err(|e| corrupt(key, format!("cannot decompress: {e}")))?;
+    Ok(out)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -333,6 +401,9 @@ impl Store {
             .cache_capacity(32 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
             .flush_every_ms(Some(500))
+            // sled replays the log written since its last snapshot on every open; a snapshot
+            // every 20k operations (default 1M) keeps `trialwatch history` quick on a large store.
+            .snapshot_after_ops(20_000)
             .open()
             .map_err(open_err)?;
         let store = Store {
@@ -424,18 +495,28 @@ impl Store {
         };
         let mut batch = sled::Batch::default();
         batch.insert(key(b't', nv.nct), to_json(&state));
+        let keyframe = keyframe_of(version);
+        let raw_value = if keyframe == version {
+            encode(nv.raw, Codec::Plain, &[])
+        } else {
+            let dict = self.raw(nv.nct, keyframe)?.unwrap_or_default();
+            encode(nv.raw, Codec::Keyframe, &dict)
+        };
+        // A first version's changes repeat the whole record; later ones are small.
+        let meta_codec = if version == 1 {
+            Codec::OwnRaw
+        } else {
+            Codec::Plain
+        };
         batch.insert(
             vkey(b'v', nv.nct, version),
-            compress(&to_json(&meta), ZSTD_LEVEL),
+            encode(&to_json(&meta), meta_codec, nv.raw),
         );
         batch.insert(
             vkey(b'r', nv.nct, version),
-            compress(nv.canonical, ZSTD_LEVEL),
+            encode(nv.canonical, Codec::OwnRaw, nv.raw),
         );
-        batch.insert(
-            vkey(b'w', nv.nct, version),
-            compress(nv.raw, ZSTD_LEVEL_RAW),
-        );
+        batch.insert(vkey(b'w', nv.nct, version), raw_value);
         batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
         if !nv.alerts.is_empty() {
             let fan = FanOut {
@@ -483,10 +564,27 @@ impl Store {
         Ok(())
     }
 
+    /// Decode a value of `nct`/`version` whose dictionary, if any, is that version's raw JSON.
+    fn decode_own(&self, key: &[u8], bytes: &[u8], nct: &NctId, version: u32) -> Result<Vec<u8>> {
+        let dict = match codec_of(key, bytes)? {
+            Some(Codec::OwnRaw) => self.raw(nct, version)?.ok_or_else(|| {
+                corrupt(
+                    key,
+                    "its dictionary (the version's raw JSON) is missing".into(),
+                )
+            })?,
+            _ => Vec::new(),
+        };
+        decode(key, bytes, &dict)
+    }
+
     pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
         let k = vkey(b'v', nct, version);
         match self.db.get(&k)? {
-            Some(v) => Ok(Some(from_json(&k, &decompress(&k, &v)?)?)),
+            Some(v) => Ok(Some(from_json(
+                &k,
+                &self.decode_own(&k, &v, nct, version)?,
+            )?)),
             None => Ok(None),
         }
     }
@@ -497,7 +595,12 @@ impl Store {
             .scan_prefix(key(b'v', nct))
             .map(|kv| {
                 let (k, v) = kv?;
-                from_json(&k, &decompress(&k, &v)?)
+                let version = k
+                    .get(12..16)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| corrupt(&k, "bad version key".into()))?;
+                from_json(&k, &self.decode_own(&k, &v, nct, version)?)
             })
             .collect()
     }
@@ -514,7 +617,10 @@ impl Store {
     pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
         let k = vkey(b'r', nct, version);
         match self.db.get(&k)? {
-            Some(v) => Ok(Some(from_json(&k, &decompress(&k, &v)?)?)),
+            Some(v) => Ok(Some(from_json(
+                &k,
+                &self.decode_own(&k, &v, nct, version)?,
+            )?)),
             None => Ok(None),
         }
     }
@@ -529,7 +635,24 @@ impl Store {
     /// The study JSON exactly as CT.gov sent it for `version`.
     pub fn raw(&self, nct: &NctId, version: u32) -> Result<Option<Vec<u8>>> {
         let k = vkey(b'w', nct, version);
-        self.db.get(&k)?.map(|v| decompress(&k, &v)).transpose()
+        let Some(v) = self.db.get(&k)? else {
+            return Ok(None);
+        };
+        let dict = match codec_of(&k, &v)? {
+            Some(Codec::Keyframe) => {
+                let kf = keyframe_of(version);
+                let kk = vkey(b'w', nct, kf);
+                let kv = self.db.get(&kk)?.ok_or_else(|| {
+                    corrupt(&k, format!("its keyframe (version {kf}) is missing"))
+                })?;
+                if codec_of(&kk, &kv)? == Some(Codec::Keyframe) {
+                    return Err(corrupt(&kk, "a keyframe must not be a delta".into()));
+                }
+                decode(&kk, &kv, &[])?
+            }
+            _ => Vec::new(),
+        };
+        decode(&k, &v, &dict).map(Some)
     }
 
     /// Versions detected at or after `since`, newest first, as `(trial, version metadata)`.
@@ -1054,6 +1177,61 @@ mod tests {
         assert_eq!(st.last_seen_at, t("2026-01-03T00:00:00Z"));
         assert_eq!(st.last_error, None);
         assert_eq!(st.record_hash, record_hash(&c));
+    }
+
+    /// Guards the delta/dictionary encoding: every version reads back exactly, across keyframe
+    /// boundaries, and a near-identical later version costs a small fraction of its raw JSON.
+    #[test]
+    fn delta_encoded_versions_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let filler: String = (0..400).map(|i| format!("criterion {i} text; ")).collect();
+        let mut raws = Vec::new();
+        for v in 1..=(2 * KEYFRAME_EVERY + 3) {
+            let raw = format!("{{\"v\":{v},\"text\":\"{filler}\"}}");
+            let mut r = rec("RECRUITING");
+            r.set("description.briefSummary", json!(format!("{v} {filler}")));
+            let c = r.canonical_bytes();
+            let n = store
+                .commit_version(NewVersion {
+                    nct: &nct,
+                    record: &r,
+                    canonical: &c,
+                    raw: raw.as_bytes(),
+                    changes: vec![FieldChange {
+                        path: "description.briefSummary".into(),
+                        kind: crate::model::ChangeKind::Changed,
+                        old: None,
+                        new: Some(json!(v)),
+                    }],
+                    detected_at: t("2026-01-01T00:00:00Z"),
+                    resolved_id: None,
+                })
+                .unwrap();
+            assert_eq!(n, v);
+            raws.push((raw, r));
+        }
+        for (i, (raw, r)) in raws.iter().enumerate() {
+            let v = i as u32 + 1;
+            assert_eq!(
+                store.raw(&nct, v).unwrap().unwrap(),
+                raw.as_bytes(),
+                "raw v{v}"
+            );
+            assert_eq!(&store.record(&nct, v).unwrap().unwrap(), r, "record v{v}");
+            assert_eq!(store.version(&nct, v).unwrap().unwrap().version, v);
+        }
+        assert_eq!(keyframe_of(1), 1);
+        assert_eq!(keyframe_of(KEYFRAME_EVERY), 1);
+        assert_eq!(keyframe_of(KEYFRAME_EVERY + 1), KEYFRAME_EVERY + 1);
+        let stored = |v: u32| store.db.get(vkey(b'w', &nct, v)).unwrap().unwrap().len();
+        assert!(
+            stored(2) * 20 < raws[1].0.len(),
+            "delta {} bytes",
+            stored(2)
+        );
+        assert!(store.verify().unwrap().problems.is_empty());
     }
 
     #[test]
