@@ -1207,6 +1207,7 @@ mod tests {
                     }],
                     detected_at: t("2026-01-01T00:00:00Z"),
                     resolved_id: None,
+                    alerts: vec![],
                 })
                 .unwrap();
             assert_eq!(n, v);
