@@ -79,6 +79,7 @@ fn commit(
             changes,
             detected_at: at,
             resolved_id: None,
+            source_fingerprint: None,
             alerts,
         })
         .unwrap();

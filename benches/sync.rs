@@ -269,6 +269,7 @@ fn main() {
                             .timestamp_opt(1_700_000_000 + (v as i64) * 86_400, 0)
                             .unwrap(),
                         resolved_id: None,
+                        source_fingerprint: None,
                         alerts: vec![],
                     })
                     .unwrap();

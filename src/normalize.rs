@@ -71,6 +71,50 @@ pub fn normalize_json(raw: &str) -> Result<Record, NormalizeError> {
     normalize(&study)
 }
 
+/// Bumped whenever a change to this module could normalize the same CT.gov JSON differently, so
+/// that stored [`source_fingerprint`]s from an older release stop matching.
+pub const NORMALIZER_VERSION: u32 = 1;
+
+/// A hash of exactly the parts of a study the normalizer reads (`protocolSection`,
+/// `annotationSection`, `documentSection`, `hasResults`) and of [`NORMALIZER_VERSION`].
+/// `derivedSection` and `resultsSection` are skipped unparsed. Equal fingerprints mean equal
+/// normalized records, so a sync can skip normalizing a study CT.gov sent unchanged; different
+/// ones mean nothing (e.g. a re-geocoded site), and the caller normalizes and compares.
+pub fn source_fingerprint(raw: &str) -> Result<String, NormalizeError> {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use sha2::{Digest, Sha256};
+
+    #[derive(Deserialize)]
+    struct Parts<'a> {
+        #[serde(rename = "protocolSection", borrow)]
+        protocol: Option<&'a RawValue>,
+        #[serde(rename = "annotationSection", borrow)]
+        annotation: Option<&'a RawValue>,
+        #[serde(rename = "documentSection", borrow)]
+        document: Option<&'a RawValue>,
+        #[serde(rename = "hasResults")]
+        has_results: Option<bool>,
+    }
+    let parts: Parts<'_> = serde_json::from_str(raw).map_err(|source| NormalizeError::Json {
+        kind: "not a study object",
+        source,
+    })?;
+    let mut h = Sha256::new();
+    h.update(NORMALIZER_VERSION.to_be_bytes());
+    for part in [parts.protocol, parts.annotation, parts.document] {
+        let text = part.map_or("", |r| r.get());
+        h.update((text.len() as u64).to_be_bytes());
+        h.update(text.as_bytes());
+    }
+    h.update([match parts.has_results {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    }]);
+    Ok(hex::encode(h.finalize()))
+}
+
 /// Turns a parsed study into its normalized record (SCHEMA.md §1–§2).
 pub fn normalize(study: &wire::Study) -> Result<Record, NormalizeError> {
     let raw_id = study

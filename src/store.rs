@@ -129,6 +129,10 @@ pub struct TrialState {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<DateTime<Utc>>,
+    /// `normalize::source_fingerprint` of the last study fetched whole: when the next fetch has
+    /// the same, the record is unchanged and need not be normalized again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_fingerprint: Option<String>,
 }
 
 /// An entry of the watch list that `trialwatch watch add` keeps in the store.
@@ -149,6 +153,8 @@ pub struct NewVersion<'a> {
     pub changes: Vec<FieldChange>,
     pub detected_at: DateTime<Utc>,
     pub resolved_id: Option<NctId>,
+    /// `normalize::source_fingerprint` of `raw`, kept for the next sync's fast path.
+    pub source_fingerprint: Option<String>,
     /// The alerts this version owes, written in the same atomic batch as the version itself,
     /// so a crash can never store a change and lose its alerts (or the reverse).
     pub alerts: Vec<OwedAlert>,
@@ -401,9 +407,6 @@ impl Store {
             .cache_capacity(32 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
             .flush_every_ms(Some(500))
-            // sled replays the log written since its last snapshot on every open; a snapshot
-            // every 20k operations (default 1M) keeps `trialwatch history` quick on a large store.
-            .snapshot_after_ops(20_000)
             .open()
             .map_err(open_err)?;
         let store = Store {
@@ -492,6 +495,7 @@ impl Store {
             resolved_id: nv.resolved_id,
             last_error: None,
             last_error_at: None,
+            source_fingerprint: nv.source_fingerprint,
         };
         let mut batch = sled::Batch::default();
         batch.insert(key(b't', nv.nct), to_json(&state));
@@ -530,15 +534,20 @@ impl Store {
     }
 
     /// Record that a sync fetched `nct` whole and found it unchanged.
+    /// `fingerprint`: the fetched study's `normalize::source_fingerprint`, when known.
     pub fn mark_seen(
         &self,
         nct: &NctId,
         at: DateTime<Utc>,
         resolved_id: Option<NctId>,
+        fingerprint: Option<String>,
     ) -> Result<()> {
         if let Some(mut t) = self.trial(nct)? {
             t.last_seen_at = at;
             t.resolved_id = resolved_id;
+            if fingerprint.is_some() {
+                t.source_fingerprint = fingerprint;
+            }
             t.last_error = None;
             t.last_error_at = None;
             self.db.insert(key(b't', nct), to_json(&t))?;
@@ -557,6 +566,7 @@ impl Store {
             resolved_id: None,
             last_error: None,
             last_error_at: None,
+            source_fingerprint: None,
         });
         t.last_error = Some(error.to_string());
         t.last_error_at = Some(at);
@@ -1106,6 +1116,7 @@ mod tests {
                         "2026-02-01T00:00:00Z"
                     }),
                     resolved_id: None,
+                    source_fingerprint: None,
                     alerts: vec![],
                 })
                 .unwrap();
@@ -1161,6 +1172,7 @@ mod tests {
                 changes: vec![],
                 detected_at: t("2026-01-01T00:00:00Z"),
                 resolved_id: None,
+                source_fingerprint: None,
                 alerts: vec![],
             })
             .unwrap();
@@ -1171,7 +1183,7 @@ mod tests {
         assert_eq!(st.latest_version, 1);
         assert_eq!(st.last_error.as_deref(), Some("boom"));
         store
-            .mark_seen(&nct, t("2026-01-03T00:00:00Z"), None)
+            .mark_seen(&nct, t("2026-01-03T00:00:00Z"), None, None)
             .unwrap();
         let st = store.trial(&nct).unwrap().unwrap();
         assert_eq!(st.last_seen_at, t("2026-01-03T00:00:00Z"));
@@ -1207,6 +1219,7 @@ mod tests {
                     }],
                     detected_at: t("2026-01-01T00:00:00Z"),
                     resolved_id: None,
+                    source_fingerprint: None,
                     alerts: vec![],
                 })
                 .unwrap();
@@ -1275,6 +1288,7 @@ mod tests {
                 changes: vec![],
                 detected_at: at,
                 resolved_id: None,
+                source_fingerprint: None,
                 alerts: vec![owed("sub-a", at), owed("sub-b", later)],
             })
             .unwrap();

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::ctgov::client::{ClientConfig, CtGovClient, FetchedStudy, StudyOutcome};
 use crate::diff::diff;
 use crate::model::NctId;
-use crate::normalize::normalize_json;
+use crate::normalize::{normalize_json, source_fingerprint};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, record_hash};
 
@@ -259,17 +259,30 @@ fn process_study(
     now: DateTime<Utc>,
 ) -> Result<Processed, String> {
     let nct = &study.requested;
-    let record = normalize_json(study.raw.get()).map_err(|e| {
+    let raw = study.raw.get();
+    let resolved_id = (study.nct_id != *nct).then(|| study.nct_id.clone());
+    let state = store.trial(nct).map_err(|e| e.to_string())?;
+    // Fast path: the parts of the study the normalizer reads are byte-identical to last time.
+    let fingerprint = source_fingerprint(raw).ok();
+    if let Some(t) = &state
+        && t.latest_version > 0
+        && fingerprint.is_some()
+        && t.source_fingerprint == fingerprint
+    {
+        store
+            .mark_seen(nct, now, resolved_id, None)
+            .map_err(|e| e.to_string())?;
+        return Ok(Processed::Unchanged);
+    }
+    let record = normalize_json(raw).map_err(|e| {
         format!("CT.gov's answer for {nct} could not be normalized (nothing stored): {e}")
     })?;
     let canonical = record.canonical_bytes();
     let hash = record_hash(&canonical);
-    let resolved_id = (study.nct_id != *nct).then(|| study.nct_id.clone());
-    let state = store.trial(nct).map_err(|e| e.to_string())?;
     let old = match &state {
         Some(t) if t.latest_version > 0 && t.record_hash == hash => {
             store
-                .mark_seen(nct, now, resolved_id)
+                .mark_seen(nct, now, resolved_id, fingerprint)
                 .map_err(|e| e.to_string())?;
             return Ok(Processed::Unchanged);
         }
@@ -282,7 +295,7 @@ fn process_study(
     if changes.is_empty() {
         // Same record under a different hash can only mean a hash format change: treat as seen.
         store
-            .mark_seen(nct, now, resolved_id)
+            .mark_seen(nct, now, resolved_id, fingerprint)
             .map_err(|e| e.to_string())?;
         return Ok(Processed::Unchanged);
     }
@@ -293,10 +306,11 @@ fn process_study(
             nct,
             record: &record,
             canonical: &canonical,
-            raw: study.raw.get().as_bytes(),
+            raw: raw.as_bytes(),
             changes,
             detected_at: now,
             resolved_id,
+            source_fingerprint: fingerprint,
             alerts,
         })
         .map_err(|e| e.to_string())?;

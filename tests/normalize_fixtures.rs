@@ -521,3 +521,36 @@ fn parse_and_normalize_throughput() {
         total_mb / both
     );
 }
+
+/// Guards the sync fast path: derived-data churn (the NCT02552212 pair) leaves the source
+/// fingerprint unchanged, while any edit the normalizer can see changes it.
+#[test]
+fn source_fingerprint_ignores_derived_data_only() {
+    use trialwatch::normalize::source_fingerprint;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ctgov");
+    let a = std::fs::read_to_string(dir.join("NCT02552212.json")).unwrap();
+    let b = std::fs::read_to_string(dir.join("versions/NCT02552212.versionHolder-2024-01-03.json"))
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(
+        source_fingerprint(&a).unwrap(),
+        source_fingerprint(&b).unwrap()
+    );
+    let edited = a.replacen(
+        "\"overallStatus\": \"COMPLETED\"",
+        "\"overallStatus\": \"TERMINATED\"",
+        1,
+    );
+    assert_ne!(edited, a);
+    assert_ne!(
+        source_fingerprint(&a).unwrap(),
+        source_fingerprint(&edited).unwrap()
+    );
+    let results_flip = a.replacen("\"hasResults\": true", "\"hasResults\": false", 1);
+    assert_ne!(results_flip, a);
+    assert_ne!(
+        source_fingerprint(&a).unwrap(),
+        source_fingerprint(&results_flip).unwrap()
+    );
+    assert!(source_fingerprint("<html>").is_err());
+}
