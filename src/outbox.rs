@@ -544,6 +544,16 @@ pub async fn deliver_due(
 ) -> DeliveryReport {
     let started = Instant::now();
     let mut report = DeliveryReport::default();
+    // Expanding a big sync's fan-out records is seconds of store writes: keep it off the
+    // async worker threads (the daemon's other tasks share them).
+    let expanding = store.clone();
+    match tokio::task::spawn_blocking(move || expanding.outbox_expand()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => report.store_errors.push(e.to_string()),
+        Err(e) => report
+            .store_errors
+            .push(format!("expanding the outbox failed: {e}")),
+    }
     let due = match store.outbox_due(now) {
         Ok(d) => d,
         Err(e) => {
