@@ -170,12 +170,42 @@ pub struct OwedAlert {
     pub due: DateTime<Utc>,
 }
 
-/// The alerts of one new version, as the version's own batch writes them.
+/// The alerts of one new version, as the version's own batch writes them: subscriptions that
+/// owe the same paths at the same time share one group, which keeps the record small (most
+/// subscriptions follow the same few filters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanOut {
     /// The version's detection time: every alert's `created_at`.
     pub created_at: DateTime<Utc>,
-    pub alerts: Vec<OwedAlert>,
+    pub groups: Vec<FanOutGroup>,
+}
+
+/// Subscriptions owed the same paths, due at the same time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOutGroup {
+    pub paths: Vec<String>,
+    pub due: DateTime<Utc>,
+    pub subscriptions: Vec<String>,
+}
+
+impl FanOut {
+    fn new(created_at: DateTime<Utc>, alerts: Vec<OwedAlert>) -> FanOut {
+        let mut groups: Vec<FanOutGroup> = Vec::new();
+        for a in alerts {
+            match groups
+                .iter_mut()
+                .find(|g| g.due == a.due && g.paths == a.paths)
+            {
+                Some(g) => g.subscriptions.push(a.subscription_id),
+                None => groups.push(FanOutGroup {
+                    paths: a.paths,
+                    due: a.due,
+                    subscriptions: vec![a.subscription_id],
+                }),
+            }
+        }
+        FanOut { created_at, groups }
+    }
 }
 
 /// One alert in the outbox: a reference to a stored version plus the delivery bookkeeping.
@@ -523,10 +553,7 @@ impl Store {
         batch.insert(vkey(b'w', nv.nct, version), raw_value);
         batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
         if !nv.alerts.is_empty() {
-            let fan = FanOut {
-                created_at: nv.detected_at,
-                alerts: nv.alerts,
-            };
+            let fan = FanOut::new(nv.detected_at, nv.alerts);
             batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
         }
         self.db.apply_batch(batch)?;
@@ -803,23 +830,25 @@ impl Store {
             let (nct, version) = decode_version_key(&k)?;
             let mut batch = sled::Batch::default();
             batch.remove(k.clone());
-            for owed in fan.alerts {
-                let entry = OutboxEntry {
-                    subscription_id: owed.subscription_id,
-                    nct_id: nct.clone(),
-                    version,
-                    paths: owed.paths,
-                    created_at: fan.created_at,
-                    window_start: fan.created_at,
-                    attempts: 0,
-                    next_attempt_at: owed.due,
-                    last_attempt_at: None,
-                    last_error: None,
-                    dead_at: None,
-                };
-                batch.insert(entry.due_key(), &[][..]);
-                batch.insert(entry.key(), to_json(&entry));
-                expanded += 1;
+            for group in fan.groups {
+                for sub in group.subscriptions {
+                    let entry = OutboxEntry {
+                        subscription_id: sub,
+                        nct_id: nct.clone(),
+                        version,
+                        paths: group.paths.clone(),
+                        created_at: fan.created_at,
+                        window_start: fan.created_at,
+                        attempts: 0,
+                        next_attempt_at: group.due,
+                        last_attempt_at: None,
+                        last_error: None,
+                        dead_at: None,
+                    };
+                    batch.insert(entry.due_key(), &[][..]);
+                    batch.insert(entry.key(), to_json(&entry));
+                    expanded += 1;
+                }
             }
             self.db.apply_batch(batch)?;
         }
