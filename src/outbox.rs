@@ -1103,6 +1103,33 @@ mod tests {
     }
 
     #[test]
+    fn first_snapshots_owe_nothing_and_digests_wait_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut daily = sub(&["status.overallStatus"], &[], Severity::Minor);
+        daily.digest = DigestMode::Daily;
+        daily.id = "sub-daily".into();
+        let subs = Arc::new(Subscriptions {
+            list: vec![sub(&["status.overallStatus"], &[], Severity::Minor), daily],
+            watched: WatchedFields::default(),
+        });
+        let plan = EnqueuePlan::new(subs, &store, now).unwrap();
+        let a = nct("NCT02241018");
+        let mut old = Record::default();
+        old.set("status.overallStatus", json!("RECRUITING"));
+        let mut new = Record::default();
+        new.set("status.overallStatus", json!("COMPLETED"));
+        let changes = crate::diff::diff(Some(&old), &new);
+        assert!(plan.owed(&a, None, &new, &changes).is_empty());
+        let owed = plan.owed(&a, Some(&old), &new, &changes);
+        assert_eq!(owed.len(), 2);
+        assert_eq!(owed[0].due, now);
+        assert_eq!(owed[1].subscription_id, "sub-daily");
+        assert_eq!(owed[1].due, now + chrono::Duration::hours(24));
+    }
+
+    #[test]
     fn logged_errors_carry_no_address() {
         assert_eq!(
             redact_addresses("550 5.1.1 <bob@example.org>: unknown user"),
