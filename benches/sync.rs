@@ -270,6 +270,7 @@ fn main() {
                             .unwrap(),
                         resolved_id: None,
                         source_fingerprint: None,
+                        alerts: vec![],
                     })
                     .unwrap();
                 prev = Some(record);

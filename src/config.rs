@@ -10,7 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::{FieldPattern, NctId, WatchedFields};
+use crate::notify::{Secret, SmtpConfig, SmtpSecurity};
+use crate::outbox::{DigestMode, Origin, Subscription, Target};
 use crate::schema;
+use crate::severity::Severity;
+
+/// The systemd credential name read from `$CREDENTIALS_DIRECTORY` when neither
+/// `smtp.password_file` nor `smtp.password_env` is set (`LoadCredential=smtp-password:…`).
+pub const SMTP_PASSWORD_CREDENTIAL: &str = "smtp-password";
 
 /// Where the config is looked for when `--config` is not given, in order.
 pub const DEFAULT_CONFIG_PATHS: &[&str] = &["/etc/trialwatch/config.toml", "./trialwatch.toml"];
@@ -30,6 +37,41 @@ pub struct Config {
     pub mirror: MirrorConfig,
     /// When the daemon syncs (`[schedule]`; owned by the daemon branch).
     pub schedule: ScheduleConfig,
+    /// `[smtp]`: how email alerts leave; `None` when the section is absent (email
+    /// subscriptions then become dead letters that say so).
+    pub smtp: Option<SmtpConfig>,
+    /// `[alerts]`: retry schedule and delivery limits of the outbox.
+    pub alerts: AlertsConfig,
+    /// `[[subscription]]` entries, each with a stable ID derived from its content so that the
+    /// alerts it owes survive restarts.
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// `[alerts]`: how the outbox retries and how hard it pushes receivers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// Delay after the first failed attempt; doubles with each further failure, jittered.
+    pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    pub retry_cap: Duration,
+    /// An alert still failing this long after it was enqueued becomes a dead letter.
+    pub give_up_after: Duration,
+    /// Subscribers delivered to at once; one slow receiver holds only its own slot.
+    pub concurrency: usize,
+    /// Limit for one whole webhook request.
+    pub webhook_timeout: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            retry_base: Duration::from_secs(30),
+            retry_cap: Duration::from_secs(3600),
+            give_up_after: Duration::from_secs(72 * 3600),
+            concurrency: 8,
+            webhook_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 // --- [schedule] (daemon branch) -------------------------------------------------------------
@@ -143,6 +185,11 @@ mod raw {
         pub mirror: Mirror,
         #[serde(default)]
         pub schedule: Schedule,
+        pub smtp: Option<Smtp>,
+        #[serde(default)]
+        pub alerts: Alerts,
+        #[serde(default)]
+        pub subscription: Vec<Subscription>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -150,6 +197,44 @@ mod raw {
     pub struct Schedule {
         pub cron: Option<String>,
         pub full_sync_days: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Smtp {
+        pub host: Option<String>,
+        pub port: Option<i64>,
+        pub security: Option<String>,
+        pub username: Option<String>,
+        pub password_file: Option<String>,
+        pub password_env: Option<String>,
+        pub from: Option<String>,
+        pub timeout_secs: Option<f64>,
+        pub root_cert_file: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Alerts {
+        pub retry_base_secs: Option<f64>,
+        pub retry_cap_secs: Option<f64>,
+        pub give_up_after_hours: Option<f64>,
+        pub concurrency: Option<i64>,
+        pub webhook_timeout_secs: Option<f64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Subscription {
+        pub email: Option<String>,
+        pub webhook: Option<String>,
+        pub secret_file: Option<String>,
+        #[serde(default)]
+        pub nct: Vec<String>,
+        #[serde(default)]
+        pub fields: Vec<String>,
+        pub min_severity: Option<String>,
+        pub digest: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -277,6 +362,12 @@ impl Config {
         let watch = validate_watch(&raw.watch, file, &mut problems);
         let mirror = validate_mirror(&raw.mirror, &mut problems);
         let schedule = validate_schedule(&raw.schedule, &mut problems);
+        let smtp = raw
+            .smtp
+            .as_ref()
+            .and_then(|s| validate_smtp(s, file, &mut problems));
+        let alerts = validate_alerts(&raw.alerts, &mut problems);
+        let subscriptions = validate_subscriptions(&raw.subscription, file, &mut problems);
 
         if !problems.is_empty() {
             return Err(err(problems));
@@ -288,6 +379,9 @@ impl Config {
             watch,
             mirror,
             schedule,
+            smtp,
+            alerts,
+            subscriptions,
         })
     }
 }
@@ -486,6 +580,307 @@ fn validate_mirror(raw: &raw::Mirror, problems: &mut Vec<String>) -> MirrorConfi
             as u32,
         fields,
     }
+}
+
+/// A path from the config, relative to the config file's directory.
+fn relative_to(file: Option<&Path>, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    match (p.is_relative(), file.and_then(Path::parent)) {
+        (true, Some(dir)) if !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p,
+    }
+}
+
+fn validate_smtp(
+    raw: &raw::Smtp,
+    file: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> Option<SmtpConfig> {
+    let before = problems.len();
+    let host = match raw.host.as_deref().map(str::trim) {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => h.to_string(),
+        Some(h) => {
+            problems.push(format!(
+                "`smtp.host` = {h:?} is not a host name; e.g. \"smtp.example.org\" or \"localhost\""
+            ));
+            String::new()
+        }
+        None => {
+            problems.push(
+                "`smtp.host` is missing; name the SMTP server, e.g. host = \"localhost\"".into(),
+            );
+            String::new()
+        }
+    };
+    let security = match raw.security.as_deref() {
+        None => SmtpSecurity::StartTls,
+        Some(s) => match s.parse::<SmtpSecurity>() {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("`smtp.security`: {e}"));
+                SmtpSecurity::StartTls
+            }
+        },
+    };
+    let port = int_in_range(
+        raw.port,
+        "smtp.port",
+        i64::from(security.default_port()),
+        1,
+        65535,
+        problems,
+    ) as u16;
+    let from = match raw.from.as_deref().map(str::trim) {
+        Some(f) if f.contains('@') => f.to_string(),
+        Some(f) => {
+            problems.push(format!(
+                "`smtp.from` = {f:?} is not a mailbox; write it as \"trialwatch <trialwatch@example.org>\""
+            ));
+            String::new()
+        }
+        None => {
+            problems.push(
+                "`smtp.from` is missing; e.g. from = \"trialwatch <trialwatch@example.org>\""
+                    .into(),
+            );
+            String::new()
+        }
+    };
+    let password = match (&raw.password_file, &raw.password_env) {
+        (Some(_), Some(_)) => {
+            problems
+                .push("`smtp.password_file` and `smtp.password_env` are both set; keep one".into());
+            None
+        }
+        (Some(f), None) => {
+            let path = relative_to(file, f);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
+                Err(e) => {
+                    problems.push(format!(
+                        "`smtp.password_file` = {:?} cannot be read: {e}; create it (the password on one line, mode 0600) or remove the key",
+                        path.display().to_string()
+                    ));
+                    None
+                }
+            }
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+            _ => {
+                problems.push(format!(
+                    "`smtp.password_env` = {var:?} names an environment variable that is not set; \
+                     set it in the service's environment or use password_file"
+                ));
+                None
+            }
+        },
+        (None, None) => credentials_dir_password(),
+    };
+    if raw.username.is_some() && password.is_none() && problems.len() == before {
+        problems.push(
+            "`smtp.username` is set but no password is: add password_file or password_env (or \
+             LoadCredential=smtp-password in the systemd unit), or drop username for a relay without AUTH"
+                .into(),
+        );
+    }
+    let timeout = secs_in_range(
+        raw.timeout_secs,
+        "smtp.timeout_secs",
+        30.0,
+        0.1,
+        600.0,
+        problems,
+    );
+    let extra_root_cert_pem = raw.root_cert_file.as_ref().and_then(|f| {
+        let path = relative_to(file, f);
+        match std::fs::read_to_string(&path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                problems.push(format!(
+                    "`smtp.root_cert_file` = {:?} cannot be read: {e}; give a PEM certificate file or remove the key",
+                    path.display().to_string()
+                ));
+                None
+            }
+        }
+    });
+    // Only pair a password with a user name; a credential file alone must not turn AUTH on.
+    let password = raw.username.as_ref().and(password);
+    (problems.len() == before).then(|| SmtpConfig {
+        host,
+        port,
+        security,
+        username: raw.username.clone(),
+        password,
+        from,
+        timeout,
+        extra_root_cert_pem,
+    })
+}
+
+/// `$CREDENTIALS_DIRECTORY/smtp-password`, when systemd handed one over.
+fn credentials_dir_password() -> Option<Secret> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let text = std::fs::read_to_string(Path::new(&dir).join(SMTP_PASSWORD_CREDENTIAL)).ok()?;
+    Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
+}
+
+fn validate_alerts(raw: &raw::Alerts, problems: &mut Vec<String>) -> AlertsConfig {
+    let d = AlertsConfig::default();
+    let retry_base = secs_in_range(
+        raw.retry_base_secs,
+        "alerts.retry_base_secs",
+        d.retry_base.as_secs_f64(),
+        0.001,
+        86_400.0,
+        problems,
+    );
+    let retry_cap = secs_in_range(
+        raw.retry_cap_secs,
+        "alerts.retry_cap_secs",
+        d.retry_cap.as_secs_f64(),
+        0.001,
+        7.0 * 86_400.0,
+        problems,
+    );
+    if retry_cap < retry_base {
+        problems.push(format!(
+            "`alerts.retry_cap_secs` ({}) is below `alerts.retry_base_secs` ({}); the cap must be at least the base",
+            retry_cap.as_secs_f64(),
+            retry_base.as_secs_f64()
+        ));
+    }
+    let give_up_hours = match raw.give_up_after_hours {
+        None => 72.0,
+        Some(h) if h.is_finite() && h > 0.0 && h <= 24.0 * 365.0 => h,
+        Some(h) => {
+            problems.push(format!(
+                "`alerts.give_up_after_hours` = {h} is out of range; use hours above 0 and up to 8760 (default 72)"
+            ));
+            72.0
+        }
+    };
+    AlertsConfig {
+        retry_base,
+        retry_cap,
+        give_up_after: Duration::from_secs_f64(give_up_hours * 3600.0),
+        concurrency: int_in_range(raw.concurrency, "alerts.concurrency", 8, 1, 256, problems)
+            as usize,
+        webhook_timeout: secs_in_range(
+            raw.webhook_timeout_secs,
+            "alerts.webhook_timeout_secs",
+            d.webhook_timeout.as_secs_f64(),
+            0.1,
+            600.0,
+            problems,
+        ),
+    }
+}
+
+fn validate_subscriptions(
+    raw: &[raw::Subscription],
+    file: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> Vec<Subscription> {
+    let mut out: Vec<Subscription> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("subscription[{i}]");
+        let before = problems.len();
+        let target = match (&r.email, &r.webhook) {
+            (Some(addr), None) => {
+                if r.secret_file.is_some() {
+                    problems.push(format!(
+                        "`{key}.secret_file` is for webhooks; an email subscription cannot use it, remove it"
+                    ));
+                }
+                match crate::outbox::validate_email(addr) {
+                    Ok(address) => Some(Target::Email { address }),
+                    Err(e) => {
+                        problems.push(format!("`{key}.email`: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, Some(url)) => match crate::outbox::validate_webhook_url(url) {
+                Ok(url) => {
+                    let secret_file = r.secret_file.as_ref().map(|f| relative_to(file, f));
+                    if let Some(p) = &secret_file {
+                        if !p.is_file() {
+                            problems.push(format!(
+                                "`{key}.secret_file` = {:?} is not a readable file; create it (the signing secret on one line) or remove the key",
+                                p.display().to_string()
+                            ));
+                        }
+                    }
+                    Some(Target::Webhook { url, secret_file })
+                }
+                Err(e) => {
+                    problems.push(format!("`{key}.webhook`: {e}"));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                problems.push(format!(
+                    "`{key}` has both `email` and `webhook`; declare two subscriptions, one each"
+                ));
+                None
+            }
+            (None, None) => {
+                problems.push(format!(
+                    "`{key}` has neither `email` nor `webhook`; add email = \"you@example.org\" or webhook = \"https://…\""
+                ));
+                None
+            }
+        };
+        let mut nct = Vec::new();
+        for (j, s) in r.nct.iter().enumerate() {
+            match s.parse::<NctId>() {
+                Ok(id) => nct.push(id),
+                Err(e) => problems.push(format!("`{key}.nct[{j}]`: {e}")),
+            }
+        }
+        let mut fields = Vec::new();
+        for (j, f) in r.fields.iter().enumerate() {
+            match validate_field_pattern(f) {
+                Ok(p) => fields.push(p),
+                Err(e) => problems.push(format!("`{key}.fields[{j}]`: {e}")),
+            }
+        }
+        let min_severity = match r.min_severity.as_deref() {
+            None => Severity::Minor,
+            Some(s) => s.parse().unwrap_or_else(|e| {
+                problems.push(format!("`{key}.min_severity`: {e}"));
+                Severity::Minor
+            }),
+        };
+        let digest = match r.digest.as_deref() {
+            None => DigestMode::Immediate,
+            Some(s) => s.parse().unwrap_or_else(|e| {
+                problems.push(format!("`{key}.digest`: {e}"));
+                DigestMode::Immediate
+            }),
+        };
+        if let (Some(target), true) = (target, problems.len() == before) {
+            let sub = Subscription::new(
+                Origin::Config,
+                target,
+                nct,
+                fields,
+                min_severity,
+                digest,
+                None,
+            );
+            if out.iter().any(|s| s.id == sub.id) {
+                problems.push(format!(
+                    "`{key}` repeats an earlier subscription (same destination and filters); remove one"
+                ));
+            } else {
+                out.push(sub);
+            }
+        }
+    }
+    out
 }
 
 /// A field pattern is valid when it matches at least one path of the schema, so a typo such as

@@ -14,6 +14,7 @@
 //! - [`store`]: versioned snapshots in sled; the only module that knows sled.
 //! - [`render`]: the Markdown mirror page and terminal output.
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.
+//! - [`outbox`]: subscriptions, the alerts each new version owes, delivery with retries.
 //! - [`notify`]: alert delivery by email (lettre) and signed webhooks (reqwest).
 //! - [`severity`]: how much a change matters (placeholder until the real module lands).
 //! - [`daemon`]: the long-running service: schedule, signals, systemd notify, control socket.
@@ -28,6 +29,7 @@ pub mod diff;
 pub mod model;
 pub mod normalize;
 pub mod notify;
+pub mod outbox;
 pub mod render;
 pub mod schema;
 pub mod severity;

@@ -17,6 +17,18 @@
 //! | `c` time NCT ver | empty: index of versions by detection time (µs since epoch, BE), for `changes` |
 //! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
 //! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
+//! | `S` sub | [`Subscription`] JSON: subscriptions added with `trialwatch subscribe` |
+//! | `g` NCT ver | [`FanOut`] JSON: every alert a new version owes, written in the version's batch |
+//! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
+//! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
+//! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
+//!
+//! Outbox entries are small: they reference the stored version and the matching paths, and the
+//! alert is rendered from the stored version at delivery time. The version's batch holds one
+//! `g` fan-out record for all its alerts (one key instead of two per alert keeps a sync that
+//! owes 100,000 alerts fast); the first outbox operation after it expands the record into the
+//! per-alert `o`/`d` entries, in one atomic batch per record. The entry key (and so the alert's
+//! idempotency key) is derived from subscription, trial and version, so enqueueing is idempotent.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{FieldChange, NctId, Record, VersionMeta};
+use crate::outbox::Subscription;
 
 /// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
 pub const FORMAT_VERSION: u32 = 1;
@@ -142,6 +155,140 @@ pub struct NewVersion<'a> {
     pub resolved_id: Option<NctId>,
     /// `normalize::source_fingerprint` of `raw`, kept for the next sync's fast path.
     pub source_fingerprint: Option<String>,
+    /// The alerts this version owes, written in the same atomic batch as the version itself,
+    /// so a crash can never store a change and lose its alerts (or the reverse).
+    pub alerts: Vec<OwedAlert>,
+}
+
+/// One alert a new version owes one subscription, as the sync computed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwedAlert {
+    pub subscription_id: String,
+    /// The version's change paths this subscription hears about (never empty).
+    pub paths: Vec<String>,
+    /// First delivery attempt: now for immediate subscriptions, the digest time for daily ones.
+    pub due: DateTime<Utc>,
+}
+
+/// The alerts of one new version, as the version's own batch writes them: subscriptions that
+/// owe the same paths at the same time share one group, which keeps the record small (most
+/// subscriptions follow the same few filters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOut {
+    /// The version's detection time: every alert's `created_at`.
+    pub created_at: DateTime<Utc>,
+    pub groups: Vec<FanOutGroup>,
+}
+
+/// Subscriptions owed the same paths, due at the same time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOutGroup {
+    pub paths: Vec<String>,
+    pub due: DateTime<Utc>,
+    pub subscriptions: Vec<String>,
+}
+
+impl FanOut {
+    fn new(created_at: DateTime<Utc>, alerts: Vec<OwedAlert>) -> FanOut {
+        let mut groups: Vec<FanOutGroup> = Vec::new();
+        for a in alerts {
+            match groups
+                .iter_mut()
+                .find(|g| g.due == a.due && g.paths == a.paths)
+            {
+                Some(g) => g.subscriptions.push(a.subscription_id),
+                None => groups.push(FanOutGroup {
+                    paths: a.paths,
+                    due: a.due,
+                    subscriptions: vec![a.subscription_id],
+                }),
+            }
+        }
+        FanOut { created_at, groups }
+    }
+}
+
+/// One alert in the outbox: a reference to a stored version plus the delivery bookkeeping.
+/// Removed only after the receiver accepted the alert (or the user dropped it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub subscription_id: String,
+    pub nct_id: NctId,
+    /// The stored version the alert reports; the alert is rendered from it at delivery.
+    pub version: u32,
+    /// Which of the version's changes this subscription hears about.
+    pub paths: Vec<String>,
+    /// When the version was detected and the alert enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Start of the give-up window: `created_at`, reset by `outbox retry`.
+    pub window_start: DateTime<Utc>,
+    /// Failed sends so far in this window; drives the backoff.
+    pub attempts: u32,
+    /// Not before this time; the `d` index holds the same instant while the entry is pending.
+    pub next_attempt_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed, for `trialwatch outbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Set when the entry became a dead letter: it waits for `outbox retry` or `outbox drop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxEntry {
+    /// The alert's idempotency key, stable across retries and restarts:
+    /// `{subscription}.{NCT}.v{version}` (valid as the left part of a Message-ID).
+    pub fn id(&self) -> String {
+        format!("{}.{}.v{}", self.subscription_id, self.nct_id, self.version)
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead_at.is_some()
+    }
+
+    /// The part of the `o` and `d` keys that names this entry.
+    fn tail(&self) -> Vec<u8> {
+        entry_tail(&self.subscription_id, &self.nct_id, self.version)
+    }
+
+    fn key(&self) -> Vec<u8> {
+        let mut k = vec![b'o'];
+        k.extend_from_slice(&self.tail());
+        k
+    }
+
+    fn due_key(&self) -> Vec<u8> {
+        due_key(self.next_attempt_at, &self.tail())
+    }
+}
+
+fn entry_tail(sub: &str, nct: &NctId, version: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sub.len() + 16);
+    k.extend_from_slice(sub.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn micros_key(at: DateTime<Utc>) -> [u8; 8] {
+    ((at.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn due_key(at: DateTime<Utc>, tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + tail.len());
+    k.push(b'd');
+    k.extend_from_slice(&micros_key(at));
+    k.extend_from_slice(tail);
+    k
+}
+
+/// Parse an alert id `{subscription}.{NCT}.v{version}` back into its key tail.
+fn parse_alert_id(id: &str) -> Option<(String, NctId, u32)> {
+    let (rest, ver) = id.trim().rsplit_once(".v")?;
+    let (sub, nct) = rest.rsplit_once('.')?;
+    Some((sub.to_string(), nct.parse().ok()?, ver.parse().ok()?))
 }
 
 /// SHA-256 hex of a record's canonical bytes.
@@ -154,6 +301,9 @@ pub fn record_hash(canonical: &[u8]) -> String {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// Serializes fan-out expansion, so two callers never both expand one record (which
+    /// could resurrect an alert the other had already delivered).
+    expand_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn key(prefix: u8, nct: &NctId) -> Vec<u8> {
@@ -178,6 +328,23 @@ fn time_key(at: DateTime<Utc>, nct: &NctId, version: u32) -> Vec<u8> {
     k.extend_from_slice(nct.as_str().as_bytes());
     k.extend_from_slice(&version.to_be_bytes());
     k
+}
+
+/// `(NCT, version)` of a `v`/`r`/`w`/`g` key.
+fn decode_version_key(k: &[u8]) -> Result<(NctId, u32)> {
+    let bad = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "bad version key".into(),
+    };
+    if k.len() != 1 + 11 + 4 {
+        return Err(bad());
+    }
+    let nct: NctId = std::str::from_utf8(&k[1..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let ver = u32::from_be_bytes(k[12..16].try_into().map_err(|_| bad())?);
+    Ok((nct, ver))
 }
 
 fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
@@ -275,6 +442,7 @@ impl Store {
         let store = Store {
             db,
             path: dir.to_path_buf(),
+            expand_lock: Default::default(),
         };
         match store.db.get(b"F")? {
             Some(v) => {
@@ -384,6 +552,10 @@ impl Store {
         );
         batch.insert(vkey(b'w', nv.nct, version), raw_value);
         batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
+        if !nv.alerts.is_empty() {
+            let fan = FanOut::new(nv.detected_at, nv.alerts);
+            batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
+        }
         self.db.apply_batch(batch)?;
         Ok(version)
     }
@@ -583,6 +755,239 @@ impl Store {
     }
 }
 
+/// Subscriptions and the outbox.
+impl Store {
+    pub fn subscription_put(&self, sub: &Subscription) -> Result<()> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(sub.id.as_bytes());
+        self.db.insert(k, to_json(sub))?;
+        Ok(())
+    }
+
+    pub fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(id.as_bytes());
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Subscriptions kept in the store, by ID.
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        self.db
+            .scan_prefix(b"S")
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Remove a stored subscription and every alert it still owes, in one atomic batch.
+    /// Returns `None` when there is no such stored subscription, else the alerts dropped.
+    pub fn subscription_remove(&self, id: &str) -> Result<Option<usize>> {
+        let mut k = vec![b'S'];
+        k.extend_from_slice(id.as_bytes());
+        if self.db.get(&k)?.is_none() {
+            return Ok(None);
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(k);
+        let entries = self.outbox_of(id)?;
+        for e in &entries {
+            batch.remove(e.key());
+            if !e.is_dead() {
+                batch.remove(e.due_key());
+            }
+        }
+        let mut dk = vec![b'D'];
+        dk.extend_from_slice(id.as_bytes());
+        batch.remove(dk);
+        self.db.apply_batch(batch)?;
+        Ok(Some(entries.len()))
+    }
+
+    /// When the subscription's last daily digest was sent.
+    pub fn last_digest(&self, sub: &str) -> Result<Option<DateTime<Utc>>> {
+        let mut k = vec![b'D'];
+        k.extend_from_slice(sub.as_bytes());
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Turn every `g` fan-out record into per-alert entries, one atomic batch per record.
+    /// Every outbox reader calls this first; it costs one empty prefix scan when there is
+    /// nothing to expand.
+    pub fn outbox_expand(&self) -> Result<usize> {
+        if self.db.scan_prefix(b"g").next().is_none() {
+            return Ok(0);
+        }
+        let _guard = self
+            .expand_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut expanded = 0;
+        for kv in self.db.scan_prefix(b"g") {
+            let (k, v) = kv?;
+            let fan: FanOut = from_json(&k, &v)?;
+            let (nct, version) = decode_version_key(&k)?;
+            let mut batch = sled::Batch::default();
+            batch.remove(k.clone());
+            for group in fan.groups {
+                for sub in group.subscriptions {
+                    let entry = OutboxEntry {
+                        subscription_id: sub,
+                        nct_id: nct.clone(),
+                        version,
+                        paths: group.paths.clone(),
+                        created_at: fan.created_at,
+                        window_start: fan.created_at,
+                        attempts: 0,
+                        next_attempt_at: group.due,
+                        last_attempt_at: None,
+                        last_error: None,
+                        dead_at: None,
+                    };
+                    batch.insert(entry.due_key(), &[][..]);
+                    batch.insert(entry.key(), to_json(&entry));
+                    expanded += 1;
+                }
+            }
+            self.db.apply_batch(batch)?;
+        }
+        Ok(expanded)
+    }
+
+    /// Every outbox entry (pending and dead), ordered by subscription, trial, version.
+    pub fn outbox_all(&self) -> Result<Vec<OutboxEntry>> {
+        self.outbox_expand()?;
+        self.scan_entries(vec![b'o'])
+    }
+
+    /// The outbox entries of one subscription.
+    pub fn outbox_of(&self, sub: &str) -> Result<Vec<OutboxEntry>> {
+        self.outbox_expand()?;
+        let mut p = vec![b'o'];
+        p.extend_from_slice(sub.as_bytes());
+        p.push(b'/');
+        self.scan_entries(p)
+    }
+
+    fn scan_entries(&self, prefix: Vec<u8>) -> Result<Vec<OutboxEntry>> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                from_json(&k, &v)
+            })
+            .collect()
+    }
+
+    /// One entry by its alert id (`{subscription}.{NCT}.v{version}`).
+    pub fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>> {
+        let Some((sub, nct, version)) = parse_alert_id(id) else {
+            return Ok(None);
+        };
+        self.outbox_expand()?;
+        let mut k = vec![b'o'];
+        k.extend_from_slice(&entry_tail(&sub, &nct, version));
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Pending entries whose next attempt is at or before `now`, soonest first: one range scan
+    /// of the due index.
+    pub fn outbox_due(&self, now: DateTime<Utc>) -> Result<Vec<OutboxEntry>> {
+        self.outbox_expand()?;
+        let mut end = vec![b'd'];
+        end.extend_from_slice(&micros_key(now));
+        end.push(0xff);
+        let mut out = Vec::new();
+        for kv in self.db.range(&b"d"[..]..end.as_slice()) {
+            let (k, _) = kv?;
+            let mut ok = vec![b'o'];
+            ok.extend_from_slice(&k[9..]);
+            // An index key without its entry can only come from a bug; skip it rather than stall.
+            if let Some(v) = self.db.get(&ok)? {
+                out.push(from_json(&ok, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The soonest next attempt of any pending entry.
+    pub fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        self.outbox_expand()?;
+        match self.db.scan_prefix(b"d").next() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                let micros = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "bad due-index key".into(),
+                    })?;
+                Ok(Utc.timestamp_micros((micros ^ (1 << 63)) as i64).single())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `(pending, dead)` counts, from key counts alone.
+    pub fn outbox_counts(&self) -> Result<(usize, usize)> {
+        self.outbox_expand()?;
+        let mut pending = 0;
+        for kv in self.db.scan_prefix(b"d") {
+            kv?;
+            pending += 1;
+        }
+        let mut total: usize = 0;
+        for kv in self.db.scan_prefix(b"o") {
+            kv?;
+            total += 1;
+        }
+        Ok((pending, total.saturating_sub(pending)))
+    }
+
+    /// Replace entries (same identity, new bookkeeping) and keep the due index in step, in one
+    /// atomic batch. Each pair is `(as read, as it should be)`.
+    pub fn outbox_update(&self, changes: &[(OutboxEntry, OutboxEntry)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (old, new) in changes {
+            if !old.is_dead() {
+                batch.remove(old.due_key());
+            }
+            if !new.is_dead() {
+                batch.insert(new.due_key(), &[][..]);
+            }
+            batch.insert(new.key(), to_json(new));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Remove entries (delivered or dropped) and their index keys in one atomic batch;
+    /// `digest_sent` also records a subscription's digest time in the same batch.
+    pub fn outbox_remove(
+        &self,
+        entries: &[OutboxEntry],
+        digest_sent: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.remove(e.key());
+            if !e.is_dead() {
+                batch.remove(e.due_key());
+            }
+        }
+        if let Some((sub, at)) = digest_sent {
+            let mut k = vec![b'D'];
+            k.extend_from_slice(sub.as_bytes());
+            batch.insert(k, to_json(&at));
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
 /// What [`Store::verify`] found: counts, and every broken invariant as a sentence.
 #[derive(Debug, Default, Serialize)]
 pub struct IntegrityReport {
@@ -648,7 +1053,49 @@ impl Store {
             rep.problems
                 .push(format!("{nct} v{v}: indexed but not stored"));
         }
+        self.verify_outbox(&mut rep)?;
         Ok(rep)
+    }
+}
+
+impl Store {
+    /// Outbox invariants: every pending entry has exactly its due-index key, every due-index
+    /// key names a pending entry, and every entry references a stored version.
+    fn verify_outbox(&self, rep: &mut IntegrityReport) -> Result<()> {
+        let mut due = std::collections::HashSet::new();
+        for kv in self.db.scan_prefix(b"d") {
+            let (k, _) = kv?;
+            due.insert(k.to_vec());
+        }
+        for kv in self.db.scan_prefix(b"g") {
+            let (k, _) = kv?;
+            match decode_version_key(&k) {
+                Ok((nct, v)) if self.db.get(vkey(b'v', &nct, v))?.is_some() => {}
+                _ => rep.problems.push(format!(
+                    "fan-out record {} references no stored version",
+                    String::from_utf8_lossy(&k)
+                )),
+            }
+        }
+        for e in self.scan_entries(vec![b'o'])? {
+            let id = e.id();
+            if !e.is_dead() && !due.remove(&e.due_key()) {
+                rep.problems
+                    .push(format!("alert {id} is pending but not in the due index"));
+            }
+            if self.db.get(vkey(b'v', &e.nct_id, e.version))?.is_none() {
+                rep.problems.push(format!(
+                    "alert {id} references a version that is not stored"
+                ));
+            }
+        }
+        if !due.is_empty() {
+            rep.problems.push(format!(
+                "{} due-index keys name no pending alert",
+                due.len()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -699,6 +1146,7 @@ mod tests {
                     }),
                     resolved_id: None,
                     source_fingerprint: None,
+                    alerts: vec![],
                 })
                 .unwrap();
             assert_eq!(v, i as u32 + 1);
@@ -754,6 +1202,7 @@ mod tests {
                 detected_at: t("2026-01-01T00:00:00Z"),
                 resolved_id: None,
                 source_fingerprint: None,
+                alerts: vec![],
             })
             .unwrap();
         store
@@ -800,6 +1249,7 @@ mod tests {
                     detected_at: t("2026-01-01T00:00:00Z"),
                     resolved_id: None,
                     source_fingerprint: None,
+                    alerts: vec![],
                 })
                 .unwrap();
             assert_eq!(n, v);
@@ -842,6 +1292,70 @@ mod tests {
             Err(StoreError::TooNew { found, .. }) => assert_eq!(found, FORMAT_VERSION + 1),
             other => panic!("expected TooNew, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn alerts_are_stored_with_their_version_and_found_by_due_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let r = rec("COMPLETED");
+        let c = r.canonical_bytes();
+        let at = t("2026-01-01T00:00:00Z");
+        let later = t("2026-01-02T00:00:00Z");
+        let owed = |sub: &str, due| OwedAlert {
+            subscription_id: sub.into(),
+            paths: vec!["status.overallStatus".into()],
+            due,
+        };
+        store
+            .commit_version(NewVersion {
+                nct: &nct,
+                record: &r,
+                canonical: &c,
+                raw: b"{}",
+                changes: vec![],
+                detected_at: at,
+                resolved_id: None,
+                source_fingerprint: None,
+                alerts: vec![owed("sub-a", at), owed("sub-b", later)],
+            })
+            .unwrap();
+        assert_eq!(store.outbox_counts().unwrap(), (2, 0));
+        assert_eq!(store.outbox_next_due().unwrap(), Some(at));
+        let due = store.outbox_due(at).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id(), "sub-a.NCT02241018.v1");
+        assert_eq!(store.outbox_due(later).unwrap().len(), 2);
+        assert_eq!(
+            store
+                .outbox_entry("sub-b.NCT02241018.v1")
+                .unwrap()
+                .unwrap()
+                .next_attempt_at,
+            later
+        );
+        assert!(store.outbox_entry("garbage").unwrap().is_none());
+
+        // Rescheduling moves the index key; dead letters leave the index but stay listed.
+        let mut dead = due[0].clone();
+        dead.dead_at = Some(at);
+        store
+            .outbox_update(&[(due[0].clone(), dead.clone())])
+            .unwrap();
+        assert_eq!(store.outbox_counts().unwrap(), (1, 1));
+        assert_eq!(store.outbox_due(later).unwrap().len(), 1);
+        assert!(store.verify().unwrap().problems.is_empty());
+
+        // Removing a subscription drops what it owes, atomically.
+        let b = store.outbox_entry("sub-b.NCT02241018.v1").unwrap().unwrap();
+        store.outbox_remove(&[b], Some(("sub-b", later))).unwrap();
+        assert_eq!(store.last_digest("sub-b").unwrap(), Some(later));
+        assert_eq!(store.outbox_counts().unwrap(), (0, 1));
+        store.outbox_remove(&[dead], None).unwrap();
+        assert_eq!(store.outbox_all().unwrap().len(), 0);
+        assert_eq!(store.outbox_next_due().unwrap(), None);
+        assert!(store.verify().unwrap().problems.is_empty());
     }
 
     #[test]

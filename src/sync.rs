@@ -5,6 +5,9 @@
 //! compress) overlap: the client hands over one batch at a time through a bounded channel and
 //! batches are processed on blocking threads, at most [`PROCESSING_PARALLELISM`] at once.
 //! A trial that cannot be fetched whole or normalized is reported and left as it was stored.
+//!
+//! Each new version is stored together with the alerts it owes the subscriptions (one atomic
+//! store write, see [`crate::outbox::EnqueuePlan`]); delivering them is the caller's next step.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +23,7 @@ use crate::ctgov::client::{ClientConfig, CtGovClient, FetchedStudy, StudyOutcome
 use crate::diff::diff;
 use crate::model::NctId;
 use crate::normalize::{normalize_json, source_fingerprint};
+use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, record_hash};
 
 /// Batches processed at once: the machine this is sized for has two cores.
@@ -42,6 +46,12 @@ pub struct SyncReport {
     pub aliases: Vec<(NctId, NctId)>,
     /// HTTP requests sent to CT.gov, retries included.
     pub requests: u64,
+    /// Alerts enqueued for subscribers with the new versions.
+    #[serde(default)]
+    pub alerts_enqueued: usize,
+    /// The delivery run that followed the sync, when the caller ran one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::outbox::DeliveryReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,21 +82,25 @@ pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
 
 /// Outcome of processing one fetched study.
 enum Processed {
-    New,
+    /// A new version, with the number of alerts it enqueued.
+    New(usize),
     Unchanged,
     Failed(TrialFailure),
 }
 
-/// Sync `ids` into `store`, with `now` as the detection time of every new version.
+/// Sync `ids` into `store`, with `now` as the detection time of every new version, enqueuing
+/// the alerts each new version owes `subs` in the same store write.
 /// `progress` is called with (done, total) as batches complete.
 pub async fn run(
     client: &CtGovClient,
     store: &Store,
+    subs: Arc<Subscriptions>,
     ids: Vec<NctId>,
     now: DateTime<Utc>,
     progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 ) -> anyhow::Result<SyncReport> {
     let t0 = Instant::now();
+    let plan = Arc::new(EnqueuePlan::new(subs, store, now)?);
     let requests_before = client.request_count();
     let mut report = SyncReport {
         started_at: now,
@@ -108,9 +122,10 @@ pub async fn run(
                 report.aliases.push((nct.clone(), canonical));
             }
             match p {
-                Processed::New => {
+                Processed::New(alerts) => {
                     report.fetched += 1;
                     report.new_versions += 1;
+                    report.alerts_enqueued += alerts;
                 }
                 Processed::Unchanged => {
                     report.fetched += 1;
@@ -128,13 +143,14 @@ pub async fn run(
             }
         }
         let store = store.clone();
+        let plan = plan.clone();
         let done = done.clone();
         let progress = progress.clone();
         workers.spawn_blocking(move || {
             let n = batch.len();
             let out = batch
                 .into_iter()
-                .flat_map(|outcome| process_outcome(&store, outcome, now))
+                .flat_map(|outcome| process_outcome(&store, &plan, outcome, now))
                 .collect();
             let d = done.fetch_add(n, Ordering::Relaxed) + n;
             if let Some(p) = progress {
@@ -161,6 +177,7 @@ pub async fn run(
 
 fn process_outcome(
     store: &Store,
+    plan: &EnqueuePlan,
     outcome: StudyOutcome,
     now: DateTime<Utc>,
 ) -> Vec<(NctId, Processed, Option<NctId>)> {
@@ -168,7 +185,7 @@ fn process_outcome(
         StudyOutcome::Found(study) => {
             let nct = study.requested.clone();
             let alias_of = (study.nct_id != study.requested).then(|| study.nct_id.clone());
-            let p = match process_study(store, &study, now) {
+            let p = match process_study(store, plan, &study, now) {
                 Ok(p) => p,
                 Err(error) => {
                     tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
@@ -237,6 +254,7 @@ fn mark_failed(store: &Store, nct: &NctId, now: DateTime<Utc>, error: &str) {
 /// Normalize one study and store it if it changed. Errors are messages for the user.
 fn process_study(
     store: &Store,
+    plan: &EnqueuePlan,
     study: &FetchedStudy,
     now: DateTime<Utc>,
 ) -> Result<Processed, String> {
@@ -281,6 +299,8 @@ fn process_study(
             .map_err(|e| e.to_string())?;
         return Ok(Processed::Unchanged);
     }
+    let alerts = plan.owed(nct, old.as_ref(), &record, &changes);
+    let enqueued = alerts.len();
     let version = store
         .commit_version(NewVersion {
             nct,
@@ -291,8 +311,14 @@ fn process_study(
             detected_at: now,
             resolved_id,
             source_fingerprint: fingerprint,
+            alerts,
         })
         .map_err(|e| e.to_string())?;
-    tracing::info!(trial.nct = %nct, trial.version = version, "new version stored");
-    Ok(Processed::New)
+    tracing::info!(
+        trial.nct = %nct,
+        trial.version = version,
+        alerts.enqueued = enqueued,
+        "new version stored"
+    );
+    Ok(Processed::New(enqueued))
 }

@@ -2,6 +2,8 @@
 //! CT.gov server, with a cron that fires every second, a temporary data directory, and real
 //! signals (`kill -TERM`, `kill -HUP`). Every wait polls with a deadline instead of sleeping.
 
+#[path = "support/alert_sink.rs"]
+mod alert_sink;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/fake_ctgov.rs"]
@@ -164,9 +166,9 @@ fn write_config(env: &TestEnv, watch: &[&str]) {
 }
 
 /// The daemon syncs on schedule, every CLI command works through it while it runs (`history`,
-/// `watch add`, `status`), a record changed on CT.gov (with a new `dataTimestamp`) becomes a new
-/// version through an incremental `LastUpdatePostDate` query, and SIGTERM stops it with exit 0
-/// and a consistent store.
+/// `subscribe`, `watch add`, `sync`, `status`), a record changed on CT.gov (with a new
+/// `dataTimestamp`) becomes a new version through an incremental `LastUpdatePostDate` query and
+/// an alert at the subscriber's webhook, and SIGTERM stops it with exit 0 and a consistent store.
 #[test]
 fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     let a = "NCT09000001";
@@ -175,7 +177,7 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     env.server.put_study(v1.clone());
     let mut d = Daemon::start(&env);
     let st = wait_running(&env, &d);
-    assert_eq!(st["outbox"]["pending"], Value::Null, "{st}");
+    assert_eq!(st["outbox"]["pending"], json!(0), "{st}");
 
     wait_versions(&env, &d, a, 1);
     let st = env.json(&["status", "--json"]);
@@ -191,6 +193,11 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
         text.contains(&format!("daemon: running (PID {}", d.pid())),
         "{text}"
     );
+
+    // `subscribe` works through the daemon too; the next change reaches the webhook.
+    let sink = alert_sink::WebhookSink::start();
+    let out = env.ok(&["subscribe", "webhook", &sink.url("/hook")]);
+    assert!(out.starts_with("subscribed sub-"), "{out}");
 
     // CT.gov posts a change today and loads it: the daemon asks only for what moved.
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
@@ -211,6 +218,17 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     );
     let diff = env.ok(&["diff", a]);
     assert!(diff.contains("TERMINATED"), "{diff}");
+    // The daemon delivers the alert the new version owes, right after the sync.
+    sink.wait_for(1, Duration::from_secs(20));
+    let hit = &sink.hits()[0];
+    assert!(
+        hit.body.to_string().contains("TERMINATED"),
+        "{:?}",
+        hit.body
+    );
+    let st = env.json(&["status", "--json"]);
+    assert_eq!(st["outbox"]["pending"], json!(0), "{st}");
+    assert_eq!(st["outbox"]["dead"], json!(0), "{st}");
 
     // Writing commands work too, through the daemon.
     let b = "NCT09000002";

@@ -138,7 +138,15 @@ impl Executor for CliExecutor {
             return Err("a daemon already runs on this data directory".into());
         }
         Ok(Job {
-            exclusive: matches!(command, Command::Sync { .. } | Command::Verify { .. }),
+            exclusive: matches!(
+                command,
+                Command::Sync { .. }
+                    | Command::Verify { .. }
+                    | Command::Outbox {
+                        action: Some(_),
+                        ..
+                    }
+            ),
             run: Box::new(move |cfg, store, out| {
                 let ctx = Ctx::new(cfg.clone(), Some(store.clone()));
                 execute(command, &ctx, out).map(code_of)
@@ -173,7 +181,7 @@ struct DaemonStatus {
     started_at: Option<DateTime<Utc>>,
 }
 
-/// Alerts waiting for delivery. `null` until the outbox is part of this build.
+/// Alerts waiting for delivery, and dead letters (`null` when the store cannot tell).
 #[derive(Serialize)]
 struct OutboxStatus {
     pending: Option<u64>,
@@ -211,10 +219,15 @@ pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Resu
         ctgov_data_timestamp_checked_at: state.data_timestamp_checked_at,
         last_full_sync: state.last_full_at,
         last_decision: state.last_decision.clone(),
-        // HOOK for the outbox branch: fill both from `outbox::outbox_counts(&store)`.
-        outbox: OutboxStatus {
-            pending: None,
-            dead: None,
+        outbox: match crate::outbox::outbox_counts(&store) {
+            Ok((pending, dead)) => OutboxStatus {
+                pending: Some(pending as u64),
+                dead: Some(dead as u64),
+            },
+            Err(_) => OutboxStatus {
+                pending: None,
+                dead: None,
+            },
         },
         store: StoreStatus {
             path: cfg.data_dir.display().to_string(),
@@ -273,7 +286,10 @@ pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Resu
     if let Some(d) = &st.last_decision {
         writeln!(out, "last scheduled run: {d}")?;
     }
-    writeln!(out, "outbox: not part of this build yet")?;
+    match (st.outbox.pending, st.outbox.dead) {
+        (Some(p), Some(d)) => writeln!(out, "outbox: {p} alerts pending, {d} dead letters")?,
+        _ => writeln!(out, "outbox: unknown (the store could not be read)")?,
+    }
     writeln!(
         out,
         "store: {} ({:.1} MB)",

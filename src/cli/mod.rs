@@ -4,7 +4,9 @@
 //! (bad config, unusable store, bad arguments), printed with its whole cause chain.
 
 mod daemon; // daemon branch: `daemon`, `status`, forwarding to a running daemon
+pub mod outbox;
 pub mod query;
+pub mod subscribe;
 mod sync;
 pub mod watch;
 
@@ -104,8 +106,30 @@ pub enum Command {
         /// Also list first snapshots (every field `added`)
         #[arg(long)]
         include_first: bool,
+        /// Only changes of at least this severity: minor, notable or critical
+        #[arg(long, value_name = "LEVEL")]
+        min_severity: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Subscribe an email address or a webhook to alerts (kept in the store)
+    Subscribe {
+        #[command(subcommand)]
+        target: subscribe::SubscribeTarget,
+    },
+    /// List subscriptions: the configuration's and the store's
+    Subscriptions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a subscription added with `subscribe`, and the alerts it still owes
+    Unsubscribe { id: String },
+    /// Show pending and dead alerts; retry, drop or deliver them
+    Outbox {
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<outbox::OutboxAction>,
     },
     /// Validate the configuration without touching the network
     CheckConfig,
@@ -231,8 +255,24 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             nct,
             field,
             include_first,
+            min_severity,
             json,
-        } => query::changes(ctx, &since, &nct, &field, include_first, json, out),
+        } => query::changes(
+            ctx,
+            &query::ChangesFilter {
+                since: &since,
+                ncts: &nct,
+                fields: &field,
+                include_first,
+                min_severity: min_severity.as_deref(),
+            },
+            json,
+            out,
+        ),
+        Command::Subscribe { target } => subscribe::subscribe(ctx, target, out),
+        Command::Subscriptions { json } => subscribe::list(ctx, json, out),
+        Command::Unsubscribe { id } => subscribe::unsubscribe(ctx, &id, out),
+        Command::Outbox { json, action } => outbox::run(ctx, action, json, out),
         Command::CheckConfig => check_config(ctx, out),
         Command::Verify { json } => {
             let rep = ctx.open_store()?.verify()?;
@@ -323,6 +363,60 @@ fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .join(", ")
         }
     )?;
+    match &c.smtp {
+        // The password is only ever said to be set, never shown.
+        Some(s) => writeln!(
+            out,
+            "smtp: {}:{} ({}), from {}, {}",
+            s.host,
+            s.port,
+            s.security,
+            s.from,
+            match (&s.username, &s.password) {
+                (Some(u), Some(_)) => format!("login as {u} with a password (hidden)"),
+                _ => "no login".to_string(),
+            }
+        )?,
+        None => writeln!(
+            out,
+            "smtp: not configured (email subscriptions cannot be delivered)"
+        )?,
+    }
+    let a = &c.alerts;
+    writeln!(
+        out,
+        "alerts: retry after {:?} doubling up to {:?}, give up after {}, {} subscribers at once, webhook timeout {:?}",
+        a.retry_base,
+        a.retry_cap,
+        humantime::format_duration(a.give_up_after),
+        a.concurrency,
+        a.webhook_timeout
+    )?;
+    writeln!(
+        out,
+        "subscriptions in the configuration: {}",
+        c.subscriptions.len()
+    )?;
+    for s in &c.subscriptions {
+        writeln!(
+            out,
+            "  {} ({}, {} trials, {} field patterns, {} and above, {})",
+            s.id,
+            s.target.kind(),
+            if s.nct.is_empty() {
+                "all".to_string()
+            } else {
+                s.nct.len().to_string()
+            },
+            if s.fields.is_empty() {
+                "watched".to_string()
+            } else {
+                s.fields.len().to_string()
+            },
+            s.min_severity,
+            s.digest
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

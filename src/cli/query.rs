@@ -1,5 +1,7 @@
 //! The read commands: `history`, `show`, `diff`, `changes`. They only read the store.
 //! JSON output uses the field names documented in the README; times are RFC 3339 UTC.
+//! Every field change in JSON carries its `severity` and a one-line `summary` (the rules are in
+//! [`crate::severity`]), judged with the two stored records around it.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,9 +12,55 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use super::{Ctx, TrialContext, parse_nct};
-use crate::model::{FieldChange, FieldPattern, NctId, VersionMeta};
+use crate::model::{FieldChange, FieldPattern, NctId, Record, VersionMeta};
 use crate::render::{markdown, text};
+use crate::severity::{Severity, assess};
 use crate::store::Store;
+
+/// A field change as the JSON output shows it: `{path, kind, old?, new?, severity, summary}`.
+#[derive(Serialize)]
+struct AssessedChange<'a> {
+    #[serde(flatten)]
+    change: &'a FieldChange,
+    severity: Severity,
+    summary: String,
+}
+
+fn assessed<'a>(
+    changes: &'a [FieldChange],
+    old: Option<&Record>,
+    new: &Record,
+) -> Vec<AssessedChange<'a>> {
+    changes
+        .iter()
+        .map(|c| {
+            let (severity, summary) = assess(c, old, new);
+            AssessedChange {
+                change: c,
+                severity,
+                summary,
+            }
+        })
+        .collect()
+}
+
+/// The records on both sides of `version` (the one before is `None` for version 1).
+fn records_around(
+    store: &Store,
+    id: &NctId,
+    version: u32,
+) -> anyhow::Result<(Option<Record>, Record)> {
+    let new = store
+        .record(id, version)
+        .for_trial(id)?
+        .with_context(|| format!("{id} version {version} is missing from the store"))?;
+    let old = if version > 1 {
+        store.record(id, version - 1).for_trial(id)?
+    } else {
+        None
+    };
+    Ok((old, new))
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum ShowFormat {
@@ -44,7 +92,7 @@ struct HistoryEntry<'a> {
     version: u32,
     detected_at: DateTime<Utc>,
     last_update_post_date: Option<&'a str>,
-    changes: &'a [FieldChange],
+    changes: Vec<AssessedChange<'a>>,
 }
 
 pub(crate) fn history(
@@ -56,15 +104,21 @@ pub(crate) fn history(
     let (store, id, state) = trial_store(ctx, nct)?;
     let versions = store.versions(&id).for_trial(&id)?;
     if json {
-        let entries: Vec<HistoryEntry> = versions
-            .iter()
-            .map(|v| HistoryEntry {
+        let mut entries: Vec<HistoryEntry> = Vec::new();
+        let mut prev: Option<Record> = None;
+        for v in &versions {
+            let rec = store
+                .record(&id, v.version)
+                .for_trial(&id)?
+                .with_context(|| format!("{id} version {} is missing from the store", v.version))?;
+            entries.push(HistoryEntry {
                 version: v.version,
                 detected_at: v.detected_at,
                 last_update_post_date: v.last_update_post_date.as_deref(),
-                changes: &v.changes,
-            })
-            .collect();
+                changes: assessed(&v.changes, prev.as_ref(), &rec),
+            });
+            prev = Some(rec);
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
     } else {
         let title = store
@@ -183,7 +237,7 @@ struct DiffOut<'a> {
     nct_id: &'a NctId,
     from: u32,
     to: u32,
-    changes: &'a [FieldChange],
+    changes: Vec<AssessedChange<'a>>,
 }
 
 pub(crate) fn diff(
@@ -227,7 +281,7 @@ pub(crate) fn diff(
             nct_id: &id,
             from,
             to,
-            changes: &changes,
+            changes: assessed(&changes, old.as_ref(), &new),
         };
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
     } else {
@@ -246,7 +300,17 @@ struct ChangeOut<'a> {
     version: u32,
     detected_at: DateTime<Utc>,
     #[serde(flatten)]
-    change: &'a FieldChange,
+    change: &'a AssessedChange<'a>,
+}
+
+/// The filters of `trialwatch changes`.
+pub(crate) struct ChangesFilter<'a> {
+    /// A duration back from now or a time.
+    pub since: &'a str,
+    pub ncts: &'a [String],
+    pub fields: &'a [String],
+    pub include_first: bool,
+    pub min_severity: Option<&'a str>,
 }
 
 /// `--since`: a duration back from now (`7d`, `36h`) or a time.
@@ -264,37 +328,60 @@ fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
 
 pub(crate) fn changes(
     ctx: &Ctx,
-    since: &str,
-    ncts: &[String],
-    fields: &[String],
-    include_first: bool,
+    filter: &ChangesFilter<'_>,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let since = parse_since(since, crate::clock::now())?;
-    let ncts = ncts
+    let since = parse_since(filter.since, crate::clock::now())?;
+    let ncts = filter
+        .ncts
         .iter()
         .map(|s| parse_nct(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let patterns = fields
+    let patterns = filter
+        .fields
         .iter()
         .map(|f| {
             crate::config::validate_field_pattern(f).map_err(|e| anyhow::anyhow!("--field {e}"))
         })
         .collect::<anyhow::Result<Vec<FieldPattern>>>()?;
+    let min = match filter.min_severity {
+        None => Severity::Minor,
+        Some(s) => s
+            .parse::<Severity>()
+            .map_err(|e| anyhow::anyhow!("--min-severity {e}"))?,
+    };
     let store = ctx.open_store()?;
     let versions = store.versions_since(since)?;
-    let mut found: Vec<(NctId, &VersionMeta, &FieldChange)> = Vec::new();
+    let mut found: Vec<(NctId, &VersionMeta, AssessedChange)> = Vec::new();
     for (nct, meta) in &versions {
         if !ncts.is_empty() && !ncts.contains(nct) {
             continue;
         }
-        if meta.version == 1 && !include_first {
+        if meta.version == 1 && !filter.include_first {
             continue;
         }
-        for c in &meta.changes {
-            if patterns.is_empty() || patterns.iter().any(|p| p.matches(&c.path)) {
-                found.push((nct.clone(), meta, c));
+        let wanted: Vec<&FieldChange> = meta
+            .changes
+            .iter()
+            .filter(|c| patterns.is_empty() || patterns.iter().any(|p| p.matches(&c.path)))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let (old, new) = records_around(&store, nct, meta.version)?;
+        for c in wanted {
+            let (severity, summary) = assess(c, old.as_ref(), &new);
+            if severity >= min {
+                found.push((
+                    nct.clone(),
+                    meta,
+                    AssessedChange {
+                        change: c,
+                        severity,
+                        summary,
+                    },
+                ));
             }
         }
     }
@@ -319,11 +406,12 @@ pub(crate) fn changes(
         for (nct, meta, c) in &found {
             writeln!(
                 out,
-                "{}  {} v{}  {}",
+                "{}  {} v{}  {:<8}  {}",
                 meta.detected_at.format("%Y-%m-%d %H:%M"),
                 nct,
                 meta.version,
-                text::change_line(c)
+                c.severity.to_string(),
+                c.summary
             )?;
         }
     }

@@ -1,5 +1,6 @@
 //! `trialwatch sync [NCT…]`: one sync run from the command line, with a progress line on a
-//! terminal (never when stderr is piped) and a summary at the end.
+//! terminal (never when stderr is piped) and a summary at the end. The alerts the sync
+//! enqueued (and any others due) are delivered right after it.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -57,10 +58,21 @@ pub(crate) fn run(
         };
     let show_progress = progress.is_some();
     let now = crate::clock::now();
+    let subs = std::sync::Arc::new(crate::outbox::Subscriptions::load(&ctx.cfg, &store)?);
+    let notifier = super::outbox::notifier(ctx)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(run_sync(&client, &store, ids, now, progress))?;
+    let mut report = rt.block_on(run_sync(&client, &store, subs.clone(), ids, now, progress))?;
+    let delivery = rt.block_on(crate::outbox::deliver_due(
+        &store,
+        &notifier,
+        &subs,
+        &ctx.cfg.alerts,
+        crate::clock::now(),
+    ));
+    store.flush()?;
+    report.delivery = Some(delivery);
     if show_progress {
         eprintln!();
     }
@@ -96,6 +108,14 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
     }
     for f in &r.failed {
         writeln!(out, "failed: {}: {}", f.nct_id, f.error)?;
+    }
+    if let Some(d) = &r.delivery {
+        writeln!(
+            out,
+            "alerts: {} enqueued; {}",
+            r.alerts_enqueued,
+            super::outbox::delivery_line(d)
+        )?;
     }
     Ok(())
 }

@@ -54,8 +54,9 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 
 /// A command parsed from forwarded arguments, ready to run against the daemon's store.
 pub struct Job {
-    /// Runs alone with respect to syncs (the daemon's scheduled ones and forwarded `sync`):
-    /// `sync` itself, and `verify`, which must not see a sync half-way.
+    /// Runs alone with respect to syncs and outbox delivery (the daemon's own and forwarded
+    /// ones): `sync`, `outbox deliver|retry|drop` (so no alert is sent twice at once), and
+    /// `verify`, which must not see a sync half-way.
     pub exclusive: bool,
     /// Runs the command, writing its output; returns the exit code, or the error to print.
     #[allow(clippy::type_complexity)]

@@ -3,7 +3,7 @@
 //! - runs scheduled syncs on the `[schedule] cron` timetable ([`schedule`]), asking CT.gov's
 //!   `/version` first and fetching only what moved (see [`plan`]), with a full sync at least
 //!   every `full_sync_days`;
-//! - delivers the outbox after each sync and on a timer ([`deliver_outbox`], the hook);
+//! - delivers the outbox after each sync and on a timer ([`deliver_outbox`]);
 //! - serves CLI commands over its control socket ([`control`]) so that every command works
 //!   while it runs;
 //! - reloads the configuration on SIGHUP (keeping the old one when the new one is broken);
@@ -101,7 +101,8 @@ struct Shared {
     store: Store,
     /// Replaced whole on a successful SIGHUP reload.
     cfg: RwLock<Arc<Config>>,
-    /// One sync at a time: scheduled ones and `trialwatch sync` forwarded by the CLI.
+    /// One sync or delivery pass at a time: scheduled ones, and `sync` / `outbox deliver`
+    /// forwarded by the CLI.
     sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// In-memory copy of the bookkeeping; every change is written through to the store.
     state: Mutex<DaemonState>,
@@ -452,12 +453,45 @@ fn deliver_outbox(shared: &Arc<Shared>) {
     });
 }
 
-/// One delivery pass.
-///
-/// HOOK for the outbox branch: call `outbox::deliver_due(&shared.store, &notifier, &subs,
-/// &cfg.alerts, Utc::now())` here (subscriptions loaded from `shared.config()` and the
-/// store) and log its report; until it lands there is nothing to deliver.
-async fn deliver_outbox_once(_shared: &Shared) {}
+/// One delivery pass over the alerts that are due (new ones and retries), with the current
+/// configuration's SMTP settings and delivery policy.
+async fn deliver_outbox_once(shared: &Shared) {
+    // Never alongside a sync or a forwarded `outbox deliver`: one sender per alert at a time.
+    let _guard = shared.sync_lock.lock().await;
+    let cfg = shared.config();
+    let store = shared.store.clone();
+    let subs = match crate::outbox::Subscriptions::load(&cfg, &store) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the subscriptions; delivery waits for the next pass");
+            return;
+        }
+    };
+    let notifier = match crate::notify::Notifier::new(cfg.smtp.clone(), cfg.alerts.webhook_timeout)
+    {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up alert delivery; alerts stay in the outbox");
+            return;
+        }
+    };
+    let report =
+        crate::outbox::deliver_due(&store, &notifier, &subs, &cfg.alerts, crate::clock::now())
+            .await;
+    if report.delivered + report.retrying + report.dead > 0 || !report.store_errors.is_empty() {
+        tracing::info!(
+            outbox.delivered = report.delivered,
+            outbox.messages = report.messages,
+            outbox.retrying = report.retrying,
+            outbox.dead = report.dead,
+            outbox.store_errors = report.store_errors.len(),
+            "outbox delivery pass"
+        );
+    }
+    if let Err(e) = store.flush() {
+        tracing::warn!(error = %e, "cannot flush the store after delivering alerts");
+    }
+}
 
 /// What kind of fetch a scheduled run decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -748,7 +782,13 @@ async fn scheduled_run(
         }
         Ok(Plan::Fetch { kind, ids }) => {
             tracing::info!(sync.fire_time = %fire, sync.kind = ?kind, sync.trials = ids.len(), "scheduled sync started");
-            match crate::sync::run(&client, store, ids, started, None).await {
+            // Which subscriptions each new version owes alerts to is decided in the same
+            // store write as the version itself (read fresh: `subscribe` may have added some).
+            let subs = match crate::outbox::Subscriptions::load(cfg, store) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return Outcome::Failed(e.into()),
+            };
+            match crate::sync::run(&client, store, subs, ids, started, None).await {
                 Ok(report) => Outcome::Synced {
                     kind,
                     report: Some(report),

@@ -34,6 +34,7 @@ fn synced(store: &Store, id: &str) {
             detected_at: t(1),
             resolved_id: None,
             source_fingerprint: None,
+            alerts: vec![],
         })
         .unwrap();
 }

@@ -1,0 +1,277 @@
+//! `trialwatch subscribe email|webhook`, `subscriptions`, `unsubscribe`: the subscriptions kept
+//! in the store, listed together with the configuration's `[[subscription]]` entries (which
+//! these commands cannot change: they say so instead).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{Ctx, parse_nct};
+use crate::config::validate_field_pattern;
+use crate::model::FieldPattern;
+use crate::outbox::{
+    DigestMode, Origin, Subscription, Subscriptions, Target, validate_email, validate_webhook_url,
+};
+use crate::severity::Severity;
+
+#[derive(Subcommand, Debug)]
+pub enum SubscribeTarget {
+    /// Email alerts to ADDRESS (needs an [smtp] section in the configuration)
+    Email {
+        address: String,
+        #[command(flatten)]
+        filter: Filter,
+        /// Group alerts into one message a day instead of one per change
+        #[arg(long, value_name = "daily")]
+        digest: Option<String>,
+    },
+    /// POST alerts as signed JSON to URL
+    Webhook {
+        url: String,
+        /// File holding the signing secret (read at each delivery; only the path is stored)
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+        #[command(flatten)]
+        filter: Filter,
+    },
+}
+
+/// What a subscription hears about.
+#[derive(clap::Args, Debug)]
+pub struct Filter {
+    /// Only these trials (default: every watched trial)
+    #[arg(long, num_args = 1.., value_name = "NCT")]
+    nct: Vec<String>,
+    /// Only changes at these paths; `*` is a wildcard (default: the watched fields)
+    #[arg(long, num_args = 1.., value_name = "PATTERN")]
+    field: Vec<String>,
+    /// Leave out changes below this severity: minor, notable or critical (default: minor)
+    #[arg(long, value_name = "LEVEL")]
+    min_severity: Option<String>,
+}
+
+fn parse_filter(
+    f: &Filter,
+) -> anyhow::Result<(Vec<crate::model::NctId>, Vec<FieldPattern>, Severity)> {
+    let nct = f
+        .nct
+        .iter()
+        .map(|s| parse_nct(s).context("--nct"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let fields = f
+        .field
+        .iter()
+        .map(|s| validate_field_pattern(s).map_err(|e| anyhow::anyhow!("--field {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let min = match &f.min_severity {
+        None => Severity::Minor,
+        Some(s) => s
+            .parse::<Severity>()
+            .map_err(|e| anyhow::anyhow!("--min-severity {e}"))?,
+    };
+    Ok((nct, fields, min))
+}
+
+/// One line saying what a subscription hears about.
+pub(crate) fn describe(s: &Subscription) -> String {
+    let trials = if s.nct.is_empty() {
+        "every watched trial".to_string()
+    } else {
+        s.nct
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let fields = if s.fields.is_empty() {
+        "the watched fields".to_string()
+    } else {
+        s.fields
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{} {}; {trials}; {fields}; {} and above; {}",
+        s.target.kind(),
+        s.target.address(),
+        s.min_severity,
+        s.digest
+    )
+}
+
+pub(crate) fn subscribe(
+    ctx: &Ctx,
+    target: SubscribeTarget,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let (target, filter, digest) = match target {
+        SubscribeTarget::Email {
+            address,
+            filter,
+            digest,
+        } => {
+            let address = validate_email(&address).map_err(|e| anyhow::anyhow!("ADDRESS {e}"))?;
+            let digest = match digest {
+                None => DigestMode::Immediate,
+                Some(d) => d
+                    .parse::<DigestMode>()
+                    .map_err(|e| anyhow::anyhow!("--digest {e}"))?,
+            };
+            (Target::Email { address }, filter, digest)
+        }
+        SubscribeTarget::Webhook {
+            url,
+            secret_file,
+            filter,
+        } => {
+            let url = validate_webhook_url(&url).map_err(|e| anyhow::anyhow!("URL {e}"))?;
+            let secret_file = match secret_file {
+                None => None,
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p).with_context(|| {
+                        format!(
+                            "--secret-file {}: cannot read it; create it with the signing secret on one line",
+                            p.display()
+                        )
+                    })?;
+                    if text.trim().is_empty() {
+                        bail!(
+                            "--secret-file {} is empty; put the signing secret in it",
+                            p.display()
+                        );
+                    }
+                    // Delivery may run from another directory (the daemon): keep an absolute path.
+                    Some(std::fs::canonicalize(&p).unwrap_or(p))
+                }
+            };
+            (
+                Target::Webhook { url, secret_file },
+                filter,
+                DigestMode::Immediate,
+            )
+        }
+    };
+    let (nct, fields, min) = parse_filter(&filter)?;
+    let store = ctx.open_store()?;
+    let as_config = Subscription::new(
+        Origin::Config,
+        target.clone(),
+        nct.clone(),
+        fields.clone(),
+        min,
+        digest,
+        None,
+    );
+    if ctx.cfg.subscriptions.iter().any(|s| s.id == as_config.id) {
+        writeln!(
+            out,
+            "already subscribed in the configuration as {}; nothing added",
+            as_config.id
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sub = Subscription::new(
+        Origin::Store,
+        target,
+        nct,
+        fields,
+        min,
+        digest,
+        Some(crate::clock::now()),
+    );
+    if let Some(existing) = store.subscription(&sub.id)? {
+        if existing.target == sub.target {
+            writeln!(out, "already subscribed as {}", sub.id)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    store.subscription_put(&sub)?;
+    store.flush()?;
+    writeln!(out, "subscribed {}: {}", sub.id, describe(&sub))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    sub: &'a Subscription,
+    /// Alerts waiting for delivery and dead letters, so a stuck subscriber stands out.
+    pending: usize,
+    dead: usize,
+}
+
+pub(crate) fn list(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let store = ctx.open_store()?;
+    let subs = Subscriptions::load(&ctx.cfg, &store)?;
+    let mut rows = Vec::new();
+    for s in &subs.list {
+        let entries = store.outbox_of(&s.id)?;
+        let dead = entries.iter().filter(|e| e.is_dead()).count();
+        rows.push(Listed {
+            sub: s,
+            pending: entries.len() - dead,
+            dead,
+        });
+    }
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+    } else if rows.is_empty() {
+        writeln!(
+            out,
+            "no subscriptions; add one with `trialwatch subscribe email ADDRESS` or `[[subscription]]` in the configuration"
+        )?;
+    } else {
+        for r in &rows {
+            let origin = match r.sub.origin {
+                Origin::Config => "config",
+                Origin::Store => "store",
+            };
+            writeln!(
+                out,
+                "{}  ({origin})  {}  [{} pending, {} dead]",
+                r.sub.id,
+                describe(r.sub),
+                r.pending,
+                r.dead
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn unsubscribe(ctx: &Ctx, id: &str, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let id = id.trim();
+    if ctx.cfg.subscriptions.iter().any(|s| s.id == id) {
+        bail!(
+            "{id} is declared in the configuration ({}); remove its [[subscription]] entry there",
+            ctx.cfg
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    let store = ctx.open_store()?;
+    match store.subscription_remove(id)? {
+        Some(dropped) => {
+            store.flush()?;
+            writeln!(
+                out,
+                "unsubscribed {id}{}",
+                if dropped > 0 {
+                    format!(" ({dropped} undelivered alerts dropped)")
+                } else {
+                    String::new()
+                }
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!("there is no subscription {id}; `trialwatch subscriptions` lists them"),
+    }
+}
