@@ -424,9 +424,21 @@ fn from_json<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T
     })
 }
 
+/// sled's page cache for one-shot commands: enough to keep a sync's working set of tree nodes.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// sled's page cache for the long-running daemon, which idles between daily syncs and should hold
+/// little memory while it does; reads then come from the OS page cache, which is shared.
+pub const DAEMON_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
 impl Store {
     /// Open (creating if needed) the store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Store> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`Store::open`], with sled's page cache limited to `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
@@ -434,7 +446,7 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::LowSpace)
             .flush_every_ms(Some(500))
             .open()

@@ -167,7 +167,11 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let mut warned = false;
     loop {
         let dir = cfg.data_dir.clone();
-        match tokio::task::spawn_blocking(move || Store::open(&dir)).await? {
+        match tokio::task::spawn_blocking(move || {
+            Store::open_with_cache(&dir, crate::store::DAEMON_CACHE_BYTES)
+        })
+        .await?
+        {
             Ok(s) => return Ok(s),
             Err(crate::store::StoreError::Open { .. }) if started.elapsed() < STORE_BUSY_WAIT => {
                 if !warned {
