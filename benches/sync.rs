@@ -239,6 +239,8 @@ fn main() {
 
     // 4. history on N trials x `versions` versions, built through the library.
     let hdir = tempfile::tempdir().unwrap();
+    // BENCH_KEEP=1 leaves the history store on disk (path printed) for further measurements.
+    let keep = std::env::var_os("BENCH_KEEP").is_some();
     let t0 = Instant::now();
     let mut raw_bytes = 0usize;
     {
@@ -318,4 +320,7 @@ fn main() {
         times[10].as_secs_f64() * 1e3,
         times[20].as_secs_f64() * 1e3
     );
+    if keep {
+        println!("history store kept at {}", hdir.keep().display());
+    }
 }
