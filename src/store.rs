@@ -627,8 +627,14 @@ impl Store {
         decode(key, bytes, &dict)
     }
 
-    pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
-        let k = vkey(b'v', nct, version);
+    /// Read and decode the JSON value stored under `prefix`/`nct`/`version`.
+    fn get_versioned<T: for<'de> Deserialize<'de>>(
+        &self,
+        prefix: u8,
+        nct: &NctId,
+        version: u32,
+    ) -> Result<Option<T>> {
+        let k = vkey(prefix, nct, version);
         match self.db.get(&k)? {
             Some(v) => Ok(Some(from_json(
                 &k,
@@ -636,6 +642,10 @@ impl Store {
             )?)),
             None => Ok(None),
         }
+    }
+
+    pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
+        self.get_versioned(b'v', nct, version)
     }
 
     /// All versions of a trial, oldest first.
@@ -664,14 +674,7 @@ impl Store {
     }
 
     pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
-        let k = vkey(b'r', nct, version);
-        match self.db.get(&k)? {
-            Some(v) => Ok(Some(from_json(
-                &k,
-                &self.decode_own(&k, &v, nct, version)?,
-            )?)),
-            None => Ok(None),
-        }
+        self.get_versioned(b'r', nct, version)
     }
 
     pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
