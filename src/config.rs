@@ -133,21 +133,8 @@ fn validate_schedule(raw: &raw::Schedule, problems: &mut Vec<String>) -> Schedul
 
 // --- end [schedule] --------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-pub struct CtgovConfig {
-    /// Scheme, host and optional path prefix; the API lives under `{base_url}/api/v2`.
-    pub base_url: String,
-    /// Client-side budget shared by every request; 0 turns the limiter off (local testing only).
-    pub requests_per_minute: u32,
-    /// NCT IDs per `filter.ids` request (also the page size asked for).
-    pub batch_size: usize,
-    pub timeout: Duration,
-    /// Tries per request before a trial is reported failed (1 = no retry).
-    pub max_attempts: u32,
-    /// First retry delay; doubles each try, with full jitter, up to `backoff_cap`.
-    pub backoff_base: Duration,
-    pub backoff_cap: Duration,
-}
+/// The `[ctgov]` table validated is exactly the client's own configuration.
+pub type CtgovConfig = crate::ctgov::client::ClientConfig;
 
 #[derive(Debug, Clone)]
 pub struct WatchConfig {

@@ -508,13 +508,7 @@ impl Store {
 
     /// Every trial the store has seen, by ID.
     pub fn trials(&self) -> Result<Vec<TrialState>> {
-        self.db
-            .scan_prefix(b"t")
-            .map(|kv| {
-                let (k, v) = kv?;
-                from_json(&k, &v)
-            })
-            .collect()
+        self.scan_json(b"t")
     }
 
     /// Write a new version atomically: record, raw JSON, metadata with its changes, the time
@@ -746,13 +740,7 @@ impl Store {
     }
 
     pub fn watch_list(&self) -> Result<Vec<WatchEntry>> {
-        self.db
-            .scan_prefix(b"W")
-            .map(|kv| {
-                let (k, v) = kv?;
-                from_json(&k, &v)
-            })
-            .collect()
+        self.scan_json(b"W")
     }
 
     /// A small named bookkeeping value (e.g. the last sync's summary).
@@ -787,13 +775,7 @@ impl Store {
 
     /// Subscriptions kept in the store, by ID.
     pub fn subscriptions(&self) -> Result<Vec<Subscription>> {
-        self.db
-            .scan_prefix(b"S")
-            .map(|kv| {
-                let (k, v) = kv?;
-                from_json(&k, &v)
-            })
-            .collect()
+        self.scan_json(b"S")
     }
 
     /// Remove a stored subscription and every alert it still owes, in one atomic batch.
@@ -886,6 +868,11 @@ impl Store {
     }
 
     fn scan_entries(&self, prefix: Vec<u8>) -> Result<Vec<OutboxEntry>> {
+        self.scan_json(prefix)
+    }
+
+    /// Every JSON value stored under `prefix`, in key order.
+    fn scan_json<T: for<'de> Deserialize<'de>>(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<T>> {
         self.db
             .scan_prefix(prefix)
             .map(|kv| {

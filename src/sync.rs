@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::ctgov::client::{ClientConfig, CtGovClient, FetchedStudy, StudyOutcome};
+use crate::ctgov::client::{CtGovClient, FetchedStudy, StudyOutcome};
 use crate::diff::diff;
 use crate::model::NctId;
 use crate::normalize::{normalize_json, source_fingerprint};
@@ -68,16 +68,7 @@ impl SyncReport {
 
 /// Build the CT.gov client from configuration.
 pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
-    let c = &cfg.ctgov;
-    Ok(CtGovClient::new(ClientConfig {
-        base_url: c.base_url.clone(),
-        requests_per_minute: c.requests_per_minute,
-        batch_size: c.batch_size,
-        timeout: c.timeout,
-        max_attempts: c.max_attempts,
-        backoff_base: c.backoff_base,
-        backoff_cap: c.backoff_cap,
-    })?)
+    Ok(CtGovClient::new(cfg.ctgov.clone())?)
 }
 
 /// Outcome of processing one fetched study.
