@@ -1,8 +1,8 @@
 //! Alert benchmarks (figures in BENCHMARKS.md, "Alerts"). Run: `cargo bench --bench alerts`.
 //!
 //! 1. Enqueue: the store phase of a sync that changes 1,000 trials (`BENCH_ALERT_TRIALS`) with
-//!    100 subscriptions (`BENCH_ALERT_SUBS`): diff, severity, matching and the one atomic write
-//!    per version that holds the version and its alerts, timed against the same phase with no
+//!    100 subscriptions (`BENCH_ALERT_SUBS`): diff, severity, matching and the atomic write
+//!    (one per batch of 100 trials, as in a sync) that holds the versions and their alerts, timed against the same phase with no
 //!    subscriptions. Records are normalized beforehand: fetching and normalizing are the sync's
 //!    other phases, benchmarked in `benches/sync.rs`.
 //! 2. Delivery: 10,000 pending alerts (100 trials x 100 webhook subscriptions) delivered by one
@@ -55,34 +55,45 @@ fn trial_pair(template: &str, i: usize) -> (NctId, String, Record, String, Recor
     (id.parse().unwrap(), raw1, r1, raw2, r2)
 }
 
-fn commit(
+/// One trial's new version for [`commit_batch`]: ID, raw JSON, record, previous record.
+type Item<'a> = (&'a NctId, &'a str, &'a Record, Option<&'a Record>);
+
+/// Store one new version of each trial in `items` with one store commit, as a sync does for
+/// each fetched batch; returns the alerts enqueued.
+fn commit_batch(
     store: &Store,
-    nct: &NctId,
-    raw: &str,
-    rec: &Record,
-    old: Option<&Record>,
+    items: &[Item<'_>],
     plan: Option<&EnqueuePlan>,
     at: DateTime<Utc>,
 ) -> usize {
-    let changes = trialwatch::diff::diff(old, rec);
-    let alerts = plan
-        .map(|p| p.owed(nct, old, rec, &changes))
-        .unwrap_or_default();
-    let n = alerts.len();
-    let canonical = rec.canonical_bytes();
-    store
-        .commit_version(NewVersion {
-            nct,
-            record: rec,
-            canonical: &canonical,
-            raw: raw.as_bytes(),
-            changes,
-            detected_at: at,
-            resolved_id: None,
-            source_fingerprint: None,
-            alerts,
+    let canonical: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(_, _, r, _)| r.canonical_bytes())
+        .collect();
+    let mut n = 0;
+    let versions = items
+        .iter()
+        .zip(&canonical)
+        .map(|((nct, raw, rec, old), canonical)| {
+            let changes = trialwatch::diff::diff(*old, rec);
+            let alerts = plan
+                .map(|p| p.owed(nct, *old, rec, &changes))
+                .unwrap_or_default();
+            n += alerts.len();
+            NewVersion {
+                nct,
+                record: rec,
+                canonical,
+                raw: raw.as_bytes(),
+                changes,
+                detected_at: at,
+                resolved_id: None,
+                source_fingerprint: None,
+                alerts,
+            }
         })
-        .unwrap();
+        .collect();
+    store.commit_versions(versions).unwrap();
     n
 }
 
@@ -139,8 +150,12 @@ fn enqueue_bench(template: &str) {
     for with_subs in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        for (nct, raw1, r1, _, _) in &pairs {
-            commit(&store, nct, raw1, r1, None, None, t1);
+        for chunk in pairs.chunks(100) {
+            let items: Vec<Item> = chunk
+                .iter()
+                .map(|(nct, raw1, r1, _, _)| (nct, raw1.as_str(), r1, None))
+                .collect();
+            commit_batch(&store, &items, None, t1);
         }
         store.flush().unwrap();
         let subs = Arc::new(if with_subs {
@@ -151,13 +166,17 @@ fn enqueue_bench(template: &str) {
         let t0 = Instant::now();
         let plan = EnqueuePlan::new(subs, &store, t2).unwrap();
         let mut alerts = 0;
-        for (nct, _, r1, raw2, r2) in &pairs {
-            alerts += commit(&store, nct, raw2, r2, Some(r1), Some(&plan), t2);
+        for chunk in pairs.chunks(100) {
+            let items: Vec<Item> = chunk
+                .iter()
+                .map(|(nct, _, r1, raw2, r2)| (nct, raw2.as_str(), r2, Some(r1)))
+                .collect();
+            alerts += commit_batch(&store, &items, Some(&plan), t2);
         }
         store.flush().unwrap();
         let took = t0.elapsed();
         println!(
-            "{}: {} new versions, {alerts} alerts enqueued in {:.3} s (incl. diff, severity, one atomic write per version, final flush)",
+            "{}: {} new versions, {alerts} alerts enqueued in {:.3} s (incl. diff, severity, one atomic write per batch of 100, final flush)",
             if with_subs {
                 "with subscriptions"
             } else {
@@ -212,10 +231,20 @@ fn delivery_bench(template: &str, concurrency: usize) {
     });
     let plan = EnqueuePlan::new(subs.clone(), &store, t2).unwrap();
     let mut alerts = 0;
-    for i in 0..trials {
-        let (nct, raw1, r1, raw2, r2) = trial_pair(template, i);
-        commit(&store, &nct, &raw1, &r1, None, None, t1);
-        alerts += commit(&store, &nct, &raw2, &r2, Some(&r1), Some(&plan), t2);
+    for start in (0..trials).step_by(100) {
+        let pairs: Vec<_> = (start..trials.min(start + 100))
+            .map(|i| trial_pair(template, i))
+            .collect();
+        let first: Vec<Item> = pairs
+            .iter()
+            .map(|(nct, raw1, r1, _, _)| (nct, raw1.as_str(), r1, None))
+            .collect();
+        commit_batch(&store, &first, None, t1);
+        let second: Vec<Item> = pairs
+            .iter()
+            .map(|(nct, _, r1, raw2, r2)| (nct, raw2.as_str(), r2, Some(r1)))
+            .collect();
+        alerts += commit_batch(&store, &second, Some(&plan), t2);
     }
     store.flush().unwrap();
     assert_eq!(alerts, trials * nsubs);

@@ -245,28 +245,34 @@ fn main() {
     let mut raw_bytes = 0usize;
     {
         let store = Store::open(hdir.path()).unwrap();
-        for (i, (id, raw)) in studies.iter().enumerate() {
-            let nct: NctId = id.parse().unwrap();
-            let mut prev: Option<trialwatch::model::Record> = None;
+        // As a sync does: one commit (one disk flush) per batch of 100 trials.
+        for (c, chunk) in studies.chunks(100).enumerate() {
+            let mut prev: Vec<Option<trialwatch::model::Record>> = vec![None; chunk.len()];
             for v in 1..=versions {
-                // Each version retitles the trial: one real field change per version.
-                let raw_v = raw.replacen(
-                    "\"briefTitle\": \"",
-                    &format!("\"briefTitle\": \"(rev {v}) "),
-                    1,
-                );
-                assert_ne!(&raw_v, raw, "{id}");
-                let record = trialwatch::normalize::normalize_json(&raw_v).unwrap();
-                let canonical = record.canonical_bytes();
-                let changes = trialwatch::diff::diff(prev.as_ref(), &record);
-                raw_bytes += raw_v.len();
-                store
-                    .commit_version(NewVersion {
-                        nct: &nct,
-                        record: &record,
-                        canonical: &canonical,
+                let mut staged = Vec::with_capacity(chunk.len());
+                for (id, raw) in chunk {
+                    // Each version retitles the trial: one real field change per version.
+                    let raw_v = raw.replacen(
+                        "\"briefTitle\": \"",
+                        &format!("\"briefTitle\": \"(rev {v}) "),
+                        1,
+                    );
+                    assert_ne!(&raw_v, raw, "{id}");
+                    let nct: NctId = id.parse().unwrap();
+                    let record = trialwatch::normalize::normalize_json(&raw_v).unwrap();
+                    let canonical = record.canonical_bytes();
+                    raw_bytes += raw_v.len();
+                    staged.push((nct, record, canonical, raw_v));
+                }
+                let items = staged
+                    .iter()
+                    .zip(&prev)
+                    .map(|((nct, record, canonical, raw_v), prev)| NewVersion {
+                        nct,
+                        record,
+                        canonical,
                         raw: raw_v.as_bytes(),
-                        changes,
+                        changes: trialwatch::diff::diff(prev.as_ref(), record),
                         detected_at: Utc
                             .timestamp_opt(1_700_000_000 + (v as i64) * 86_400, 0)
                             .unwrap(),
@@ -274,11 +280,12 @@ fn main() {
                         source_fingerprint: None,
                         alerts: vec![],
                     })
-                    .unwrap();
-                prev = Some(record);
+                    .collect();
+                store.commit_versions(items).unwrap();
+                prev = staged.into_iter().map(|(_, r, _, _)| Some(r)).collect();
             }
-            if i % 1000 == 999 {
-                eprintln!("  built {} trials x {versions} versions", i + 1);
+            if c % 10 == 9 {
+                eprintln!("  built {} trials x {versions} versions", (c + 1) * 100);
             }
         }
         store.flush().unwrap();

@@ -139,10 +139,7 @@ pub async fn run(
         let progress = progress.clone();
         workers.spawn_blocking(move || {
             let n = batch.len();
-            let out = batch
-                .into_iter()
-                .flat_map(|outcome| process_outcome(&store, &plan, outcome, now))
-                .collect();
+            let out = process_batch(&store, &plan, batch, now);
             let d = done.fetch_add(n, Ordering::Relaxed) + n;
             if let Some(p) = progress {
                 p(d.min(total), total);
@@ -166,28 +163,113 @@ pub async fn run(
     Ok(report)
 }
 
-fn process_outcome(
+/// Process one fetched batch: decide per study, then store all its new versions in one
+/// commit (one disk flush for the batch).
+fn process_batch(
     store: &Store,
     plan: &EnqueuePlan,
+    batch: Vec<StudyOutcome>,
+    now: DateTime<Utc>,
+) -> Vec<(NctId, Processed, Option<NctId>)> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut found = Vec::new();
+    for outcome in batch {
+        match outcome {
+            StudyOutcome::Found(study) => found.push(study),
+            other => out.extend(process_failure(store, other, now)),
+        }
+    }
+    let mut staged = Vec::new();
+    for study in &found {
+        let nct = study.requested.clone();
+        let alias_of = (study.nct_id != study.requested).then(|| study.nct_id.clone());
+        match prepare_study(store, plan, study, now) {
+            Ok(None) => out.push((nct, Processed::Unchanged, alias_of)),
+            Ok(Some(s)) => staged.push((study, s, alias_of)),
+            Err(error) => {
+                tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
+                mark_failed(store, &nct, now, &error);
+                out.push((
+                    nct.clone(),
+                    Processed::Failed(TrialFailure { nct_id: nct, error }),
+                    alias_of,
+                ));
+            }
+        }
+    }
+    if staged.is_empty() {
+        return out;
+    }
+    let items = staged
+        .iter_mut()
+        .map(|(study, s, _)| {
+            let Staged {
+                record,
+                canonical,
+                changes,
+                alerts,
+                fingerprint,
+                ..
+            } = s;
+            NewVersion {
+                nct: &study.requested,
+                record: &*record,
+                canonical: &canonical[..],
+                raw: study.raw.get().as_bytes(),
+                changes: std::mem::take(changes),
+                detected_at: now,
+                resolved_id: (study.nct_id != study.requested).then(|| study.nct_id.clone()),
+                source_fingerprint: fingerprint.take(),
+                alerts: std::mem::take(alerts),
+            }
+        })
+        .collect();
+    match store.commit_versions(items) {
+        Ok(versions) => {
+            for ((study, s, alias_of), version) in staged.into_iter().zip(versions) {
+                tracing::info!(
+                    trial.nct = %study.requested,
+                    trial.version = version,
+                    alerts.enqueued = s.alert_count,
+                    "new version stored"
+                );
+                out.push((
+                    study.requested.clone(),
+                    Processed::New(s.alert_count),
+                    alias_of,
+                ));
+            }
+        }
+        Err(e) => {
+            let error = format!("the new version could not be stored: {e}");
+            for (study, _, alias_of) in staged {
+                let nct = study.requested.clone();
+                tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
+                mark_failed(store, &nct, now, &error);
+                out.push((
+                    nct.clone(),
+                    Processed::Failed(TrialFailure {
+                        nct_id: nct,
+                        error: error.clone(),
+                    }),
+                    alias_of,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A study the fetch could not bring back whole: reported, and recorded on the trial.
+fn process_failure(
+    store: &Store,
     outcome: StudyOutcome,
     now: DateTime<Utc>,
 ) -> Vec<(NctId, Processed, Option<NctId>)> {
     match outcome {
         StudyOutcome::Found(study) => {
-            let nct = study.requested.clone();
-            let alias_of = (study.nct_id != study.requested).then(|| study.nct_id.clone());
-            let p = match process_study(store, plan, &study, now) {
-                Ok(p) => p,
-                Err(error) => {
-                    tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
-                    mark_failed(store, &nct, now, &error);
-                    Processed::Failed(TrialFailure {
-                        nct_id: nct.clone(),
-                        error,
-                    })
-                }
-            };
-            vec![(nct, p, alias_of)]
+            // Not reached: `process_batch` handles found studies itself.
+            vec![(study.requested, Processed::Unchanged, None)]
         }
         StudyOutcome::NotFound(nct) => {
             let error = format!(
@@ -242,13 +324,26 @@ fn mark_failed(store: &Store, nct: &NctId, now: DateTime<Utc>, error: &str) {
     }
 }
 
-/// Normalize one study and store it if it changed. Errors are messages for the user.
-fn process_study(
+/// A changed study, ready to be stored with the rest of its batch.
+struct Staged {
+    record: crate::model::Record,
+    canonical: Vec<u8>,
+    changes: Vec<crate::model::FieldChange>,
+    alerts: Vec<crate::store::OwedAlert>,
+    /// `alerts.len()`, kept once `alerts` moved into the commit.
+    alert_count: usize,
+    fingerprint: Option<String>,
+}
+
+/// Normalize one study and compare it with the stored record: `None` when it did not change
+/// (its `last_seen_at` is updated), the new version to store when it did. Errors are messages
+/// for the user.
+fn prepare_study(
     store: &Store,
     plan: &EnqueuePlan,
     study: &FetchedStudy,
     now: DateTime<Utc>,
-) -> Result<Processed, String> {
+) -> Result<Option<Staged>, String> {
     let nct = &study.requested;
     let raw = study.raw.get();
     let resolved_id = (study.nct_id != *nct).then(|| study.nct_id.clone());
@@ -263,7 +358,7 @@ fn process_study(
         store
             .mark_seen(nct, now, resolved_id, None)
             .map_err(|e| e.to_string())?;
-        return Ok(Processed::Unchanged);
+        return Ok(None);
     }
     let record = normalize_json(raw).map_err(|e| {
         format!("CT.gov's answer for {nct} could not be normalized (nothing stored): {e}")
@@ -275,7 +370,7 @@ fn process_study(
             store
                 .mark_seen(nct, now, resolved_id, fingerprint)
                 .map_err(|e| e.to_string())?;
-            return Ok(Processed::Unchanged);
+            return Ok(None);
         }
         Some(t) if t.latest_version > 0 => store
             .record(nct, t.latest_version)
@@ -288,28 +383,15 @@ fn process_study(
         store
             .mark_seen(nct, now, resolved_id, fingerprint)
             .map_err(|e| e.to_string())?;
-        return Ok(Processed::Unchanged);
+        return Ok(None);
     }
     let alerts = plan.owed(nct, old.as_ref(), &record, &changes);
-    let enqueued = alerts.len();
-    let version = store
-        .commit_version(NewVersion {
-            nct,
-            record: &record,
-            canonical: &canonical,
-            raw: raw.as_bytes(),
-            changes,
-            detected_at: now,
-            resolved_id,
-            source_fingerprint: fingerprint,
-            alerts,
-        })
-        .map_err(|e| e.to_string())?;
-    tracing::info!(
-        trial.nct = %nct,
-        trial.version = version,
-        alerts.enqueued = enqueued,
-        "new version stored"
-    );
-    Ok(Processed::New(enqueued))
+    Ok(Some(Staged {
+        record,
+        canonical,
+        changes,
+        alert_count: alerts.len(),
+        alerts,
+        fingerprint,
+    }))
 }

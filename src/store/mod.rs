@@ -1,6 +1,6 @@
 //! Versioned snapshots in sled: the only module that knows sled and the key encodings.
 //!
-//! Everything lives in one sled tree so that one `apply_batch` — which sled applies
+//! Everything but the large blobs lives in one sled tree so that one `apply_batch` — which sled applies
 //! atomically — can write a new version, its changes, its bookkeeping and (later) the alerts it
 //! owes. A process killed at any instant leaves the old state or the new one, never a half.
 //!
@@ -12,8 +12,8 @@
 //! | `F` | store format version, u32 BE |
 //! | `t` NCT | [`TrialState`] JSON: latest version, record hash, last seen, last error |
 //! | `v` NCT ver | zstd([`VersionMeta`] JSON): detected at, CT.gov last update, field changes |
-//! | `r` NCT ver | zstd(normalized record JSON) |
-//! | `w` NCT ver | zstd(raw CT.gov study JSON), so history can be re-normalized later |
+//! | `r` NCT ver | pointer to zstd(normalized record JSON) in a pack file |
+//! | `w` NCT ver | pointer to zstd(raw CT.gov study JSON) in a pack file, so history can be re-normalized later |
 //! | `c` time NCT ver | empty: index of versions by detection time (µs since epoch, BE), for `changes` |
 //! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
 //! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
@@ -22,6 +22,11 @@
 //! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
 //! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
 //! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
+//!
+//! Records and raw JSON are the bulk of the data and never change once written, so they live
+//! outside sled, appended to pack files under `packs/` ([`pack`]); sled keeps the index and a
+//! 17-byte pointer per blob, which keeps it small and quick to open. A commit makes the pack
+//! bytes durable before it applies the sled batch that points to them.
 //!
 //! Outbox entries are small: they reference the stored version and the matching paths, and the
 //! alert is rendered from the stored version at delivery time. The version's batch holds one
@@ -39,8 +44,15 @@ use sha2::{Digest, Sha256};
 use crate::model::{FieldChange, NctId, Record, VersionMeta};
 use crate::outbox::Subscription;
 
+mod pack;
+pub use pack::PackError;
+use pack::{BlobRef, POINTER_TAG, Packs};
+
 /// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 1: every value inside sled. 2: records and raw JSON appended to pack files, sled holding
+/// pointers (version-1 values stay readable where they are, so 1 → 2 only rewrites this key).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// zstd level: JSON is read and written on every sync of a changed trial, so speed wins.
 const ZSTD_LEVEL: i32 = 3;
@@ -106,6 +118,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("store entry {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("store blob I/O failed: {0}")]
+    Pack(#[from] PackError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -300,6 +314,8 @@ pub fn record_hash(canonical: &[u8]) -> String {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// Records and raw JSON; sled holds pointers to them.
+    packs: std::sync::Arc<Packs>,
     path: PathBuf,
     /// Serializes fan-out expansion, so two callers never both expand one record (which
     /// could resurrect an alert the other had already delivered).
@@ -453,6 +469,7 @@ impl Store {
             .map_err(open_err)?;
         let store = Store {
             db,
+            packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
             path: dir.to_path_buf(),
             expand_lock: Default::default(),
         };
@@ -471,7 +488,11 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
-                // Older formats would be migrated here, inside one batch.
+                // Format 1 values stay readable in place; new ones go to packs.
+                if found < FORMAT_VERSION {
+                    store.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
+                    store.db.flush()?;
+                }
             }
             None if store.db.is_empty() => {
                 store.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
@@ -492,13 +513,32 @@ impl Store {
 
     /// Make everything written so far durable.
     pub fn flush(&self) -> Result<()> {
+        self.packs.sync()?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Bytes the store takes on disk.
+    /// Bytes the store takes on disk (sled and the pack files).
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
+        let packs = self.packs.size().map_err(|source| {
+            StoreError::Pack(PackError::Io {
+                path: self.path.join("packs"),
+                source,
+            })
+        })?;
+        Ok(self.db.size_on_disk()? + packs)
+    }
+
+    /// A stored value's bytes: the value itself, or the pack blob it points to.
+    fn load(&self, key: &[u8], value: sled::IVec) -> Result<Vec<u8>> {
+        if value.first() != Some(&POINTER_TAG) {
+            return Ok(value.to_vec());
+        }
+        let r =
+            BlobRef::decode(&value).ok_or_else(|| corrupt(key, "malformed pack pointer".into()))?;
+        self.packs
+            .read(&r)
+            .map_err(|e| corrupt(key, format!("its blob cannot be read: {e}")))
     }
 
     pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
@@ -514,6 +554,43 @@ impl Store {
     /// Write a new version atomically: record, raw JSON, metadata with its changes, the time
     /// index and the trial's state. Returns the new version number.
     pub fn commit_version(&self, nv: NewVersion<'_>) -> Result<u32> {
+        let mut v = self.commit_versions(vec![nv])?;
+        v.pop()
+            .ok_or_else(|| corrupt(b"", "a commit returned no version".into()))
+    }
+
+    /// Write new versions of several trials in one atomic sled batch, after one fdatasync of
+    /// the pack files that hold their records and raw JSON (so a sync pays one disk flush per
+    /// batch, not per trial). Returns each version number, in order. Two versions of one trial
+    /// in `items` are written one after the other.
+    pub fn commit_versions(&self, items: Vec<NewVersion<'_>>) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut batch = sled::Batch::default();
+        let mut in_batch: Vec<NctId> = Vec::new();
+        for nv in items {
+            if in_batch.contains(nv.nct) {
+                // Its previous version must be readable before this one is built.
+                self.apply_versions(std::mem::take(&mut batch))?;
+                in_batch.clear();
+            }
+            in_batch.push(nv.nct.clone());
+            out.push(self.stage_version(nv, &mut batch)?);
+        }
+        if !in_batch.is_empty() {
+            self.apply_versions(batch)?;
+        }
+        Ok(out)
+    }
+
+    /// Pack blobs first, durably; then the sled batch that points to them.
+    fn apply_versions(&self, batch: sled::Batch) -> Result<()> {
+        self.packs.sync()?;
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Append one version's blobs to the packs and its sled entries to `batch`.
+    fn stage_version(&self, nv: NewVersion<'_>, batch: &mut sled::Batch) -> Result<u32> {
         let prev = self.trial(nv.nct)?;
         let version = prev.as_ref().map_or(0, |t| t.latest_version) + 1;
         let meta = VersionMeta {
@@ -533,7 +610,6 @@ impl Store {
             last_error_at: None,
             source_fingerprint: nv.source_fingerprint,
         };
-        let mut batch = sled::Batch::default();
         batch.insert(key(b't', nv.nct), to_json(&state));
         let keyframe = keyframe_of(version);
         let raw_value = if keyframe == version {
@@ -552,17 +628,17 @@ impl Store {
             vkey(b'v', nv.nct, version),
             encode(&to_json(&meta), meta_codec, nv.raw),
         );
-        batch.insert(
-            vkey(b'r', nv.nct, version),
-            encode(nv.canonical, Codec::OwnRaw, nv.raw),
-        );
-        batch.insert(vkey(b'w', nv.nct, version), raw_value);
+        let record = self
+            .packs
+            .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?;
+        batch.insert(vkey(b'r', nv.nct, version), record.encode());
+        let raw = self.packs.append(&raw_value)?;
+        batch.insert(vkey(b'w', nv.nct, version), raw.encode());
         batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
         if !nv.alerts.is_empty() {
             let fan = FanOut::new(nv.detected_at, nv.alerts);
             batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
         }
-        self.db.apply_batch(batch)?;
         Ok(version)
     }
 
@@ -630,10 +706,13 @@ impl Store {
     ) -> Result<Option<T>> {
         let k = vkey(prefix, nct, version);
         match self.db.get(&k)? {
-            Some(v) => Ok(Some(from_json(
-                &k,
-                &self.decode_own(&k, &v, nct, version)?,
-            )?)),
+            Some(v) => {
+                let bytes = self.load(&k, v)?;
+                Ok(Some(from_json(
+                    &k,
+                    &self.decode_own(&k, &bytes, nct, version)?,
+                )?))
+            }
             None => Ok(None),
         }
     }
@@ -653,7 +732,8 @@ impl Store {
                     .and_then(|b| b.try_into().ok())
                     .map(u32::from_be_bytes)
                     .ok_or_else(|| corrupt(&k, "bad version key".into()))?;
-                from_json(&k, &self.decode_own(&k, &v, nct, version)?)
+                let bytes = self.load(&k, v)?;
+                from_json(&k, &self.decode_own(&k, &bytes, nct, version)?)
             })
             .collect()
     }
@@ -684,6 +764,7 @@ impl Store {
         let Some(v) = self.db.get(&k)? else {
             return Ok(None);
         };
+        let v = self.load(&k, v)?;
         let dict = match codec_of(&k, &v)? {
             Some(Codec::Keyframe) => {
                 let kf = keyframe_of(version);
@@ -691,6 +772,7 @@ impl Store {
                 let kv = self.db.get(&kk)?.ok_or_else(|| {
                     corrupt(&k, format!("its keyframe (version {kf}) is missing"))
                 })?;
+                let kv = self.load(&kk, kv)?;
                 if codec_of(&kk, &kv)? == Some(Codec::Keyframe) {
                     return Err(corrupt(&kk, "a keyframe must not be a delta".into()));
                 }
@@ -1019,8 +1101,19 @@ impl Store {
         for t in self.trials()? {
             rep.trials += 1;
             let nct = &t.nct_id;
-            let metas = self.versions(nct)?;
-            let numbers: Vec<u32> = metas.iter().map(|m| m.version).collect();
+            let numbers: Vec<u32> = match self.versions(nct) {
+                Ok(metas) => metas.iter().map(|m| m.version).collect(),
+                Err(e) => {
+                    rep.problems
+                        .push(format!("{nct}: versions unreadable: {e}"));
+                    self.db
+                        .scan_prefix(key(b'v', nct))
+                        .keys()
+                        .filter_map(|k| k.ok().and_then(|k| decode_version_key(&k).ok()))
+                        .map(|(_, v)| v)
+                        .collect()
+                }
+            };
             let expected: Vec<u32> = (1..=t.latest_version).collect();
             if numbers != expected {
                 rep.problems.push(format!(
@@ -1030,11 +1123,17 @@ impl Store {
             }
             for v in 1..=t.latest_version {
                 rep.versions += 1;
-                if self.db.get(vkey(b'r', nct, v))?.is_none() {
-                    rep.problems.push(format!("{nct} v{v}: record missing"));
-                }
-                if self.db.get(vkey(b'w', nct, v))?.is_none() {
-                    rep.problems.push(format!("{nct} v{v}: raw JSON missing"));
+                for (prefix, what) in [(b'r', "record"), (b'w', "raw JSON")] {
+                    let k = vkey(prefix, nct, v);
+                    match self.db.get(&k)? {
+                        None => rep.problems.push(format!("{nct} v{v}: {what} missing")),
+                        // A pack blob must be there whole (length and checksum).
+                        Some(val) => {
+                            if let Err(e) = self.load(&k, val) {
+                                rep.problems.push(format!("{nct} v{v}: {what}: {e}"));
+                            }
+                        }
+                    }
                 }
                 if !indexed.remove(&(nct.clone(), v)) {
                     rep.problems
@@ -1042,12 +1141,13 @@ impl Store {
                 }
             }
             if t.latest_version > 0 {
-                match self.record(nct, t.latest_version)? {
-                    Some(r) if record_hash(&r.canonical_bytes()) == t.record_hash => {}
-                    Some(_) => rep
+                match self.record(nct, t.latest_version) {
+                    Ok(Some(r)) if record_hash(&r.canonical_bytes()) == t.record_hash => {}
+                    Ok(Some(_)) => rep
                         .problems
                         .push(format!("{nct}: latest record does not match its hash")),
-                    None => {}
+                    // Missing or unreadable blobs are reported above.
+                    Ok(None) | Err(_) => {}
                 }
             }
         }
@@ -1124,6 +1224,110 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    fn version_of<'a>(nct: &'a NctId, r: &'a Record, c: &'a [u8], raw: &'a [u8]) -> NewVersion<'a> {
+        NewVersion {
+            nct,
+            record: r,
+            canonical: c,
+            raw,
+            changes: vec![],
+            detected_at: t("2026-01-01T00:00:00Z"),
+            resolved_id: None,
+            source_fingerprint: None,
+            alerts: vec![],
+        }
+    }
+
+    #[test]
+    fn one_commit_stores_many_trials_and_two_versions_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a: NctId = "NCT00000001".parse().unwrap();
+        let b: NctId = "NCT00000002".parse().unwrap();
+        let (r1, r2) = (rec("RECRUITING"), rec("COMPLETED"));
+        let (c1, c2) = (r1.canonical_bytes(), r2.canonical_bytes());
+        let got = store
+            .commit_versions(vec![
+                version_of(&a, &r1, &c1, b"{\"a\":1}"),
+                version_of(&b, &r1, &c1, b"{\"b\":1}"),
+                version_of(&a, &r2, &c2, b"{\"a\":2}"),
+            ])
+            .unwrap();
+        assert_eq!(got, [1, 1, 2]);
+        assert_eq!(store.record(&a, 2).unwrap().unwrap(), r2);
+        assert_eq!(store.raw(&a, 1).unwrap().unwrap(), b"{\"a\":1}");
+        assert_eq!(store.raw(&b, 1).unwrap().unwrap(), b"{\"b\":1}");
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert!(dir.path().join("packs").read_dir().unwrap().count() >= 1);
+    }
+
+    #[test]
+    fn a_format_1_store_with_values_inside_sled_still_reads_and_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let r = rec("RECRUITING");
+        let c = r.canonical_bytes();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .commit_version(version_of(&nct, &r, &c, b"{\"raw\":1}"))
+                .unwrap();
+            // Rewrite it as format 1 kept it: the encoded values inline, no pointers.
+            for prefix in [b'r', b'w'] {
+                let k = vkey(prefix, &nct, 1);
+                let v = store.db.get(&k).unwrap().unwrap();
+                let inline = store.load(&k, v).unwrap();
+                assert_ne!(inline.first(), Some(&POINTER_TAG));
+                store.db.insert(&k, inline).unwrap();
+            }
+            store.db.insert(b"F", &1u32.to_be_bytes()).unwrap();
+            store.flush().unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("packs")).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.record(&nct, 1).unwrap().unwrap(), r);
+        assert_eq!(store.raw(&nct, 1).unwrap().unwrap(), b"{\"raw\":1}");
+        assert!(store.verify().unwrap().problems.is_empty());
+        let f = store.db.get(b"F").unwrap().unwrap();
+        assert_eq!(f.as_ref(), FORMAT_VERSION.to_be_bytes());
+    }
+
+    #[test]
+    fn a_damaged_pack_is_reported_by_verify_and_reads_fail_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let r = rec("RECRUITING");
+        let c = r.canonical_bytes();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .commit_version(version_of(&nct, &r, &c, b"{\"raw\":1}"))
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let pack = dir.path().join("packs/000001.pack");
+        let len = std::fs::metadata(&pack).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&pack)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let problems = store.verify().unwrap().problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("NCT02241018 v1: raw JSON")),
+            "{problems:?}"
+        );
+        let err = store.raw(&nct, 1).unwrap_err().to_string();
+        assert!(err.contains("000001.pack"), "{err}");
+        // Nothing else is lost: the trial's state and the other keys still read.
+        assert_eq!(store.trial(&nct).unwrap().unwrap().latest_version, 1);
     }
 
     #[test]

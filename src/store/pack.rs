@@ -1,0 +1,337 @@
+//! Append-only pack files for the store's large immutable values (normalized records and raw
+//! CT.gov JSON).
+//!
+//! Why not keep them in sled: sled's log rewrites a leaf — values included — each time it
+//! consolidates it, so large values cost ~1.7× their size on disk, and opening sled reads every
+//! segment of its log, so a store full of blobs makes every `trialwatch history` pay for bytes it
+//! never reads. Blobs are written once and never changed, so they need none of that: they are
+//! appended to `packs/NNNNNN.pack`, and sled keeps a 17-byte pointer to each.
+//!
+//! Entry on disk: `len` (u32 LE), `crc32(payload)` (u32 LE), then `len` payload bytes.
+//!
+//! Durability order: [`Packs::sync`] (fdatasync) runs before the sled batch that holds the
+//! pointers is applied, so no crash or power cut can leave sled pointing at bytes that never
+//! reached the disk. A crash between the two leaves unreferenced bytes at a pack's tail, which
+//! cost space and nothing else; later appends go after them.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// First byte of a sled value that points into a pack (the codec tags are 0–3).
+pub const POINTER_TAG: u8 = b'P';
+
+/// A pack is closed and the next one started once it reaches this size.
+const ROLL_BYTES: u64 = 256 * 1024 * 1024;
+
+const HEADER: usize = 8;
+
+/// Where one blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    pub pack: u32,
+    /// Offset of the entry's header.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u32,
+}
+
+impl BlobRef {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(17);
+        v.push(POINTER_TAG);
+        v.extend_from_slice(&self.pack.to_be_bytes());
+        v.extend_from_slice(&self.offset.to_be_bytes());
+        v.extend_from_slice(&self.len.to_be_bytes());
+        v
+    }
+
+    /// `None` unless `bytes` is a well-formed pointer.
+    pub fn decode(bytes: &[u8]) -> Option<BlobRef> {
+        if bytes.len() != 17 || bytes[0] != POINTER_TAG {
+            return None;
+        }
+        Some(BlobRef {
+            pack: u32::from_be_bytes(bytes[1..5].try_into().ok()?),
+            offset: u64::from_be_bytes(bytes[5..13].try_into().ok()?),
+            len: u32::from_be_bytes(bytes[13..17].try_into().ok()?),
+        })
+    }
+}
+
+/// Why a blob could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("pack {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pack {path} at offset {offset}: {reason}")]
+    Bad {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+struct Writer {
+    pack: u32,
+    file: File,
+    len: u64,
+    /// Appended to since the last fdatasync.
+    dirty: bool,
+}
+
+/// The pack files of one store. Appends are serialized; reads are positional and concurrent.
+pub struct Packs {
+    dir: PathBuf,
+    /// Opened on the first append, so read-only commands never create files.
+    writer: Mutex<Option<Writer>>,
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+}
+
+fn pack_name(no: u32) -> String {
+    format!("{no:06}.pack")
+}
+
+impl Packs {
+    /// Packs under `dir` (created on the first append).
+    pub fn new(dir: &Path) -> Packs {
+        Packs {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(None),
+            readers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn path_of(&self, pack: u32) -> PathBuf {
+        self.dir.join(pack_name(pack))
+    }
+
+    /// Numbers of the pack files present, ascending.
+    fn list(&self) -> io::Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let name = e?.file_name();
+            if let Some(no) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                out.push(no);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Bytes the pack files take.
+    pub fn size(&self) -> io::Result<u64> {
+        let mut total = 0;
+        for no in self.list()? {
+            total += std::fs::metadata(self.path_of(no))?.len();
+        }
+        Ok(total)
+    }
+
+    fn open_writer(&self, no: u32) -> io::Result<Writer> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.path_of(no);
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
+        if !existed {
+            // Make the new file's directory entry durable before anything points into it.
+            File::open(&self.dir)?.sync_all()?;
+        }
+        let len = file.metadata()?.len();
+        Ok(Writer {
+            pack: no,
+            file,
+            len,
+            dirty: false,
+        })
+    }
+
+    /// Append one blob; it is durable only after the next [`Packs::sync`].
+    pub fn append(&self, payload: &[u8]) -> Result<BlobRef, PackError> {
+        let len = u32::try_from(payload.len()).map_err(|_| PackError::Bad {
+            path: self.dir.clone(),
+            offset: 0,
+            reason: format!("a blob of {} bytes is larger than 4 GiB", payload.len()),
+        })?;
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let io_err = |path: PathBuf| move |source| PackError::Io { path, source };
+        if guard.is_none() {
+            let no = self.list().map_err(io_err(self.dir.clone()))?;
+            let no = no.last().copied().unwrap_or(1);
+            *guard = Some(self.open_writer(no).map_err(io_err(self.path_of(no)))?);
+        }
+        let roll = guard.as_ref().is_some_and(|w| w.len >= ROLL_BYTES);
+        if roll && let Some(old) = guard.take() {
+            // Everything in a closed pack is durable, so `sync` only ever needs the open one.
+            if old.dirty {
+                old.file
+                    .sync_data()
+                    .map_err(io_err(self.path_of(old.pack)))?;
+            }
+            let no = old.pack + 1;
+            *guard = Some(self.open_writer(no).map_err(io_err(self.path_of(no)))?);
+        }
+        let Some(w) = guard.as_mut() else {
+            return Err(PackError::Bad {
+                path: self.dir.clone(),
+                offset: 0,
+                reason: "no pack open for writing".into(),
+            });
+        };
+        let mut buf = Vec::with_capacity(HEADER + payload.len());
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        buf.extend_from_slice(payload);
+        let offset = w.len;
+        if let Err(source) = w.file.write_all_at(&buf, offset) {
+            // Whatever part of the entry was written stays unreferenced; append after it.
+            w.len = w.file.metadata().map_or(offset, |m| m.len().max(offset));
+            return Err(PackError::Io {
+                path: self.path_of(w.pack),
+                source,
+            });
+        }
+        w.len += buf.len() as u64;
+        w.dirty = true;
+        Ok(BlobRef {
+            pack: w.pack,
+            offset,
+            len,
+        })
+    }
+
+    /// Make every appended blob durable (fdatasync of the open pack).
+    pub fn sync(&self) -> Result<(), PackError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = guard.as_mut()
+            && w.dirty
+        {
+            w.file.sync_data().map_err(|source| PackError::Io {
+                path: self.path_of(w.pack),
+                source,
+            })?;
+            w.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn reader(&self, pack: u32) -> Result<Arc<File>, PackError> {
+        if let Some(f) = self
+            .readers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pack)
+        {
+            return Ok(f.clone());
+        }
+        let path = self.path_of(pack);
+        let f = Arc::new(File::open(&path).map_err(|source| PackError::Io {
+            path: path.clone(),
+            source,
+        })?);
+        self.readers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pack, f.clone());
+        Ok(f)
+    }
+
+    /// Read one blob, checking its length and checksum.
+    pub fn read(&self, r: &BlobRef) -> Result<Vec<u8>, PackError> {
+        let file = self.reader(r.pack)?;
+        let path = || self.path_of(r.pack);
+        let bad = |reason: String| PackError::Bad {
+            path: path(),
+            offset: r.offset,
+            reason,
+        };
+        let mut buf = vec![0u8; HEADER + r.len as usize];
+        file.read_exact_at(&mut buf, r.offset).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                bad(format!("the pack ends before this {}-byte entry", r.len))
+            } else {
+                PackError::Io {
+                    path: path(),
+                    source: e,
+                }
+            }
+        })?;
+        let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        if len != r.len {
+            return Err(bad(format!(
+                "entry length {len}, but the store expects {}",
+                r.len
+            )));
+        }
+        let payload = buf.split_off(HEADER);
+        if crc32fast::hash(&payload) != crc {
+            return Err(bad("checksum mismatch".into()));
+        }
+        Ok(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_round_trip_across_reopen_and_damage_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::new(dir.path());
+        assert_eq!(
+            packs.size().unwrap(),
+            0,
+            "nothing is created before an append"
+        );
+        let a = packs.append(b"first blob").unwrap();
+        let b = packs.append(&vec![7u8; 100_000]).unwrap();
+        packs.sync().unwrap();
+        assert_eq!(packs.read(&a).unwrap(), b"first blob");
+        assert_eq!(BlobRef::decode(&b.encode()), Some(b));
+        drop(packs);
+
+        // Reopened: appends continue after the existing bytes, old pointers still read.
+        let packs = Packs::new(dir.path());
+        let c = packs.append(b"third").unwrap();
+        assert!(c.offset > b.offset);
+        assert_eq!(packs.read(&b).unwrap(), vec![7u8; 100_000]);
+        assert_eq!(packs.read(&c).unwrap(), b"third");
+
+        // A flipped byte and a pointer past the end are errors, not wrong data.
+        let path = packs.path_of(a.pack);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + 2] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let fresh = Packs::new(dir.path());
+        assert!(matches!(fresh.read(&a), Err(PackError::Bad { .. })));
+        let past = BlobRef {
+            offset: bytes.len() as u64,
+            ..c
+        };
+        assert!(fresh.read(&past).is_err());
+        assert_eq!(BlobRef::decode(b"Pshort"), None);
+    }
+}
