@@ -212,6 +212,14 @@ fn main() {
         100.0 * store_bytes as f64 / raw_total as f64
     );
 
+    let packs = dir_size(&dir.path().join("data/packs"));
+    println!(
+        "  of which pack files (records, raw JSON) {:.1} MB = {:.1}% of raw, sled (index) {:.1} MB",
+        packs as f64 / 1e6,
+        100.0 * packs as f64 / raw_total as f64,
+        (store_bytes - packs) as f64 / 1e6
+    );
+
     // 2. Re-sync with 1 % changed.
     let changed = n / 100;
     for (id, raw) in studies.iter().step_by(100).take(changed) {
@@ -297,6 +305,10 @@ fn main() {
         hsize as f64 / 1e6,
         100.0 * hsize as f64 / raw_bytes as f64,
         raw_bytes as f64 / 1e6
+    );
+    println!(
+        "  of which sled (the index `history` opens) {:.1} MB",
+        (hsize - dir_size(&hdir.path().join("packs"))) as f64 / 1e6
     );
     let hcfg = hdir.path().join("config.toml");
     std::fs::write(

@@ -11,10 +11,8 @@
 //! |---|---|
 //! | `F` | store format version, u32 BE |
 //! | `t` NCT | [`TrialState`] JSON: latest version, record hash, last seen, last error |
-//! | `v` NCT ver | zstd([`VersionMeta`] JSON): detected at, CT.gov last update, field changes |
-//! | `r` NCT ver | pointer to zstd(normalized record JSON) in a pack file |
-//! | `w` NCT ver | pointer to zstd(raw CT.gov study JSON) in a pack file, so history can be re-normalized later |
-//! | `c` time NCT ver | empty: index of versions by detection time (µs since epoch, BE), for `changes` |
+//! | `V` NCT | the trial's version table: per version (1, 2, 3…) three 16-byte pack pointers, to zstd([`VersionMeta`] JSON: detected at, CT.gov last update, field changes), zstd(normalized record JSON) and zstd(raw CT.gov study JSON, kept so history can be re-normalized) |
+//! | `c` time NCT ver | index of versions by detection time (µs since epoch, BE), for `changes`: the value lists the `(NCT, ver)` committed together at that time (15 bytes each); an empty value (format 1) means the one in the key |
 //! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
 //! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
 //! | `S` sub | [`Subscription`] JSON: subscriptions added with `trialwatch subscribe` |
@@ -23,10 +21,12 @@
 //! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
 //! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
 //!
-//! Records and raw JSON are the bulk of the data and never change once written, so they live
-//! outside sled, appended to pack files under `packs/` ([`pack`]); sled keeps the index and a
-//! 17-byte pointer per blob, which keeps it small and quick to open. A commit makes the pack
-//! bytes durable before it applies the sled batch that points to them.
+//! A version's metadata, record and raw JSON never change once written, and are the bulk of
+//! the data, so they live outside sled, appended to pack files under `packs/` ([`pack`]); sled
+//! keeps one small version table per trial and one time-index key per commit. That keeps sled
+//! small (a few bytes per version), and sled's open — which every command pays, and which reads
+//! all of sled's log — quick. A commit makes the pack bytes durable before it applies the sled
+//! batch that points to them.
 //!
 //! Outbox entries are small: they reference the stored version and the matching paths, and the
 //! alert is rendered from the stored version at delivery time. The version's batch holds one
@@ -46,12 +46,13 @@ use crate::outbox::Subscription;
 
 mod pack;
 pub use pack::PackError;
-use pack::{BlobRef, POINTER_TAG, Packs};
+use pack::{BlobRef, Packs};
 
 /// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
 ///
-/// 1: every value inside sled. 2: records and raw JSON appended to pack files, sled holding
-/// pointers (version-1 values stay readable where they are, so 1 → 2 only rewrites this key).
+/// 1: every value inside sled, one key per version and kind. 2: metadata, records and raw JSON
+/// in pack files, a version table per trial, one time-index key per commit ([`Store::open`]
+/// migrates 1 → 2).
 pub const FORMAT_VERSION: u32 = 2;
 
 /// zstd level: JSON is read and written on every sync of a changed trial, so speed wins.
@@ -346,6 +347,73 @@ fn time_key(at: DateTime<Utc>, nct: &NctId, version: u32) -> Vec<u8> {
     k
 }
 
+/// Where one version's three blobs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VersionBlobs {
+    meta: BlobRef,
+    record: BlobRef,
+    raw: BlobRef,
+}
+
+const TABLE_ENTRY: usize = 3 * BlobRef::BYTES;
+
+fn encode_table(entries: &[VersionBlobs]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * TABLE_ENTRY);
+    for e in entries {
+        out.extend_from_slice(&e.meta.to_bytes());
+        out.extend_from_slice(&e.record.to_bytes());
+        out.extend_from_slice(&e.raw.to_bytes());
+    }
+    out
+}
+
+fn decode_table(key: &[u8], bytes: &[u8]) -> Result<Vec<VersionBlobs>> {
+    if bytes.len() % TABLE_ENTRY != 0 {
+        return Err(corrupt(
+            key,
+            format!("version table of {} bytes", bytes.len()),
+        ));
+    }
+    bytes
+        .chunks_exact(TABLE_ENTRY)
+        .map(|c| {
+            let at =
+                |i: usize| BlobRef::from_bytes(&c[i * BlobRef::BYTES..(i + 1) * BlobRef::BYTES]);
+            match (at(0), at(1), at(2)) {
+                (Some(meta), Some(record), Some(raw)) => Ok(VersionBlobs { meta, record, raw }),
+                _ => Err(corrupt(key, "malformed version table entry".into())),
+            }
+        })
+        .collect()
+}
+
+/// The `(NCT, version)` entries of one time-index key: its value's list, or (format 1, empty
+/// value) the one in the key.
+fn decode_time_entries(k: &[u8], v: &[u8]) -> Result<Vec<(NctId, u32)>> {
+    let bad = || corrupt(k, "bad time-index entry".into());
+    if v.is_empty() {
+        let (_, nct, ver) = decode_time_key(k).ok_or_else(bad)?;
+        return Ok(vec![(nct, ver)]);
+    }
+    if v.len() % 15 != 0 {
+        return Err(bad());
+    }
+    v.chunks_exact(15)
+        .map(|c| {
+            let nct: NctId = std::str::from_utf8(&c[..11])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?;
+            let ver = u32::from_be_bytes(c[11..].try_into().map_err(|_| bad())?);
+            Ok((nct, ver))
+        })
+        .collect()
+}
+
+fn blob_label(nct: &NctId, version: u32, what: &str) -> Vec<u8> {
+    format!("{nct} v{version} {what}").into_bytes()
+}
+
 /// `(NCT, version)` of a `v`/`r`/`w`/`g` key.
 fn decode_version_key(k: &[u8]) -> Result<(NctId, u32)> {
     let bad = || StoreError::Corrupt {
@@ -440,6 +508,18 @@ fn from_json<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T
     })
 }
 
+/// `(trial, version)` pairs committed at one detection time.
+type TimeEntries = (DateTime<Utc>, Vec<(NctId, u32)>);
+
+/// Versions staged for one commit.
+#[derive(Default)]
+struct Pending {
+    batch: sled::Batch,
+    /// Time-index entries by detection time.
+    times: Vec<TimeEntries>,
+    trials: Vec<NctId>,
+}
+
 /// sled's page cache for one-shot commands: enough to keep a sync's working set of tree nodes.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -488,10 +568,8 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
-                // Format 1 values stay readable in place; new ones go to packs.
-                if found < FORMAT_VERSION {
-                    store.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
-                    store.db.flush()?;
+                if found < 2 {
+                    store.migrate_1_to_2()?;
                 }
             }
             None if store.db.is_empty() => {
@@ -505,6 +583,50 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Format 1 → 2: move each trial's metadata, records and raw JSON out of sled into the
+    /// packs, behind a version table; one atomic batch per trial, so an interrupted migration
+    /// resumes where it stopped (a trial with a table is done). The time index stays as it is.
+    fn migrate_1_to_2(&self) -> Result<()> {
+        let mut moved = 0usize;
+        for t in self.trials()? {
+            let nct = &t.nct_id;
+            if t.latest_version == 0 || self.db.get(key(b'V', nct))?.is_some() {
+                continue;
+            }
+            let mut table = Vec::with_capacity(t.latest_version as usize);
+            let mut batch = sled::Batch::default();
+            for v in 1..=t.latest_version {
+                let mut blob = |prefix: u8| -> Result<BlobRef> {
+                    let k = vkey(prefix, nct, v);
+                    let value = self.db.get(&k)?.ok_or_else(|| {
+                        corrupt(&k, "missing while migrating the store to format 2".into())
+                    })?;
+                    batch.remove(k);
+                    Ok(self.packs.append(&value)?)
+                };
+                table.push(VersionBlobs {
+                    meta: blob(b'v')?,
+                    record: blob(b'r')?,
+                    raw: blob(b'w')?,
+                });
+            }
+            batch.insert(key(b'V', nct), encode_table(&table));
+            self.packs.sync()?;
+            self.db.apply_batch(batch)?;
+            moved += table.len();
+        }
+        self.db.insert(b"F", &2u32.to_be_bytes())?;
+        self.db.flush()?;
+        if moved > 0 {
+            tracing::info!(
+                store.path = %self.path.display(),
+                store.versions_moved = moved,
+                "store migrated to format 2 (records and raw JSON in pack files)"
+            );
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -529,16 +651,27 @@ impl Store {
         Ok(self.db.size_on_disk()? + packs)
     }
 
-    /// A stored value's bytes: the value itself, or the pack blob it points to.
-    fn load(&self, key: &[u8], value: sled::IVec) -> Result<Vec<u8>> {
-        if value.first() != Some(&POINTER_TAG) {
-            return Ok(value.to_vec());
-        }
-        let r =
-            BlobRef::decode(&value).ok_or_else(|| corrupt(key, "malformed pack pointer".into()))?;
+    /// One blob's bytes, checked; `label` names it in errors.
+    fn blob(&self, label: &[u8], r: &BlobRef) -> Result<Vec<u8>> {
         self.packs
-            .read(&r)
-            .map_err(|e| corrupt(key, format!("its blob cannot be read: {e}")))
+            .read(r)
+            .map_err(|e| corrupt(label, format!("its blob cannot be read: {e}")))
+    }
+
+    /// The trial's version table (empty before its first version).
+    fn table(&self, nct: &NctId) -> Result<Vec<VersionBlobs>> {
+        let k = key(b'V', nct);
+        match self.db.get(&k)? {
+            Some(v) => decode_table(&k, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn entry(&self, nct: &NctId, version: u32) -> Result<Option<VersionBlobs>> {
+        let table = self.table(nct)?;
+        Ok(version
+            .checked_sub(1)
+            .and_then(|i| table.get(i as usize).copied()))
     }
 
     pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
@@ -560,39 +693,62 @@ impl Store {
     }
 
     /// Write new versions of several trials in one atomic sled batch, after one fdatasync of
-    /// the pack files that hold their records and raw JSON (so a sync pays one disk flush per
-    /// batch, not per trial). Returns each version number, in order. Two versions of one trial
-    /// in `items` are written one after the other.
+    /// the pack files that hold their blobs (so a sync pays one disk flush per batch, not per
+    /// trial). Returns each version number, in order. Two versions of one trial in `items` are
+    /// written one after the other.
     pub fn commit_versions(&self, items: Vec<NewVersion<'_>>) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(items.len());
-        let mut batch = sled::Batch::default();
-        let mut in_batch: Vec<NctId> = Vec::new();
+        let mut pending = Pending::default();
         for nv in items {
-            if in_batch.contains(nv.nct) {
+            if pending.trials.contains(nv.nct) {
                 // Its previous version must be readable before this one is built.
-                self.apply_versions(std::mem::take(&mut batch))?;
-                in_batch.clear();
+                self.apply_versions(std::mem::take(&mut pending))?;
             }
-            in_batch.push(nv.nct.clone());
-            out.push(self.stage_version(nv, &mut batch)?);
+            out.push(self.stage_version(nv, &mut pending)?);
         }
-        if !in_batch.is_empty() {
-            self.apply_versions(batch)?;
+        if !pending.trials.is_empty() {
+            self.apply_versions(pending)?;
         }
         Ok(out)
     }
 
-    /// Pack blobs first, durably; then the sled batch that points to them.
-    fn apply_versions(&self, batch: sled::Batch) -> Result<()> {
+    /// Pack blobs first, durably; then the sled batch that points to them, with one
+    /// time-index key per detection time.
+    fn apply_versions(&self, pending: Pending) -> Result<()> {
+        let Pending {
+            mut batch, times, ..
+        } = pending;
+        for (at, entries) in times {
+            let Some((nct, ver)) = entries.first() else {
+                continue;
+            };
+            let mut v = Vec::with_capacity(entries.len() * 15);
+            for (n, e) in &entries {
+                v.extend_from_slice(n.as_str().as_bytes());
+                v.extend_from_slice(&e.to_be_bytes());
+            }
+            batch.insert(time_key(at, nct, *ver), v);
+        }
         self.packs.sync()?;
         self.db.apply_batch(batch)?;
         Ok(())
     }
 
-    /// Append one version's blobs to the packs and its sled entries to `batch`.
-    fn stage_version(&self, nv: NewVersion<'_>, batch: &mut sled::Batch) -> Result<u32> {
+    /// Append one version's blobs to the packs and its sled entries to `pending`.
+    fn stage_version(&self, nv: NewVersion<'_>, pending: &mut Pending) -> Result<u32> {
         let prev = self.trial(nv.nct)?;
+        let mut table = self.table(nv.nct)?;
         let version = prev.as_ref().map_or(0, |t| t.latest_version) + 1;
+        if table.len() + 1 != version as usize {
+            return Err(corrupt(
+                &key(b'V', nv.nct),
+                format!(
+                    "the version table has {} entries but the trial is at version {}",
+                    table.len(),
+                    version - 1
+                ),
+            ));
+        }
         let meta = VersionMeta {
             version,
             detected_at: nv.detected_at,
@@ -610,7 +766,6 @@ impl Store {
             last_error_at: None,
             source_fingerprint: nv.source_fingerprint,
         };
-        batch.insert(key(b't', nv.nct), to_json(&state));
         let keyframe = keyframe_of(version);
         let raw_value = if keyframe == version {
             encode(nv.raw, Codec::Plain, &[])
@@ -624,21 +779,33 @@ impl Store {
         } else {
             Codec::Plain
         };
-        batch.insert(
-            vkey(b'v', nv.nct, version),
-            encode(&to_json(&meta), meta_codec, nv.raw),
-        );
-        let record = self
-            .packs
-            .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?;
-        batch.insert(vkey(b'r', nv.nct, version), record.encode());
-        let raw = self.packs.append(&raw_value)?;
-        batch.insert(vkey(b'w', nv.nct, version), raw.encode());
-        batch.insert(time_key(nv.detected_at, nv.nct, version), &[][..]);
+        table.push(VersionBlobs {
+            meta: self
+                .packs
+                .append(&encode(&to_json(&meta), meta_codec, nv.raw))?,
+            record: self
+                .packs
+                .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?,
+            raw: self.packs.append(&raw_value)?,
+        });
+        let batch = &mut pending.batch;
+        batch.insert(key(b't', nv.nct), to_json(&state));
+        batch.insert(key(b'V', nv.nct), encode_table(&table));
         if !nv.alerts.is_empty() {
             let fan = FanOut::new(nv.detected_at, nv.alerts);
             batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
         }
+        match pending
+            .times
+            .iter_mut()
+            .find(|(at, _)| *at == nv.detected_at)
+        {
+            Some((_, entries)) => entries.push((nv.nct.clone(), version)),
+            None => pending
+                .times
+                .push((nv.detected_at, vec![(nv.nct.clone(), version)])),
+        }
+        pending.trials.push(nv.nct.clone());
         Ok(version)
     }
 
@@ -697,44 +864,31 @@ impl Store {
         decode(key, bytes, &dict)
     }
 
-    /// Read and decode the JSON value stored under `prefix`/`nct`/`version`.
-    fn get_versioned<T: for<'de> Deserialize<'de>>(
+    /// Read and decode one JSON blob of `nct`/`version`.
+    fn blob_json<T: for<'de> Deserialize<'de>>(
         &self,
-        prefix: u8,
         nct: &NctId,
         version: u32,
-    ) -> Result<Option<T>> {
-        let k = vkey(prefix, nct, version);
-        match self.db.get(&k)? {
-            Some(v) => {
-                let bytes = self.load(&k, v)?;
-                Ok(Some(from_json(
-                    &k,
-                    &self.decode_own(&k, &bytes, nct, version)?,
-                )?))
-            }
-            None => Ok(None),
-        }
+        r: &BlobRef,
+        what: &str,
+    ) -> Result<T> {
+        let label = blob_label(nct, version, what);
+        let bytes = self.blob(&label, r)?;
+        from_json(&label, &self.decode_own(&label, &bytes, nct, version)?)
     }
 
     pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
-        self.get_versioned(b'v', nct, version)
+        self.entry(nct, version)?
+            .map(|e| self.blob_json(nct, version, &e.meta, "metadata"))
+            .transpose()
     }
 
     /// All versions of a trial, oldest first.
     pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
-        self.db
-            .scan_prefix(key(b'v', nct))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let version = k
-                    .get(12..16)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u32::from_be_bytes)
-                    .ok_or_else(|| corrupt(&k, "bad version key".into()))?;
-                let bytes = self.load(&k, v)?;
-                from_json(&k, &self.decode_own(&k, &bytes, nct, version)?)
-            })
+        self.table(nct)?
+            .iter()
+            .zip(1u32..)
+            .map(|(e, v)| self.blob_json(nct, v, &e.meta, "metadata"))
             .collect()
     }
 
@@ -748,7 +902,9 @@ impl Store {
     }
 
     pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
-        self.get_versioned(b'r', nct, version)
+        self.entry(nct, version)?
+            .map(|e| self.blob_json(nct, version, &e.record, "record"))
+            .transpose()
     }
 
     pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
@@ -760,48 +916,48 @@ impl Store {
 
     /// The study JSON exactly as CT.gov sent it for `version`.
     pub fn raw(&self, nct: &NctId, version: u32) -> Result<Option<Vec<u8>>> {
-        let k = vkey(b'w', nct, version);
-        let Some(v) = self.db.get(&k)? else {
+        let table = self.table(nct)?;
+        let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
             return Ok(None);
         };
-        let v = self.load(&k, v)?;
-        let dict = match codec_of(&k, &v)? {
+        let label = blob_label(nct, version, "raw JSON");
+        let v = self.blob(&label, &e.raw)?;
+        let dict = match codec_of(&label, &v)? {
             Some(Codec::Keyframe) => {
                 let kf = keyframe_of(version);
-                let kk = vkey(b'w', nct, kf);
-                let kv = self.db.get(&kk)?.ok_or_else(|| {
-                    corrupt(&k, format!("its keyframe (version {kf}) is missing"))
+                let kl = blob_label(nct, kf, "raw JSON");
+                let ke = table.get(kf as usize - 1).ok_or_else(|| {
+                    corrupt(&label, format!("its keyframe (version {kf}) is missing"))
                 })?;
-                let kv = self.load(&kk, kv)?;
-                if codec_of(&kk, &kv)? == Some(Codec::Keyframe) {
-                    return Err(corrupt(&kk, "a keyframe must not be a delta".into()));
+                let kv = self.blob(&kl, &ke.raw)?;
+                if codec_of(&kl, &kv)? == Some(Codec::Keyframe) {
+                    return Err(corrupt(&kl, "a keyframe must not be a delta".into()));
                 }
-                decode(&kk, &kv, &[])?
+                decode(&kl, &kv, &[])?
             }
             _ => Vec::new(),
         };
-        decode(&k, &v, &dict).map(Some)
+        decode(&label, &v, &dict).map(Some)
     }
 
     /// Versions detected at or after `since`, newest first, as `(trial, version metadata)`.
     pub fn versions_since(&self, since: DateTime<Utc>) -> Result<Vec<(NctId, VersionMeta)>> {
         let start = time_key(since, &NctId::min(), 0);
         let mut out = Vec::new();
-        for kv in self.db.range(start..).rev() {
-            let (k, _) = kv?;
-            if k.first() != Some(&b'c') {
-                continue;
-            }
-            let Some((_, nct, ver)) = decode_time_key(&k) else {
-                return Err(StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    reason: "bad time-index key".into(),
-                });
-            };
-            if let Some(meta) = self.version(&nct, ver)? {
-                out.push((nct, meta));
+        for kv in self.db.range(start..b"d".to_vec()).rev() {
+            let (k, v) = kv?;
+            let mut entries = decode_time_entries(&k, &v)?;
+            entries.reverse();
+            for (nct, ver) in entries {
+                if let Some(meta) = self.version(&nct, ver)? {
+                    out.push((nct, meta));
+                }
             }
         }
+        // Newest first; within one detection time, by trial and version, descending.
+        out.sort_by(|a, b| {
+            (b.1.detected_at, &b.0, b.1.version).cmp(&(a.1.detected_at, &a.0, a.1.version))
+        });
         Ok(out)
     }
 
@@ -1088,52 +1244,46 @@ impl Store {
         let mut rep = IntegrityReport::default();
         let mut indexed = std::collections::HashSet::new();
         for kv in self.db.scan_prefix(b"c") {
-            let (k, _) = kv?;
-            match decode_time_key(&k) {
-                Some((_, nct, v)) => {
-                    if !indexed.insert((nct.clone(), v)) {
-                        rep.problems.push(format!("{nct} v{v} is indexed twice"));
+            let (k, v) = kv?;
+            match decode_time_entries(&k, &v) {
+                Ok(entries) => {
+                    for (nct, v) in entries {
+                        if !indexed.insert((nct.clone(), v)) {
+                            rep.problems.push(format!("{nct} v{v} is indexed twice"));
+                        }
                     }
                 }
-                None => rep.problems.push("a time-index key is malformed".into()),
+                Err(_) => rep.problems.push("a time-index entry is malformed".into()),
             }
         }
         for t in self.trials()? {
             rep.trials += 1;
             let nct = &t.nct_id;
-            let numbers: Vec<u32> = match self.versions(nct) {
-                Ok(metas) => metas.iter().map(|m| m.version).collect(),
+            let table = match self.table(nct) {
+                Ok(table) => table,
                 Err(e) => {
-                    rep.problems
-                        .push(format!("{nct}: versions unreadable: {e}"));
-                    self.db
-                        .scan_prefix(key(b'v', nct))
-                        .keys()
-                        .filter_map(|k| k.ok().and_then(|k| decode_version_key(&k).ok()))
-                        .map(|(_, v)| v)
-                        .collect()
+                    rep.problems.push(format!("{nct}: {e}"));
+                    continue;
                 }
             };
-            let expected: Vec<u32> = (1..=t.latest_version).collect();
-            if numbers != expected {
+            if table.len() != t.latest_version as usize {
                 rep.problems.push(format!(
-                    "{nct}: versions {numbers:?}, expected 1..={}",
+                    "{nct}: {} versions stored, expected {}",
+                    table.len(),
                     t.latest_version
                 ));
             }
-            for v in 1..=t.latest_version {
+            for (e, v) in table.iter().zip(1u32..) {
                 rep.versions += 1;
-                for (prefix, what) in [(b'r', "record"), (b'w', "raw JSON")] {
-                    let k = vkey(prefix, nct, v);
-                    match self.db.get(&k)? {
-                        None => rep.problems.push(format!("{nct} v{v}: {what} missing")),
-                        // A pack blob must be there whole (length and checksum).
-                        Some(val) => {
-                            if let Err(e) = self.load(&k, val) {
-                                rep.problems.push(format!("{nct} v{v}: {what}: {e}"));
-                            }
-                        }
-                    }
+                // Every blob must be there whole (length and checksum) and decode.
+                if let Err(e) = self.version(nct, v) {
+                    rep.problems.push(format!("{nct} v{v}: metadata: {e}"));
+                }
+                if let Err(e) = self.blob(b"", &e.record) {
+                    rep.problems.push(format!("{nct} v{v}: record: {e}"));
+                }
+                if let Err(e) = self.raw(nct, v) {
+                    rep.problems.push(format!("{nct} v{v}: raw JSON: {e}"));
                 }
                 if !indexed.remove(&(nct.clone(), v)) {
                     rep.problems
@@ -1158,6 +1308,11 @@ impl Store {
         self.verify_outbox(&mut rep)?;
         Ok(rep)
     }
+
+    /// Whether `nct` has a stored version `version`.
+    fn has_version(&self, nct: &NctId, version: u32) -> Result<bool> {
+        Ok(self.entry(nct, version)?.is_some())
+    }
 }
 
 impl Store {
@@ -1172,7 +1327,7 @@ impl Store {
         for kv in self.db.scan_prefix(b"g") {
             let (k, _) = kv?;
             match decode_version_key(&k) {
-                Ok((nct, v)) if self.db.get(vkey(b'v', &nct, v))?.is_some() => {}
+                Ok((nct, v)) if self.has_version(&nct, v)? => {}
                 _ => rep.problems.push(format!(
                     "fan-out record {} references no stored version",
                     String::from_utf8_lossy(&k)
@@ -1185,7 +1340,7 @@ impl Store {
                 rep.problems
                     .push(format!("alert {id} is pending but not in the due index"));
             }
-            if self.db.get(vkey(b'v', &e.nct_id, e.version))?.is_none() {
+            if !self.has_version(&e.nct_id, e.version)? {
                 rep.problems.push(format!(
                     "alert {id} references a version that is not stored"
                 ));
@@ -1265,34 +1420,51 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_store_with_values_inside_sled_still_reads_and_is_upgraded() {
+    fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let nct: NctId = "NCT02241018".parse().unwrap();
-        let r = rec("RECRUITING");
-        let c = r.canonical_bytes();
+        let a: NctId = "NCT02241018".parse().unwrap();
+        let b: NctId = "NCT00000002".parse().unwrap();
+        let (r1, r2) = (rec("RECRUITING"), rec("COMPLETED"));
+        let (c1, c2) = (r1.canonical_bytes(), r2.canonical_bytes());
         {
             let store = Store::open(dir.path()).unwrap();
             store
-                .commit_version(version_of(&nct, &r, &c, b"{\"raw\":1}"))
+                .commit_versions(vec![
+                    version_of(&a, &r1, &c1, b"{\"a\":1}"),
+                    version_of(&b, &r1, &c1, b"{\"b\":1}"),
+                    version_of(&a, &r2, &c2, b"{\"a\":2}"),
+                ])
                 .unwrap();
-            // Rewrite it as format 1 kept it: the encoded values inline, no pointers.
-            for prefix in [b'r', b'w'] {
-                let k = vkey(prefix, &nct, 1);
-                let v = store.db.get(&k).unwrap().unwrap();
-                let inline = store.load(&k, v).unwrap();
-                assert_ne!(inline.first(), Some(&POINTER_TAG));
-                store.db.insert(&k, inline).unwrap();
+            // Rewrite trial `a` as format 1 kept it: each encoded value under its own sled key,
+            // no table, no packs. Trial `b` stays migrated, as if a migration had stopped.
+            for (v, e) in store.table(&a).unwrap().into_iter().zip(1u32..) {
+                for (prefix, r) in [(b'v', v.meta), (b'r', v.record), (b'w', v.raw)] {
+                    let bytes = store.blob(b"", &r).unwrap();
+                    store.db.insert(vkey(prefix, &a, e), bytes).unwrap();
+                }
             }
+            store.db.remove(key(b'V', &a)).unwrap();
             store.db.insert(b"F", &1u32.to_be_bytes()).unwrap();
             store.flush().unwrap();
         }
-        std::fs::remove_dir_all(dir.path().join("packs")).unwrap();
+        // `a`'s earlier blobs stay in the packs, unreferenced: the migration copies its values
+        // from the sled keys.
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.record(&nct, 1).unwrap().unwrap(), r);
-        assert_eq!(store.raw(&nct, 1).unwrap().unwrap(), b"{\"raw\":1}");
-        assert!(store.verify().unwrap().problems.is_empty());
-        let f = store.db.get(b"F").unwrap().unwrap();
-        assert_eq!(f.as_ref(), FORMAT_VERSION.to_be_bytes());
+        assert_eq!(
+            store.db.get(b"F").unwrap().unwrap().as_ref(),
+            2u32.to_be_bytes()
+        );
+        for prefix in [b'v', b'r', b'w'] {
+            assert!(store.db.scan_prefix(key(prefix, &a)).next().is_none());
+        }
+        assert_eq!(store.record(&a, 1).unwrap().unwrap(), r1);
+        assert_eq!(store.record(&a, 2).unwrap().unwrap(), r2);
+        assert_eq!(store.raw(&a, 2).unwrap().unwrap(), b"{\"a\":2}");
+        assert_eq!(store.raw(&b, 1).unwrap().unwrap(), b"{\"b\":1}");
+        assert_eq!(store.versions(&a).unwrap().len(), 2);
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        assert_eq!(rep.versions, 3);
     }
 
     #[test]
@@ -1474,7 +1646,7 @@ mod tests {
         assert_eq!(keyframe_of(1), 1);
         assert_eq!(keyframe_of(KEYFRAME_EVERY), 1);
         assert_eq!(keyframe_of(KEYFRAME_EVERY + 1), KEYFRAME_EVERY + 1);
-        let stored = |v: u32| store.db.get(vkey(b'w', &nct, v)).unwrap().unwrap().len();
+        let stored = |v: u32| store.entry(&nct, v).unwrap().unwrap().raw.len as usize;
         assert!(
             stored(2) * 20 < raws[1].0.len(),
             "delta {} bytes",

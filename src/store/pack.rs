@@ -5,7 +5,7 @@
 //! consolidates it, so large values cost ~1.7× their size on disk, and opening sled reads every
 //! segment of its log, so a store full of blobs makes every `trialwatch history` pay for bytes it
 //! never reads. Blobs are written once and never changed, so they need none of that: they are
-//! appended to `packs/NNNNNN.pack`, and sled keeps a 17-byte pointer to each.
+//! appended to `packs/NNNNNN.pack`, and sled keeps a 16-byte pointer to each.
 //!
 //! Entry on disk: `len` (u32 LE), `crc32(payload)` (u32 LE), then `len` payload bytes.
 //!
@@ -20,9 +20,6 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-
-/// First byte of a sled value that points into a pack (the codec tags are 0–3).
-pub const POINTER_TAG: u8 = b'P';
 
 /// A pack is closed and the next one started once it reaches this size.
 const ROLL_BYTES: u64 = 256 * 1024 * 1024;
@@ -40,24 +37,25 @@ pub struct BlobRef {
 }
 
 impl BlobRef {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(17);
-        v.push(POINTER_TAG);
-        v.extend_from_slice(&self.pack.to_be_bytes());
-        v.extend_from_slice(&self.offset.to_be_bytes());
-        v.extend_from_slice(&self.len.to_be_bytes());
-        v
+    pub const BYTES: usize = 16;
+
+    pub fn to_bytes(self) -> [u8; Self::BYTES] {
+        let mut b = [0u8; Self::BYTES];
+        b[..4].copy_from_slice(&self.pack.to_be_bytes());
+        b[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        b[12..].copy_from_slice(&self.len.to_be_bytes());
+        b
     }
 
-    /// `None` unless `bytes` is a well-formed pointer.
-    pub fn decode(bytes: &[u8]) -> Option<BlobRef> {
-        if bytes.len() != 17 || bytes[0] != POINTER_TAG {
+    /// `None` unless `bytes` is exactly one encoded pointer.
+    pub fn from_bytes(bytes: &[u8]) -> Option<BlobRef> {
+        if bytes.len() != Self::BYTES {
             return None;
         }
         Some(BlobRef {
-            pack: u32::from_be_bytes(bytes[1..5].try_into().ok()?),
-            offset: u64::from_be_bytes(bytes[5..13].try_into().ok()?),
-            len: u32::from_be_bytes(bytes[13..17].try_into().ok()?),
+            pack: u32::from_be_bytes(bytes[..4].try_into().ok()?),
+            offset: u64::from_be_bytes(bytes[4..12].try_into().ok()?),
+            len: u32::from_be_bytes(bytes[12..].try_into().ok()?),
         })
     }
 }
@@ -310,7 +308,7 @@ mod tests {
         let b = packs.append(&vec![7u8; 100_000]).unwrap();
         packs.sync().unwrap();
         assert_eq!(packs.read(&a).unwrap(), b"first blob");
-        assert_eq!(BlobRef::decode(&b.encode()), Some(b));
+        assert_eq!(BlobRef::from_bytes(&b.to_bytes()), Some(b));
         drop(packs);
 
         // Reopened: appends continue after the existing bytes, old pointers still read.
@@ -332,6 +330,6 @@ mod tests {
             ..c
         };
         assert!(fresh.read(&past).is_err());
-        assert_eq!(BlobRef::decode(b"Pshort"), None);
+        assert_eq!(BlobRef::from_bytes(b"short"), None);
     }
 }
