@@ -508,6 +508,17 @@ fn from_json<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T
     })
 }
 
+/// A version's metadata as stored. A first version's changes are every path of its record,
+/// `added` — the record a second time — so they are kept as a flag and derived from the record
+/// on read (`diff(None, record)`), which halves what a first version costs.
+#[derive(Serialize, Deserialize)]
+struct StoredMeta {
+    #[serde(flatten)]
+    meta: VersionMeta,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    changes_from_record: bool,
+}
+
 /// `(trial, version)` pairs committed at one detection time.
 type TimeEntries = (DateTime<Utc>, Vec<(NctId, u32)>);
 
@@ -773,8 +784,17 @@ impl Store {
             let dict = self.raw(nv.nct, keyframe)?.unwrap_or_default();
             encode(nv.raw, Codec::Keyframe, &dict)
         };
-        // A first version's changes repeat the whole record; later ones are small.
-        let meta_codec = if version == 1 {
+        // A first version's changes are every path of its record, `added`: derived from the
+        // record on read rather than stored twice (see `StoredMeta`).
+        let derived = version == 1 && meta.changes == crate::diff::diff(None, nv.record);
+        let stored = StoredMeta {
+            meta: VersionMeta {
+                changes: if derived { Vec::new() } else { meta.changes },
+                ..meta
+            },
+            changes_from_record: derived,
+        };
+        let meta_codec = if version == 1 && !derived {
             Codec::OwnRaw
         } else {
             Codec::Plain
@@ -782,7 +802,7 @@ impl Store {
         table.push(VersionBlobs {
             meta: self
                 .packs
-                .append(&encode(&to_json(&meta), meta_codec, nv.raw))?,
+                .append(&encode(&to_json(&stored), meta_codec, nv.raw))?,
             record: self
                 .packs
                 .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?,
@@ -879,7 +899,7 @@ impl Store {
 
     pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
         self.entry(nct, version)?
-            .map(|e| self.blob_json(nct, version, &e.meta, "metadata"))
+            .map(|e| self.meta_of(nct, version, &e))
             .transpose()
     }
 
@@ -888,8 +908,18 @@ impl Store {
         self.table(nct)?
             .iter()
             .zip(1u32..)
-            .map(|(e, v)| self.blob_json(nct, v, &e.meta, "metadata"))
+            .map(|(e, v)| self.meta_of(nct, v, e))
             .collect()
+    }
+
+    fn meta_of(&self, nct: &NctId, version: u32, e: &VersionBlobs) -> Result<VersionMeta> {
+        let stored: StoredMeta = self.blob_json(nct, version, &e.meta, "metadata")?;
+        let mut meta = stored.meta;
+        if stored.changes_from_record {
+            let record: Record = self.blob_json(nct, version, &e.record, "record")?;
+            meta.changes = crate::diff::diff(None, &record);
+        }
+        Ok(meta)
     }
 
     /// The version that was current at `at` (the newest detected at or before it).
@@ -1417,6 +1447,26 @@ mod tests {
         let rep = store.verify().unwrap();
         assert!(rep.problems.is_empty(), "{:?}", rep.problems);
         assert!(dir.path().join("packs").read_dir().unwrap().count() >= 1);
+    }
+
+    #[test]
+    fn a_first_versions_changes_are_derived_from_its_record_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT02241018".parse().unwrap();
+        let mut r = rec("RECRUITING");
+        r.set("eligibility.criteria", json!("Inclusion: ".repeat(500)));
+        let c = r.canonical_bytes();
+        let all_added = crate::diff::diff(None, &r);
+        assert!(all_added.len() >= 4);
+        let mut nv = version_of(&nct, &r, &c, b"{}");
+        nv.changes = all_added.clone();
+        store.commit_version(nv).unwrap();
+        assert_eq!(store.version(&nct, 1).unwrap().unwrap().changes, all_added);
+        assert_eq!(store.versions(&nct).unwrap()[0].changes, all_added);
+        // The stored metadata holds no values: far smaller than the record it describes.
+        let e = store.entry(&nct, 1).unwrap().unwrap();
+        assert!(e.meta.len < 200, "metadata blob of {} bytes", e.meta.len);
     }
 
     #[test]
