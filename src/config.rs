@@ -92,6 +92,10 @@ pub struct ScheduleConfig {
     /// checks (`/version`, `LastUpdatePostDate`) say nothing moved: the safety net against
     /// a change CT.gov posted without moving either.
     pub full_sync_days: u32,
+    /// After a scheduled sync that fetched at least this many trials, the daemon re-executes
+    /// itself in place once idle (same PID, store flushed first), so the memory the sync used
+    /// goes back to the system; 0 never does.
+    pub reexec_after_trials: u32,
 }
 
 fn validate_schedule(raw: &raw::Schedule, problems: &mut Vec<String>) -> ScheduleConfig {
@@ -126,6 +130,14 @@ fn validate_schedule(raw: &raw::Schedule, problems: &mut Vec<String>) -> Schedul
             7,
             1,
             365,
+            problems,
+        ) as u32,
+        reexec_after_trials: int_in_range(
+            raw.reexec_after_trials,
+            "schedule.reexec_after_trials",
+            1000,
+            0,
+            10_000_000,
             problems,
         ) as u32,
     }
@@ -184,6 +196,7 @@ mod raw {
     pub struct Schedule {
         pub cron: Option<String>,
         pub full_sync_days: Option<i64>,
+        pub reexec_after_trials: Option<i64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -984,12 +997,15 @@ mod schedule_tests {
         let c = Config::from_toml("", None).unwrap();
         assert_eq!(c.schedule.cron.source(), DEFAULT_CRON);
         assert_eq!(c.schedule.full_sync_days, 7);
+        assert_eq!(c.schedule.reexec_after_trials, 1000);
+        let off = Config::from_toml("[schedule]\nreexec_after_trials = 0\n", None).unwrap();
+        assert_eq!(off.schedule.reexec_after_trials, 0);
     }
 
     #[test]
     fn bad_cron_and_days_are_named_with_a_fix() {
         let e = Config::from_toml(
-            "[schedule]\ncron = \"30 13 * * *\"\nfull_sync_days = 0\n",
+            "[schedule]\ncron = \"30 13 * * *\"\nfull_sync_days = 0\nreexec_after_trials = -1\n",
             Some(Path::new("c.toml")),
         )
         .unwrap_err();
@@ -997,6 +1013,7 @@ mod schedule_tests {
         assert!(msg.contains("`schedule.cron` = \"30 13 * * *\""), "{msg}");
         assert!(msg.contains("seconds first"), "{msg}");
         assert!(msg.contains("`schedule.full_sync_days` = 0"), "{msg}");
+        assert!(msg.contains("`schedule.reexec_after_trials` = -1"), "{msg}");
     }
 }
 

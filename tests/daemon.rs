@@ -254,6 +254,47 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     assert_eq!(st["daemon"]["running"], json!(false), "{st}");
 }
 
+/// After a sync that fetched at least `reexec_after_trials` trials the daemon re-executes itself
+/// in place once idle, to give back the sync's memory: same PID, still serving commands, state
+/// and store kept, and only once (the syncs after it fetch nothing).
+#[test]
+fn a_large_sync_is_followed_by_one_reexec_in_place() {
+    let (a, b) = ("NCT09000011", "NCT09000012");
+    let env = TestEnv::with_config(
+        &[a, b],
+        "",
+        "[schedule]\ncron = \"* * * * * *\"\nreexec_after_trials = 2\n",
+    );
+    env.server.put_study(fixture_as("NCT03418623.json", a));
+    env.server.put_study(fixture_as("NCT06171568.json", b));
+    let mut d = Daemon::start(&env);
+    wait_for(Duration::from_secs(30), "the re-exec", || {
+        d.log()
+            .contains("resumed after re-executing itself")
+            .then_some(())
+    });
+    // The same process (the test's child) answers, under the same PID.
+    let st = wait_running(&env, &d);
+    assert_eq!(st["last_sync"]["fetched"], json!(2), "{st}");
+    assert_eq!(
+        wait_versions(&env, &d, a, 1).as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        wait_versions(&env, &d, b, 1).as_array().map(Vec::len),
+        Some(1)
+    );
+    // Scheduled runs go on every second after it, and fetch nothing: no second re-exec.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = d.log();
+    assert_eq!(log.matches("re-executing in place").count(), 1, "{log}");
+    assert!(log.matches("scheduled sync skipped").count() >= 1, "{log}");
+    let (status, _) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    let out = env.run(&["verify"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
 /// SIGHUP re-reads the configuration: a broken file is reported and the old one kept; a new
 /// watch list is picked up and its new trial synced (even though CT.gov's data did not move).
 #[test]

@@ -109,6 +109,8 @@ struct Shared {
     notifier: notify::Notifier,
     /// Set while an outbox delivery pass runs, so timer and post-sync passes never overlap.
     delivering: std::sync::atomic::AtomicBool,
+    /// Set by a sync large enough to re-execute after (`[schedule] reexec_after_trials`).
+    reexec_due: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -199,6 +201,9 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
     let store = open_store(&cfg).await?;
     let notifier = notify::Notifier::from_env();
     let mut state = load_state(&store).unwrap_or_default();
+    // The bookkeeping names our own PID only when this process image replaced the one that
+    // wrote it (`reexec`).
+    let resumed = state.pid == std::process::id() && state.started_at.is_some();
     state.pid = std::process::id();
     state.started_at = Some(Utc::now());
     state.sync_running_since = None;
@@ -209,6 +214,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         state: Mutex::new(state.clone()),
         notifier,
         delivering: std::sync::atomic::AtomicBool::new(false),
+        reexec_due: std::sync::atomic::AtomicBool::new(false),
     });
 
     let listener = bind_control(&socket)?;
@@ -248,7 +254,12 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         schedule.cron = %cfg.schedule.cron.source(),
         sync.next = ?waiting_for,
         systemd.notify = shared.notifier.enabled(),
-        "daemon ready"
+        "{}",
+        if resumed {
+            "daemon ready (resumed after re-executing itself)"
+        } else {
+            "daemon ready"
+        }
     );
     shared.notifier.ready(&shared.status_line());
 
@@ -314,6 +325,23 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
                 }
             }
             _ = watchdog_timer.tick(), if watchdog_on => shared.notifier.watchdog(),
+            _ = tokio::time::sleep(REEXEC_POLL), if shared.reexec_due.load(Ordering::SeqCst) => {
+                let idle = running.is_none()
+                    && !shared.delivering.load(Ordering::SeqCst)
+                    && inflight.load(Ordering::SeqCst) == 0;
+                if idle {
+                    shared.reexec_due.store(false, Ordering::SeqCst);
+                    let store = shared.store.clone();
+                    match tokio::task::spawn_blocking(move || store.flush()).await {
+                        Ok(Ok(())) => {
+                            let e = reexec();
+                            tracing::error!(error = %e, "cannot re-execute; carrying on in this process");
+                        }
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot flush the store; not re-executing"),
+                        Err(e) => tracing::error!(error = %e, "cannot flush the store; not re-executing"),
+                    }
+                }
+            }
         }
     }
 
@@ -353,6 +381,28 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         Err(e) => tracing::error!(error = %e, "the final store flush did not run"),
     }
     Ok(())
+}
+
+/// How often a due re-execution checks whether the daemon is idle.
+const REEXEC_POLL: Duration = Duration::from_millis(200);
+
+/// Replace this process image with a fresh one of the same binary and arguments: the PID, the
+/// environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`) and so systemd's view of the service stay;
+/// the heap a large sync grew does not. The caller has flushed the store; the lock, the store
+/// and the control socket are close-on-exec, and the new image takes them again at start.
+/// Returns only if the exec failed.
+fn reexec() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    tracing::info!(
+        "re-executing in place to give back the memory the sync used (same PID; schedule, state \
+         and store are kept)"
+    );
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args).exec()
 }
 
 /// Bind the control socket with mode 0600 (only the daemon's user may run commands in it).
@@ -827,6 +877,13 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
             report,
             data_timestamp,
         } => {
+            let threshold = shared.config().schedule.reexec_after_trials as usize;
+            if let Some(r) = &report
+                && threshold > 0
+                && r.fetched >= threshold
+            {
+                shared.reexec_due.store(true, Ordering::SeqCst);
+            }
             if let Some(r) = &report {
                 tracing::info!(
                     sync.kind = ?kind,
