@@ -285,9 +285,10 @@ fn process_failure(
         }
         StudyOutcome::Failed { ids, error } => {
             let error = error_chain(&error);
+            // The client has logged the failure, its retries and the trials it concerns.
+            tracing::debug!(trial.count = ids.len(), error = %error, "trials not fetched");
             ids.into_iter()
                 .map(|nct| {
-                    tracing::warn!(trial.nct = %nct, error = %error, "trial not fetched");
                     mark_failed(store, &nct, now, &error);
                     (
                         nct.clone(),

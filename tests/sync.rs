@@ -167,6 +167,28 @@ fn transient_faults_are_retried_and_end_right() {
     );
 }
 
+/// Trials of one batch that CT.gov never answered share one `failed:` line with the reason.
+#[test]
+fn a_failed_batch_is_reported_once_for_all_its_trials() {
+    let ids = ["NCT03418623", "NCT06171568", "NCT00973089"];
+    let env = TestEnv::new(&ids);
+    for id in ids {
+        env.server.put_study(fixture(&format!("{id}.json")));
+    }
+    for _ in 0..4 {
+        env.server.push_fault(Fault::ServerError);
+    }
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stdout(&out);
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("failed:")).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    for id in ids {
+        assert!(failed[0].contains(id), "{text}");
+    }
+    assert!(failed[0].contains("(3 trials)"), "{text}");
+}
+
 /// When CT.gov keeps failing, the trial is reported (exit 2) and its stored history is intact.
 #[test]
 fn persistent_failure_is_reported_and_loses_nothing() {
@@ -182,6 +204,9 @@ fn persistent_failure_is_reported_and_loses_nothing() {
     let text = stdout(&out);
     assert!(text.contains(&format!("failed: {id}")), "{text}");
     assert!(text.contains("500"), "{text}");
+    // The reason is said once, not once per attempt or per trial.
+    assert_eq!(text.matches("HTTP 500").count(), 1, "{text}");
+    assert_eq!(text.matches("gave up on").count(), 1, "{text}");
     assert_eq!(
         env.json(&["history", id, "--json"])
             .as_array()

@@ -106,8 +106,16 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
             "note: {watched} is an alias of {canonical} on CT.gov; it is stored under {watched}"
         )?;
     }
+    // Trials that failed for one reason (a batch CT.gov never answered) share one line.
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for f in &r.failed {
-        writeln!(out, "failed: {}: {}", f.nct_id, f.error)?;
+        match groups.iter_mut().find(|(e, _)| *e == f.error) {
+            Some((_, ids)) => ids.push(f.nct_id.as_str()),
+            None => groups.push((&f.error, vec![f.nct_id.as_str()])),
+        }
+    }
+    for (error, ids) in groups {
+        writeln!(out, "failed: {}: {error}", id_list(&ids))?;
     }
     if let Some(d) = &r.delivery {
         writeln!(
@@ -118,4 +126,18 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `NCT1`, or `NCT1, NCT2 (2 trials)`; long lists name the first few.
+fn id_list(ids: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    match ids {
+        [one] => (*one).to_string(),
+        _ if ids.len() <= SHOWN => format!("{} ({} trials)", ids.join(", "), ids.len()),
+        _ => format!(
+            "{}, … ({} trials; `trialwatch status --json` lists them all)",
+            ids[..SHOWN].join(", "),
+            ids.len()
+        ),
+    }
 }

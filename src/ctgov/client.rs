@@ -276,10 +276,7 @@ impl fmt::Display for FetchError {
             ),
             FetchError::GaveUp {
                 subject, attempts, ..
-            } => write!(
-                f,
-                "gave up on {subject} after {attempts} attempts; the next sync tries again"
-            ),
+            } => write!(f, "gave up on {subject} after {attempts} attempts"),
         }
     }
 }
@@ -799,9 +796,10 @@ impl CtGovClient {
         let transport = |e: reqwest::Error| FetchError::Transport {
             subject: subject.to_string(),
             url: url.to_string(),
-            detail: error_chain(&e),
             timed_out: e.is_timeout(),
             retryable: !(e.is_redirect() || e.is_builder()),
+            // The URL is in our own message already.
+            detail: error_chain(&e.without_url()),
         };
         let bad_body = |detail: String| FetchError::BadBody {
             subject: subject.to_string(),
