@@ -176,7 +176,22 @@ fn process_batch(
     for outcome in batch {
         match outcome {
             StudyOutcome::Found(study) => found.push(study),
-            other => out.extend(process_failure(store, other, now)),
+            StudyOutcome::NotFound(nct) => {
+                tracing::warn!(trial.nct = %nct, "trial not found on CT.gov");
+                let error = format!(
+                    "{nct} is not on ClinicalTrials.gov (404); check the ID, or remove it from the watch list"
+                );
+                out.push(failed(store, nct, now, error, None));
+            }
+            StudyOutcome::Failed { ids, error } => {
+                let error = error_chain(&error);
+                // The client has logged the failure, its retries and the trials it concerns.
+                tracing::debug!(trial.count = ids.len(), error = %error, "trials not fetched");
+                out.extend(
+                    ids.into_iter()
+                        .map(|nct| failed(store, nct, now, error.clone(), None)),
+                );
+            }
         }
     }
     let mut staged = Vec::new();
@@ -188,12 +203,7 @@ fn process_batch(
             Ok(Some(s)) => staged.push((study, s, alias_of)),
             Err(error) => {
                 tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
-                mark_failed(store, &nct, now, &error);
-                out.push((
-                    nct.clone(),
-                    Processed::Failed(TrialFailure { nct_id: nct, error }),
-                    alias_of,
-                ));
+                out.push(failed(store, nct, now, error, alias_of));
             }
         }
     }
@@ -202,7 +212,7 @@ fn process_batch(
     }
     let items = staged
         .iter_mut()
-        .map(|(study, s, _)| {
+        .map(|(study, s, alias_of)| {
             let Staged {
                 record,
                 canonical,
@@ -218,7 +228,7 @@ fn process_batch(
                 raw: study.raw.get().as_bytes(),
                 changes: std::mem::take(changes),
                 detected_at: now,
-                resolved_id: (study.nct_id != study.requested).then(|| study.nct_id.clone()),
+                resolved_id: alias_of.clone(),
                 source_fingerprint: fingerprint.take(),
                 alerts: std::mem::take(alerts),
             }
@@ -245,63 +255,29 @@ fn process_batch(
             for (study, _, alias_of) in staged {
                 let nct = study.requested.clone();
                 tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
-                mark_failed(store, &nct, now, &error);
-                out.push((
-                    nct.clone(),
-                    Processed::Failed(TrialFailure {
-                        nct_id: nct,
-                        error: error.clone(),
-                    }),
-                    alias_of,
-                ));
+                out.push(failed(store, nct, now, error.clone(), alias_of));
             }
         }
     }
     out
 }
 
-/// A study the fetch could not bring back whole: reported, and recorded on the trial.
-fn process_failure(
+/// Record on the trial why it was not synced (its stored versions are untouched), and report it.
+fn failed(
     store: &Store,
-    outcome: StudyOutcome,
+    nct: NctId,
     now: DateTime<Utc>,
-) -> Vec<(NctId, Processed, Option<NctId>)> {
-    match outcome {
-        StudyOutcome::Found(study) => {
-            // Not reached: `process_batch` handles found studies itself.
-            vec![(study.requested, Processed::Unchanged, None)]
-        }
-        StudyOutcome::NotFound(nct) => {
-            let error = format!(
-                "{nct} is not on ClinicalTrials.gov (404); check the ID, or remove it from the watch list"
-            );
-            tracing::warn!(trial.nct = %nct, "trial not found on CT.gov");
-            mark_failed(store, &nct, now, &error);
-            vec![(
-                nct.clone(),
-                Processed::Failed(TrialFailure { nct_id: nct, error }),
-                None,
-            )]
-        }
-        StudyOutcome::Failed { ids, error } => {
-            let error = error_chain(&error);
-            // The client has logged the failure, its retries and the trials it concerns.
-            tracing::debug!(trial.count = ids.len(), error = %error, "trials not fetched");
-            ids.into_iter()
-                .map(|nct| {
-                    mark_failed(store, &nct, now, &error);
-                    (
-                        nct.clone(),
-                        Processed::Failed(TrialFailure {
-                            nct_id: nct,
-                            error: error.clone(),
-                        }),
-                        None,
-                    )
-                })
-                .collect()
-        }
+    error: String,
+    alias_of: Option<NctId>,
+) -> (NctId, Processed, Option<NctId>) {
+    if let Err(e) = store.mark_failed(&nct, now, &error) {
+        tracing::warn!(trial.nct = %nct, error = %e, "could not record the failure");
     }
+    (
+        nct.clone(),
+        Processed::Failed(TrialFailure { nct_id: nct, error }),
+        alias_of,
+    )
 }
 
 /// An error with its causes, `outer: inner: innermost`, for messages that stand on their own.
@@ -317,12 +293,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-fn mark_failed(store: &Store, nct: &NctId, now: DateTime<Utc>, error: &str) {
-    if let Err(e) = store.mark_failed(nct, now, error) {
-        tracing::warn!(trial.nct = %nct, error = %e, "could not record the failure");
-    }
 }
 
 /// A changed study, ready to be stored with the rest of its batch.

@@ -549,51 +549,19 @@ impl CtGovClient {
             "AREA[LastUpdatePostDate]RANGE[{},MAX]",
             since.format("%Y-%m-%d")
         );
-        let parse = |body: &str| parse_page(body);
         let mut changed = Vec::new();
         for batch in ids.chunks(self.inner.cfg.batch_size.max(1)) {
-            let joined = batch
-                .iter()
-                .map(NctId::as_str)
-                .collect::<Vec<_>>()
-                .join("|");
-            let page_size = batch.len().to_string();
             let subject = format!("trials updated since {since} among {}", describe_ids(batch));
-            let mut token: Option<String> = None;
-            let max_pages = 2 * batch.len() + 10;
-            for page in 1.. {
-                let mut params = vec![
-                    ("filter.ids", joined.as_str()),
-                    ("filter.advanced", filter.as_str()),
-                    ("pageSize", page_size.as_str()),
-                ];
-                if let Some(t) = &token {
-                    params.push(("pageToken", t.as_str()));
-                }
-                let url = self.url("/studies", &params)?;
-                let answer = self
-                    .get(&url, &subject, false, &parse)
-                    .await?
-                    .ok_or_else(|| no_answer(&url, &subject))?;
-                for s in answer.studies {
-                    let hit = std::iter::once(&s.nct_id)
-                        .chain(&s.aliases)
-                        .find(|id| batch.contains(id));
-                    match hit {
-                        Some(id) if !changed.contains(id) => changed.push(id.clone()),
-                        _ => {}
-                    }
-                }
-                match answer.next_page_token {
-                    Some(next) if token.as_deref() == Some(next.as_str()) || page >= max_pages => {
-                        return Err(FetchError::BadBody {
-                            subject,
-                            url: url.to_string(),
-                            detail: format!("paging did not end (page {page}, token {next})"),
-                        });
-                    }
-                    Some(next) => token = Some(next),
-                    None => break,
+            let studies = self
+                .query_pages(batch, &[("filter.advanced", filter.as_str())], subject)
+                .await?;
+            for s in studies {
+                let hit = std::iter::once(&s.nct_id)
+                    .chain(&s.aliases)
+                    .find(|id| batch.contains(id));
+                match hit {
+                    Some(id) if !changed.contains(id) => changed.push(id.clone()),
+                    _ => {}
                 }
             }
         }
@@ -640,16 +608,29 @@ impl CtGovClient {
 
     /// All pages of `filter.ids=ids`; fails whole if any page fails.
     async fn fetch_pages(&self, ids: &[NctId]) -> Result<Vec<ListedStudy>, FetchError> {
+        self.query_pages(ids, &[], describe_ids(ids)).await
+    }
+
+    /// All pages of `filter.ids=ids` with `extra` query parameters, following
+    /// `nextPageToken` to the end; fails whole if any page fails. `subject` names the query in
+    /// errors.
+    async fn query_pages(
+        &self,
+        ids: &[NctId],
+        extra: &[(&str, &str)],
+        subject: String,
+    ) -> Result<Vec<ListedStudy>, FetchError> {
         let joined = ids.iter().map(NctId::as_str).collect::<Vec<_>>().join("|");
         let page_size = ids.len().to_string();
-        let subject = describe_ids(ids);
         let parse = |body: &str| parse_page(body);
         let mut studies = Vec::with_capacity(ids.len());
         let mut token: Option<String> = None;
         // Empty pages with a token are legal, but a server that never ends must not hang us.
         let max_pages = 2 * ids.len() + 10;
         for page in 1.. {
-            let mut params = vec![("filter.ids", joined.as_str()), ("pageSize", &page_size)];
+            let mut params = vec![("filter.ids", joined.as_str())];
+            params.extend_from_slice(extra);
+            params.push(("pageSize", &page_size));
             if let Some(t) = &token {
                 params.push(("pageToken", t.as_str()));
             }

@@ -790,7 +790,7 @@ impl Store {
         let raw_value = if keyframe == version {
             encode_at(nv.raw, Codec::Plain, &[], ZSTD_KEYFRAME_LEVEL)
         } else {
-            let dict = self.raw(nv.nct, keyframe)?.unwrap_or_default();
+            let dict = self.raw_in(nv.nct, keyframe, &table)?.unwrap_or_default();
             encode(nv.raw, Codec::Keyframe, &dict)
         };
         // A first version's changes are every path of its record, `added`: derived from the
@@ -879,10 +879,20 @@ impl Store {
         Ok(())
     }
 
+    // Reads take the trial's version table as read once by the caller, so that one `history`
+    // or `verify` of a trial reads its table from sled once, not once per blob.
+
     /// Decode a value of `nct`/`version` whose dictionary, if any, is that version's raw JSON.
-    fn decode_own(&self, key: &[u8], bytes: &[u8], nct: &NctId, version: u32) -> Result<Vec<u8>> {
+    fn decode_own(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Vec<u8>> {
         let dict = match codec_of(key, bytes)? {
-            Some(Codec::OwnRaw) => self.raw(nct, version)?.ok_or_else(|| {
+            Some(Codec::OwnRaw) => self.raw_in(nct, version, table)?.ok_or_else(|| {
                 corrupt(
                     key,
                     "its dictionary (the version's raw JSON) is missing".into(),
@@ -898,37 +908,61 @@ impl Store {
         &self,
         nct: &NctId,
         version: u32,
-        r: &BlobRef,
+        table: &[VersionBlobs],
+        which: fn(&VersionBlobs) -> &BlobRef,
         what: &str,
-    ) -> Result<T> {
+    ) -> Result<Option<T>> {
+        let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
+            return Ok(None);
+        };
         let label = blob_label(nct, version, what);
-        let bytes = self.blob(&label, r)?;
-        from_json(&label, &self.decode_own(&label, &bytes, nct, version)?)
+        let bytes = self.blob(&label, which(e))?;
+        from_json(
+            &label,
+            &self.decode_own(&label, &bytes, nct, version, table)?,
+        )
+        .map(Some)
+    }
+
+    fn meta_in(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Option<VersionMeta>> {
+        let Some(stored) =
+            self.blob_json::<StoredMeta>(nct, version, table, |e| &e.meta, "metadata")?
+        else {
+            return Ok(None);
+        };
+        let mut meta = stored.meta;
+        if stored.changes_from_record
+            && let Some(record) = self.record_in(nct, version, table)?
+        {
+            meta.changes = crate::diff::diff(None, &record);
+        }
+        Ok(Some(meta))
+    }
+
+    fn record_in(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Option<Record>> {
+        self.blob_json(nct, version, table, |e| &e.record, "record")
     }
 
     pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
-        self.entry(nct, version)?
-            .map(|e| self.meta_of(nct, version, &e))
-            .transpose()
+        self.meta_in(nct, version, &self.table(nct)?)
     }
 
     /// All versions of a trial, oldest first.
     pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
-        self.table(nct)?
-            .iter()
-            .zip(1u32..)
-            .map(|(e, v)| self.meta_of(nct, v, e))
+        let table = self.table(nct)?;
+        (1..=table.len() as u32)
+            .filter_map(|v| self.meta_in(nct, v, &table).transpose())
             .collect()
-    }
-
-    fn meta_of(&self, nct: &NctId, version: u32, e: &VersionBlobs) -> Result<VersionMeta> {
-        let stored: StoredMeta = self.blob_json(nct, version, &e.meta, "metadata")?;
-        let mut meta = stored.meta;
-        if stored.changes_from_record {
-            let record: Record = self.blob_json(nct, version, &e.record, "record")?;
-            meta.changes = crate::diff::diff(None, &record);
-        }
-        Ok(meta)
     }
 
     /// The version that was current at `at` (the newest detected at or before it).
@@ -941,9 +975,7 @@ impl Store {
     }
 
     pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
-        self.entry(nct, version)?
-            .map(|e| self.blob_json(nct, version, &e.record, "record"))
-            .transpose()
+        self.record_in(nct, version, &self.table(nct)?)
     }
 
     pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
@@ -955,7 +987,10 @@ impl Store {
 
     /// The study JSON exactly as CT.gov sent it for `version`.
     pub fn raw(&self, nct: &NctId, version: u32) -> Result<Option<Vec<u8>>> {
-        let table = self.table(nct)?;
+        self.raw_in(nct, version, &self.table(nct)?)
+    }
+
+    fn raw_in(&self, nct: &NctId, version: u32, table: &[VersionBlobs]) -> Result<Option<Vec<u8>>> {
         let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
             return Ok(None);
         };
@@ -1315,13 +1350,13 @@ impl Store {
             for (e, v) in table.iter().zip(1u32..) {
                 rep.versions += 1;
                 // Every blob must be there whole (length and checksum) and decode.
-                if let Err(e) = self.version(nct, v) {
+                if let Err(e) = self.meta_in(nct, v, &table) {
                     rep.problems.push(format!("{nct} v{v}: metadata: {e}"));
                 }
-                if let Err(e) = self.blob(b"", &e.record) {
+                if let Err(e) = self.blob(&blob_label(nct, v, "record"), &e.record) {
                     rep.problems.push(format!("{nct} v{v}: record: {e}"));
                 }
-                if let Err(e) = self.raw(nct, v) {
+                if let Err(e) = self.raw_in(nct, v, &table) {
                     rep.problems.push(format!("{nct} v{v}: raw JSON: {e}"));
                 }
                 if !indexed.remove(&(nct.clone(), v)) {
@@ -1330,7 +1365,7 @@ impl Store {
                 }
             }
             if t.latest_version > 0 {
-                match self.record(nct, t.latest_version) {
+                match self.record_in(nct, t.latest_version, &table) {
                     Ok(Some(r)) if record_hash(&r.canonical_bytes()) == t.record_hash => {}
                     Ok(Some(_)) => rep
                         .problems
