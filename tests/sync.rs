@@ -189,6 +189,34 @@ fn a_failed_batch_is_reported_once_for_all_its_trials() {
     assert!(failed[0].contains("(3 trials)"), "{text}");
 }
 
+/// `sync` shows a progress line on a terminal and never when its output is piped.
+#[test]
+fn progress_shows_on_a_terminal_and_never_when_piped() {
+    let id = "NCT03418623";
+    let env = TestEnv::new(&[id]);
+    env.server.put_study(fixture("NCT03418623.json"));
+    let out = env.run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("syncing:"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("syncing:"), "{}", stdout(&out));
+
+    // The same command under a pseudo-terminal (util-linux `script`, part of every Debian and
+    // Ubuntu base system).
+    let line = format!(
+        "{} --config '{}' sync",
+        env::BIN,
+        env.config.display().to_string().replace('\'', "'\\''")
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("`script` (util-linux) runs the command under a terminal");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{text}");
+    assert!(text.contains("syncing: 1/1 trials"), "{text}");
+}
+
 /// When CT.gov keeps failing, the trial is reported (exit 2) and its stored history is intact.
 #[test]
 fn persistent_failure_is_reported_and_loses_nothing() {
