@@ -42,7 +42,7 @@ fn trial_pair(template: &str, i: usize) -> (NctId, String, Record, String, Recor
     let raw1 = template.replace("NCT03418623", &id);
     let mut v: Value = serde_json::from_str(&raw1).unwrap();
     let p = &mut v["protocolSection"];
-    p["statusModule"]["overallStatus"] = json!(if i % 10 == 0 {
+    p["statusModule"]["overallStatus"] = json!(if i.is_multiple_of(10) {
         "TERMINATED"
     } else {
         "RECRUITING"

@@ -805,13 +805,13 @@ fn validate_subscriptions(
             (None, Some(url)) => match crate::outbox::validate_webhook_url(url) {
                 Ok(url) => {
                     let secret_file = r.secret_file.as_ref().map(|f| relative_to(file, f));
-                    if let Some(p) = &secret_file {
-                        if !p.is_file() {
-                            problems.push(format!(
-                                "`{key}.secret_file` = {:?} is not a readable file; create it (the signing secret on one line) or remove the key",
-                                p.display().to_string()
-                            ));
-                        }
+                    if let Some(p) = &secret_file
+                        && !p.is_file()
+                    {
+                        problems.push(format!(
+                            "`{key}.secret_file` = {:?} is not a readable file; create it (the signing secret on one line) or remove the key",
+                            p.display().to_string()
+                        ));
                     }
                     Some(Target::Webhook { url, secret_file })
                 }

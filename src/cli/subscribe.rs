@@ -185,11 +185,11 @@ pub(crate) fn subscribe(
         digest,
         Some(crate::clock::now()),
     );
-    if let Some(existing) = store.subscription(&sub.id)? {
-        if existing.target == sub.target {
-            writeln!(out, "already subscribed as {}", sub.id)?;
-            return Ok(ExitCode::SUCCESS);
-        }
+    if let Some(existing) = store.subscription(&sub.id)?
+        && existing.target == sub.target
+    {
+        writeln!(out, "already subscribed as {}", sub.id)?;
+        return Ok(ExitCode::SUCCESS);
     }
     store.subscription_put(&sub)?;
     store.flush()?;

@@ -373,7 +373,7 @@ fn encode_table(entries: &[VersionBlobs]) -> Vec<u8> {
 }
 
 fn decode_table(key: &[u8], bytes: &[u8]) -> Result<Vec<VersionBlobs>> {
-    if bytes.len() % TABLE_ENTRY != 0 {
+    if !bytes.len().is_multiple_of(TABLE_ENTRY) {
         return Err(corrupt(
             key,
             format!("version table of {} bytes", bytes.len()),
@@ -400,7 +400,7 @@ fn decode_time_entries(k: &[u8], v: &[u8]) -> Result<Vec<(NctId, u32)>> {
         let (_, nct, ver) = decode_time_key(k).ok_or_else(bad)?;
         return Ok(vec![(nct, ver)]);
     }
-    if v.len() % 15 != 0 {
+    if !v.len().is_multiple_of(15) {
         return Err(bad());
     }
     v.chunks_exact(15)

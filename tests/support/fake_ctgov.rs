@@ -649,16 +649,16 @@ fn list(shared: &Shared, uri: &Uri, empty_page: bool) -> Response {
     signature.sort();
 
     let mut st = shared.lock();
-    if let (Some(nums), false) = (&wanted, st.rejected.is_empty()) {
-        if let Some(i) = nums.iter().position(|n| st.rejected.contains(n)) {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "Item {} in parameter `filter.ids` has incorrect format",
-                    i + 1
-                ),
-            );
-        }
+    if let (Some(nums), false) = (&wanted, st.rejected.is_empty())
+        && let Some(i) = nums.iter().position(|n| st.rejected.contains(n))
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Item {} in parameter `filter.ids` has incorrect format",
+                i + 1
+            ),
+        );
     }
     let token = get("pageToken");
     let offset = match token {
