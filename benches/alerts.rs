@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use trialwatch::config::AlertsConfig;
-use trialwatch::model::{FieldPattern, NctId, Record, WatchedFields};
-use trialwatch::notify::Notifier;
-use trialwatch::outbox::{
-    DigestMode, EnqueuePlan, Origin, Subscription, Subscriptions, Target, deliver_due,
+use trialwatch::model::{
+    DigestMode, FieldPattern, NctId, Origin, Record, Severity, Subscription, Target, WatchedFields,
 };
-use trialwatch::severity::Severity;
+use trialwatch::notify::Notifier;
+use trialwatch::outbox::{EnqueuePlan, Subscriptions, deliver_due};
 use trialwatch::store::{NewVersion, Store};
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -7,13 +7,16 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use crate::model::{FieldPattern, NctId, WatchedFields};
-use crate::notify::{Secret, SmtpConfig, SmtpSecurity};
-use crate::outbox::{DigestMode, Origin, Subscription, Target};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    DigestMode, FieldPattern, NctId, Origin, Severity, Subscription, Target, WatchedFields,
+};
 use crate::schema;
-use crate::severity::Severity;
+use crate::util::secret::read_secret_file;
 
 /// The systemd credential name read from `$CREDENTIALS_DIRECTORY` when neither
 /// `smtp.password_file` nor `smtp.password_env` is set (`LoadCredential=smtp-password:…`).
@@ -146,7 +149,42 @@ fn validate_schedule(raw: &raw::Schedule, problems: &mut Vec<String>) -> Schedul
 // --- end [schedule] --------------------------------------------------------------------------
 
 /// The `[ctgov]` table validated is exactly the client's own configuration.
-pub type CtgovConfig = crate::ctgov::client::ClientConfig;
+/// The `[ctgov]` settings: how the CT.gov client reaches the API (checked again by
+/// `CtGovClient::new`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtgovConfig {
+    /// Scheme and host (optionally a path prefix); the API lives under `{base_url}/api/v2`.
+    /// `https://clinicaltrials.gov` in production, the fake server's URL in tests.
+    pub base_url: String,
+    /// Budget shared by all requests of this client, spread evenly (60 s / n apart); 0 = no limit.
+    /// CT.gov publishes no number; ~50/min per IP is the figure third parties report.
+    pub requests_per_minute: u32,
+    /// IDs per `filter.ids` request (also sent as `pageSize`); 1..=1000. AACT uses 50.
+    pub batch_size: usize,
+    /// Whole-request timeout (connect + headers + body). A timeout counts as transient.
+    pub timeout: Duration,
+    /// Attempts per request, the first included; 1 = never retry.
+    pub max_attempts: u32,
+    /// First backoff ceiling; attempt k waits a random time in `[0, min(cap, base·2^(k-1))]`.
+    pub backoff_base: Duration,
+    /// Upper bound of any backoff wait (not of a `Retry-After` CT.gov asks for).
+    pub backoff_cap: Duration,
+}
+
+impl Default for CtgovConfig {
+    /// Polite production settings: 40 requests/min (below the reported ~50/min), batches of 50.
+    fn default() -> Self {
+        CtgovConfig {
+            base_url: "https://clinicaltrials.gov".to_string(),
+            requests_per_minute: 40,
+            batch_size: 50,
+            timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(120),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -654,11 +692,11 @@ fn validate_smtp(
         }
         (Some(f), None) => {
             let path = relative_to(file, f);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
+            match read_secret_file(&path) {
+                Ok(text) => Some(Secret::new(text)),
                 Err(e) => {
                     problems.push(format!(
-                        "`smtp.password_file` = {:?} cannot be read: {e}; create it (the password on one line, mode 0600) or remove the key",
+                        "`smtp.password_file` = {:?} {e} (the password on one line, mode 0600), or remove the key",
                         path.display().to_string()
                     ));
                     None
@@ -722,8 +760,9 @@ fn validate_smtp(
 /// `$CREDENTIALS_DIRECTORY/smtp-password`, when systemd handed one over.
 fn credentials_dir_password() -> Option<Secret> {
     let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    let text = std::fs::read_to_string(Path::new(&dir).join(SMTP_PASSWORD_CREDENTIAL)).ok()?;
-    Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
+    read_secret_file(&Path::new(&dir).join(SMTP_PASSWORD_CREDENTIAL))
+        .ok()
+        .map(Secret::new)
 }
 
 fn validate_alerts(raw: &raw::Alerts, problems: &mut Vec<String>) -> AlertsConfig {
@@ -794,7 +833,7 @@ fn validate_subscriptions(
                         "`{key}.secret_file` is for webhooks; an email subscription cannot use it, remove it"
                     ));
                 }
-                match crate::outbox::validate_email(addr) {
+                match crate::model::validate_email(addr) {
                     Ok(address) => Some(Target::Email { address }),
                     Err(e) => {
                         problems.push(format!("`{key}.email`: {e}"));
@@ -802,7 +841,7 @@ fn validate_subscriptions(
                     }
                 }
             }
-            (None, Some(url)) => match crate::outbox::validate_webhook_url(url) {
+            (None, Some(url)) => match crate::model::validate_webhook_url(url) {
                 Ok(url) => {
                     let secret_file = r.secret_file.as_ref().map(|f| relative_to(file, f));
                     if let Some(p) = &secret_file
@@ -897,6 +936,133 @@ pub fn validate_field_pattern(s: &str) -> Result<FieldPattern, String> {
             "{s:?} matches no field path; use `section.key` from the schema (e.g. \
              \"status.overallStatus\", \"locations.*\"; `*` is a wildcard); `trialwatch fields` lists them"
         ))
+    }
+}
+
+/// A password or signing key. `Debug` and `Display` print `[redacted]`, and it is not
+/// `Serialize`, so it cannot end up in a log line, an error message or the outbox by accident.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it (AUTH, HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connect, then a *required* STARTTLS before AUTH or any mail (usually port 587).
+    /// A server that does not offer STARTTLS is refused, so a downgrade cannot leak the password.
+    StartTls,
+    /// TLS from the first byte (implicit TLS, "SMTPS", usually port 465).
+    Tls,
+    /// No encryption, for a relay on this machine or a trusted local network (port 25).
+    None,
+}
+
+impl SmtpSecurity {
+    /// The port this mode conventionally uses, for configs that leave the port out.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }
+    }
+}
+
+impl fmt::Display for SmtpSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SmtpSecurity::StartTls => "starttls",
+            SmtpSecurity::Tls => "tls",
+            SmtpSecurity::None => "none",
+        })
+    }
+}
+
+/// Why a string is not an SMTP security mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an SMTP security mode: expected starttls, tls or none")]
+pub struct BadSmtpSecurity(pub String);
+
+impl FromStr for SmtpSecurity {
+    type Err = BadSmtpSecurity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "starttls" => Ok(SmtpSecurity::StartTls),
+            "tls" => Ok(SmtpSecurity::Tls),
+            "none" => Ok(SmtpSecurity::None),
+            _ => Err(BadSmtpSecurity(s.to_string())),
+        }
+    }
+}
+
+/// The validated `[smtp]` settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// Server name: what we connect to and what its TLS certificate must name.
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// AUTH user; set together with `password`, or neither for a relay that needs no login.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The `From:` mailbox, e.g. `trialwatch <trialwatch@example.org>`.
+    pub from: String,
+    /// Limit for connecting and for each SMTP reply; a whole send gets three times this.
+    pub timeout: Duration,
+    /// An extra trusted root certificate (PEM), for a server whose certificate comes from a
+    /// private CA (a company relay, the tests' own CA). The public web roots stay trusted.
+    pub extra_root_cert_pem: Option<String>,
+}
+
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .field(
+                "extra_root_cert_pem",
+                &self
+                    .extra_root_cert_pem
+                    .as_ref()
+                    .map(|pem| format!("<PEM, {} bytes>", pem.len())),
+            )
+            .finish()
     }
 }
 
@@ -1028,5 +1194,17 @@ mod example_tests {
         assert_eq!(c.watch.nct_ids.len(), 3);
         assert_eq!(c.mirror.fields, WatchedFields::default());
         assert_eq!(c.ctgov.requests_per_minute, 50);
+    }
+
+    #[test]
+    fn smtp_security_parses_and_prints() {
+        for mode in [
+            SmtpSecurity::StartTls,
+            SmtpSecurity::Tls,
+            SmtpSecurity::None,
+        ] {
+            assert_eq!(mode.to_string().parse::<SmtpSecurity>(), Ok(mode));
+        }
+        assert!("ssl".parse::<SmtpSecurity>().is_err());
     }
 }

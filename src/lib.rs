@@ -35,3 +35,4 @@ pub mod schema;
 pub mod severity;
 pub mod store;
 pub mod sync;
+pub mod util;

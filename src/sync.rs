@@ -25,6 +25,7 @@ use crate::model::NctId;
 use crate::normalize::{normalize_json, source_fingerprint};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, record_hash};
+use crate::util::text::error_chain;
 
 /// Batches processed at once: the machine this is sized for has two cores.
 const PROCESSING_PARALLELISM: usize = 2;
@@ -278,21 +279,6 @@ fn failed(
         Processed::Failed(TrialFailure { nct_id: nct, error }),
         alias_of,
     )
-}
-
-/// An error with its causes, `outer: inner: innermost`, for messages that stand on their own.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// A changed study, ready to be stored with the rest of its batch.

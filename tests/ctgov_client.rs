@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use fake_ctgov::{FakeCtGov, Fault, filter_ids_of};
 use tokio::sync::mpsc;
-use trialwatch::ctgov::client::{ClientConfig, CtGovClient, FetchError, StudyOutcome, USER_AGENT};
+use trialwatch::config::CtgovConfig as ClientConfig;
+use trialwatch::ctgov::client::{CtGovClient, FetchError, StudyOutcome, USER_AGENT};
 use trialwatch::model::NctId;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ctgov");

@@ -16,12 +16,9 @@ use chrono::{DateTime, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::json;
 use smtp_server::{SmtpOptions, SmtpServer, TestCerts};
-use trialwatch::model::{ChangeKind, FieldChange, NctId};
-use trialwatch::notify::{
-    Alert, AlertChange, DeliveryError, Destination, Notifier, Secret, SetupError, SmtpConfig,
-    SmtpSecurity, TrialInfo, webhook,
-};
-use trialwatch::severity::Severity;
+use trialwatch::config::{Secret, SmtpConfig, SmtpSecurity};
+use trialwatch::model::{Alert, AlertChange, ChangeKind, FieldChange, NctId, Severity, TrialInfo};
+use trialwatch::notify::{DeliveryError, Destination, Notifier, SetupError, webhook};
 use webhook_receiver::{Reply, WebhookReceiver};
 
 const USER: &str = "trialwatch-bot";

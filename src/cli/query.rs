@@ -12,9 +12,10 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use super::{Ctx, TrialContext, parse_nct};
+use crate::model::Severity;
 use crate::model::{FieldChange, FieldPattern, NctId, Record, VersionMeta};
 use crate::render::{markdown, text};
-use crate::severity::{Severity, assess};
+use crate::severity::assess;
 use crate::store::Store;
 
 /// A field change as the JSON output shows it: `{path, kind, old?, new?, severity, summary}`.

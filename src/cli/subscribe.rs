@@ -13,10 +13,11 @@ use serde::Serialize;
 use super::{Ctx, parse_nct};
 use crate::config::validate_field_pattern;
 use crate::model::FieldPattern;
-use crate::outbox::{
-    DigestMode, Origin, Subscription, Subscriptions, Target, validate_email, validate_webhook_url,
+use crate::model::Severity;
+use crate::model::{
+    DigestMode, Origin, Subscription, Target, validate_email, validate_webhook_url,
 };
-use crate::severity::Severity;
+use crate::outbox::Subscriptions;
 
 #[derive(Subcommand, Debug)]
 pub enum SubscribeTarget {
@@ -134,17 +135,8 @@ pub(crate) fn subscribe(
             let secret_file = match secret_file {
                 None => None,
                 Some(p) => {
-                    let text = std::fs::read_to_string(&p).with_context(|| {
-                        format!(
-                            "--secret-file {}: cannot read it; create it with the signing secret on one line",
-                            p.display()
-                        )
-                    })?;
-                    if text.trim().is_empty() {
-                        bail!(
-                            "--secret-file {} is empty; put the signing secret in it",
-                            p.display()
-                        );
+                    if let Err(e) = crate::util::secret::read_secret_file(&p) {
+                        bail!("--secret-file {} {e}", p.display());
                     }
                     // Delivery may run from another directory (the daemon): keep an absolute path.
                     Some(std::fs::canonicalize(&p).unwrap_or(p))

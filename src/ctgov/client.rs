@@ -24,7 +24,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::config::CtgovConfig;
 use crate::model::NctId;
+use crate::util::backoff::full_jitter;
+use crate::util::http::{is_transient_status, retry_after};
+use crate::util::text::{error_chain, one_line};
 
 /// Sent with every request so CT.gov can tell who we are (and reach us).
 pub const USER_AGENT: &str = concat!(
@@ -45,42 +49,6 @@ const IDS_IN_MESSAGES: usize = 20;
 
 /// How much of an error answer's body is kept (an HTML error page can be large).
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-/// Settings of a [`CtGovClient`], checked by [`CtGovClient::new`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfig {
-    /// Scheme and host (optionally a path prefix); the API lives under `{base_url}/api/v2`.
-    /// `https://clinicaltrials.gov` in production, the fake server's URL in tests.
-    pub base_url: String,
-    /// Budget shared by all requests of this client, spread evenly (60 s / n apart); 0 = no limit.
-    /// CT.gov publishes no number; ~50/min per IP is the figure third parties report.
-    pub requests_per_minute: u32,
-    /// IDs per `filter.ids` request (also sent as `pageSize`); 1..=1000. AACT uses 50.
-    pub batch_size: usize,
-    /// Whole-request timeout (connect + headers + body). A timeout counts as transient.
-    pub timeout: Duration,
-    /// Attempts per request, the first included; 1 = never retry.
-    pub max_attempts: u32,
-    /// First backoff ceiling; attempt k waits a random time in `[0, min(cap, base·2^(k-1))]`.
-    pub backoff_base: Duration,
-    /// Upper bound of any backoff wait (not of a `Retry-After` CT.gov asks for).
-    pub backoff_cap: Duration,
-}
-
-impl Default for ClientConfig {
-    /// Polite production settings: 40 requests/min (below the reported ~50/min), batches of 50.
-    fn default() -> Self {
-        ClientConfig {
-            base_url: "https://clinicaltrials.gov".to_string(),
-            requests_per_minute: 40,
-            batch_size: 50,
-            timeout: Duration::from_secs(60),
-            max_attempts: 5,
-            backoff_base: Duration::from_secs(2),
-            backoff_cap: Duration::from_secs(120),
-        }
-    }
-}
 
 /// One study as CT.gov returned it.
 #[derive(Debug, Clone)]
@@ -281,17 +249,9 @@ impl fmt::Display for FetchError {
     }
 }
 
-fn is_transient_status(status: u16) -> bool {
-    status == 408 || status == 429 || (500..=599).contains(&status)
-}
-
 /// The start of an error body, on one line, for messages (the full text stays in the error).
 fn excerpt(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(300) {
-        Some((i, _)) => format!("{}…", &one_line[..i]),
-        None => one_line,
-    }
+    one_line(body, 300)
 }
 
 /// "trial NCT00000001" / "trials NCT…, NCT… (25 IDs)", for messages and logs.
@@ -371,7 +331,7 @@ pub struct CtGovClient {
 #[derive(Debug)]
 struct Inner {
     /// The validated settings (batch size, retry policy) every call reads.
-    cfg: ClientConfig,
+    cfg: CtgovConfig,
     /// `{base_url}/api/v2` without a trailing slash; every URL starts with it.
     api: String,
     /// One connection pool for all calls, carrying the User-Agent, timeout and redirect policy.
@@ -387,7 +347,7 @@ type Parser<'a, T> = &'a (dyn Fn(&str) -> Result<T, String> + Sync);
 
 impl CtGovClient {
     /// Checks the settings and builds the HTTP client.
-    pub fn new(cfg: ClientConfig) -> Result<Self, FetchError> {
+    pub fn new(cfg: CtgovConfig) -> Result<Self, FetchError> {
         let base = cfg.base_url.trim().trim_end_matches('/').to_string();
         let parsed = Url::parse(&base).map_err(|e| {
             FetchError::Config(format!(
@@ -441,7 +401,7 @@ impl CtGovClient {
         })
     }
 
-    pub fn config(&self) -> &ClientConfig {
+    pub fn config(&self) -> &CtgovConfig {
         &self.inner.cfg
     }
 
@@ -752,7 +712,7 @@ impl CtGovClient {
                     self.inner.limiter.hold_until(Instant::now() + ra);
                     ra
                 }
-                None => backoff(cfg.backoff_base, cfg.backoff_cap, attempt),
+                None => full_jitter(cfg.backoff_base, cfg.backoff_cap, attempt),
             };
             warn!(
                 http.url = %url,
@@ -801,12 +761,7 @@ impl CtGovClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers(), chrono::Utc::now());
         let body = resp.bytes().await.map_err(transport)?;
         debug!(
             http.url = %url,
@@ -847,29 +802,6 @@ fn no_answer(url: &Url, subject: &str) -> FetchError {
         url: url.to_string(),
         detail: "no answer".to_string(),
     }
-}
-
-/// Full jitter: a random wait in `[0, min(cap, base·2^(attempt-1))]`.
-fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(
-        1u32.checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX),
-    );
-    let ceiling = exp.min(cap);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(fastrand::u64(0..=nanos))
-}
-
-/// The error and its sources, `: `-joined (reqwest's top-level message alone is vague).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut src = err.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }
 
 /// A study of a list page, with the IDs needed to match it to a request.
@@ -969,7 +901,7 @@ mod tests {
         let base = Duration::from_millis(100);
         let cap = Duration::from_secs(1);
         for attempt in 1..40 {
-            let d = backoff(base, cap, attempt);
+            let d = full_jitter(base, cap, attempt);
             let ceiling = (base * 2u32.saturating_pow(attempt.min(20) - 1)).min(cap);
             assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
         }

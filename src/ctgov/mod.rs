@@ -4,4 +4,4 @@
 pub mod client;
 pub mod wire;
 
-pub use client::{ClientConfig, CtGovClient, FetchError, FetchedStudy, StudyOutcome};
+pub use client::{CtGovClient, FetchError, FetchedStudy, StudyOutcome};

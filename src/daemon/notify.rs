@@ -9,6 +9,8 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::util::text::one_line;
+
 /// Longest wait for room in the receiver's queue before a notification is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_millis(50);
 
@@ -94,11 +96,11 @@ impl Notifier {
     }
 
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+        self.send(&format!("READY=1\nSTATUS={}", one_line(status, usize::MAX)));
     }
 
     pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={}", one_line(status)));
+        self.send(&format!("STATUS={}", one_line(status, usize::MAX)));
     }
 
     pub fn watchdog(&self) {
@@ -120,11 +122,6 @@ fn sender_socket() -> std::io::Result<UnixDatagram> {
     let s = UnixDatagram::unbound()?;
     s.set_write_timeout(Some(SEND_TIMEOUT))?;
     Ok(s)
-}
-
-/// A STATUS value must stay on one line: a newline would start another key.
-fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]

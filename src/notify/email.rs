@@ -22,8 +22,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use similar::{ChangeTag, TextDiff};
 
-use super::{Alert, AlertChange, DeliveryError, SetupError, SmtpConfig, SmtpSecurity, one_line};
+use super::{DeliveryError, SetupError};
+use crate::config::{SmtpConfig, SmtpSecurity};
 use crate::model::NctId;
+use crate::model::{Alert, AlertChange};
+use crate::util::text::{error_chain, one_line, plural};
 
 /// A value longer than this (or with a line break) is shown as a line diff, not `old → new`.
 const LONG_TEXT_CHARS: usize = 80;
@@ -124,7 +127,7 @@ impl TrialGroup<'_> {
         self.alerts[self.alerts.len() - 1]
     }
 
-    fn max_severity(&self) -> Option<crate::severity::Severity> {
+    fn max_severity(&self) -> Option<crate::model::Severity> {
         self.alerts
             .iter()
             .flat_map(|a| a.changes.iter().map(|c| c.severity))
@@ -181,14 +184,6 @@ fn subject(alerts: &[Alert], trials: &[TrialGroup<'_>]) -> String {
             plural(count_changes(alerts), "change"),
             plural(trials.len(), "trial")
         ),
-    }
-}
-
-fn plural(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }
 
@@ -502,7 +497,7 @@ fn tls_parameters(host: &str, cfg: &SmtpConfig) -> Result<TlsParameters, SetupEr
     }
     builder.build().map_err(|e| SetupError::Tls {
         host: host.to_string(),
-        reason: super::error_chain(&e),
+        reason: error_chain(&e),
     })
 }
 
@@ -540,7 +535,7 @@ fn is_loopback(host: &str) -> bool {
 /// 5xx replies (unknown user, bad credentials, policy) and client-side refusals (no usable AUTH
 /// mechanism, no STARTTLS offered while it is required) will not.
 fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryError {
-    let detail = super::error_chain(err);
+    let detail = error_chain(err);
     if let Some(code) = err.status() {
         let code = u16::from(code);
         if err.is_transient() {
@@ -591,9 +586,9 @@ fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Severity;
+    use crate::model::TrialInfo;
     use crate::model::{ChangeKind, FieldChange};
-    use crate::notify::TrialInfo;
-    use crate::severity::Severity;
 
     fn change(path: &str, old: &str, new: &str, severity: Severity, summary: &str) -> AlertChange {
         AlertChange {

@@ -36,13 +36,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, KeyInit, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::{Alert, AlertChange, DeliveryError, Secret, SetupError, TrialInfo, error_chain};
+use super::{DeliveryError, SetupError};
+use crate::config::Secret;
 use crate::model::NctId;
+use crate::model::{Alert, AlertChange, TrialInfo};
+use crate::util::http::{is_transient_status, retry_after};
+use crate::util::text::{error_chain, one_line};
 
 /// The payload's `schema` field; bumped only for a change a receiver must know about.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -257,7 +261,7 @@ async fn answer_snippet(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    super::one_line(&String::from_utf8_lossy(&bytes), MAX_ANSWER_SNIPPET)
+    one_line(&String::from_utf8_lossy(&bytes), MAX_ANSWER_SNIPPET)
 }
 
 /// 2xx is handled before; 408, 429 and 5xx may pass later; every other answer will repeat.
@@ -268,7 +272,7 @@ fn classify_status(status: StatusCode, origin: &str, snippet: &str) -> DeliveryE
         format!("webhook {origin} answered {status}: {snippet}")
     };
     let code = status.as_u16();
-    if code == 408 || code == 429 || status.is_server_error() {
+    if is_transient_status(code) {
         return DeliveryError::transient(format!("{answered}; will retry"));
     }
     let hint = match code {
@@ -283,18 +287,6 @@ fn classify_status(status: StatusCode, origin: &str, snippet: &str) -> DeliveryE
         _ => "the same request would be refused again",
     };
     DeliveryError::permanent(format!("{answered}; {hint}"))
-}
-
-/// `Retry-After` as a delay: delta-seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -342,21 +334,6 @@ mod tests {
                 "{code}"
             );
         }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now: DateTime<Utc> = "2015-10-21T07:28:00Z".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("120"));
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(120)));
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:29:00 GMT"),
-        );
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(60)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h, now), None);
     }
 
     #[test]

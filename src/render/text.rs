@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::diff::{is_long_text, text_diff, value_text};
 use crate::model::{ChangeKind, FieldChange, VersionMeta};
+use crate::util::text::{one_line, plural};
 
 /// A one-line value is cut to this many characters (the last one being `…`).
 pub const BRIEF_MAX_CHARS: usize = 60;
@@ -22,9 +23,9 @@ const MAX_OBJECT_KEYS: usize = 3;
 /// longer than [`BRIEF_MAX_CHARS`] is cut with `…`.
 pub fn value_brief(v: &Value) -> String {
     match v {
-        Value::String(s) => cut(&one_line(s), BRIEF_MAX_CHARS),
+        Value::String(s) => cut(&one_line(s, usize::MAX), BRIEF_MAX_CHARS),
         Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
-            count(items.len(), "item", "items")
+            plural(items.len(), "item")
         }
         Value::Array(items) => {
             let inner: Vec<String> = items.iter().map(scalar).collect();
@@ -44,7 +45,7 @@ pub fn value_brief(v: &Value) -> String {
 /// A scalar inside a list: strings unquoted and folded to one line.
 fn scalar(v: &Value) -> String {
     match v {
-        Value::String(s) => one_line(s),
+        Value::String(s) => one_line(s, usize::MAX),
         other => other.to_string(),
     }
 }
@@ -52,18 +53,10 @@ fn scalar(v: &Value) -> String {
 /// A value inside an object: containers become a count, so the object stays on one line.
 fn nested(v: &Value) -> String {
     match v {
-        Value::Array(items) => count(items.len(), "item", "items"),
-        Value::Object(m) => count(m.len(), "field", "fields"),
+        Value::Array(items) => plural(items.len(), "item"),
+        Value::Object(m) => plural(m.len(), "field"),
         other => scalar(other),
     }
-}
-
-fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `s` cut to at most `max` characters, ending in `…` when cut.
@@ -156,11 +149,11 @@ pub fn history_line(v: &VersionMeta, max_changes: usize) -> String {
     );
     let n = v.changes.len();
     let body = if v.version == 1 {
-        format!("first snapshot ({})", count(n, "field", "fields"))
+        format!("first snapshot ({})", plural(n, "field"))
     } else if n == 0 {
         "no field changes".to_string()
     } else if max_changes == 0 {
-        count(n, "change", "changes")
+        plural(n, "change")
     } else {
         let shown: Vec<String> = v
             .changes
@@ -189,7 +182,7 @@ const INDENT: &str = "    ";
 pub fn diff_report(nct: &str, from: u32, to: u32, changes: &[FieldChange]) -> String {
     let mut out = format!(
         "{nct}  v{from} → v{to}  ({})\n",
-        count(changes.len(), "change", "changes")
+        plural(changes.len(), "change")
     );
     if changes.is_empty() {
         out.push_str("no field changes\n");

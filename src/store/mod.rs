@@ -41,8 +41,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::model::Subscription;
 use crate::model::{FieldChange, NctId, Record, VersionMeta};
-use crate::outbox::Subscription;
 
 mod pack;
 pub use pack::PackError;

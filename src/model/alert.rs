@@ -1,0 +1,89 @@
+//! A pending alert as it is stored in the outbox and handed to the notifier: which version of
+//! which trial one subscription must hear about, with the changes it watches.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{FieldChange, NctId, Severity};
+
+/// One pending alert: what one subscription must hear about one new version of one trial.
+///
+/// Stored in the outbox as JSON, so every field must round-trip through serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Idempotency key, stable across retries: it becomes the email's `Message-ID` and the
+    /// webhook's `event_id`, so receivers can drop a repeated delivery.
+    pub id: String,
+    /// Which subscription owes this alert; named in the email footer so a reader knows why
+    /// they got it.
+    pub subscription_id: String,
+    pub nct_id: NctId,
+    /// The trial's stored version this alert reports (1, 2, 3…), to match `trialwatch history`.
+    pub version: u32,
+    /// When trialwatch saw the new version; shown to the reader and sent in the webhook.
+    pub detected_at: DateTime<Utc>,
+    /// What a reader needs to recognise the trial without opening it.
+    pub trial: TrialInfo,
+    /// The changes this subscription watches, in canonical path order.
+    pub changes: Vec<AlertChange>,
+}
+
+/// The trial as of the new version, for the message's heading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialInfo {
+    /// Brief title; absent when CT.gov has none.
+    pub title: Option<String>,
+    /// Overall recruitment status after the change (`RECRUITING`, `COMPLETED`…).
+    pub overall_status: Option<String>,
+    /// The study's public page (`https://clinicaltrials.gov/study/NCT…`).
+    pub url: String,
+}
+
+/// One field change as a subscriber sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertChange {
+    /// Path, kind and old/new values, flattened so the webhook's change objects read
+    /// `{"path", "kind", "old", "new", "severity", "summary"}`.
+    #[serde(flatten)]
+    pub change: FieldChange,
+    /// Orders the message (most severe first) and picks the subject's headline.
+    pub severity: Severity,
+    /// One-line human sentence (`status RECRUITING → COMPLETED`), used as the headline.
+    pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_round_trip_through_json_with_flat_changes() {
+        let alert = Alert {
+            id: "a1".into(),
+            subscription_id: "s1".into(),
+            nct_id: "NCT02241018".parse().unwrap(),
+            version: 2,
+            detected_at: "2024-05-01T06:00:00Z".parse().unwrap(),
+            trial: TrialInfo {
+                title: Some("T".into()),
+                overall_status: None,
+                url: "https://clinicaltrials.gov/study/NCT02241018".into(),
+            },
+            changes: vec![AlertChange {
+                change: FieldChange {
+                    path: "status.overallStatus".into(),
+                    kind: super::super::ChangeKind::Changed,
+                    old: Some("RECRUITING".into()),
+                    new: Some("COMPLETED".into()),
+                },
+                severity: Severity::Critical,
+                summary: "status RECRUITING → COMPLETED".into(),
+            }],
+        };
+        let json = serde_json::to_value(&alert).unwrap();
+        assert_eq!(json["changes"][0]["path"], "status.overallStatus");
+        assert_eq!(json["changes"][0]["severity"], "critical");
+        let back: Alert = serde_json::from_value(json).unwrap();
+        assert_eq!(back, alert);
+    }
+}

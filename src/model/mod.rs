@@ -1,0 +1,22 @@
+//! The types that cross module boundaries: trial IDs, the normalized record, field changes,
+//! version metadata, watched-field patterns, severities, subscriptions and alerts.
+//!
+//! Plain data with its own parsing and invariants. It imports nothing else of the crate, so
+//! every other module can use it without creating a cycle, and it owns no I/O.
+
+mod alert;
+mod nct;
+mod record;
+mod severity;
+mod subscription;
+
+pub use alert::{Alert, AlertChange, TrialInfo};
+pub use nct::{BadNctId, NctId};
+pub use record::{
+    ChangeKind, DEFAULT_WATCHED_FIELDS, FieldChange, FieldPattern, Record, VersionMeta,
+    WatchedFields,
+};
+pub use severity::{BadSeverity, Severity};
+pub use subscription::{
+    DigestMode, Origin, Subscription, Target, validate_email, validate_webhook_url,
+};

@@ -1,0 +1,244 @@
+//! Who hears about what: a subscription's destination, filters and digest mode, and the checks
+//! on addresses and URLs that every way of declaring one (config, `trialwatch subscribe`) uses.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{FieldChange, FieldPattern, NctId, Severity, WatchedFields};
+
+/// Where a subscription's alerts go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    Email {
+        address: String,
+    },
+    Webhook {
+        url: String,
+        /// The file holding the signing secret, read at each delivery so a rotated secret
+        /// applies at once; the secret itself is never stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_file: Option<PathBuf>,
+    },
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Email { .. } => "email",
+            Target::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// The address or URL, for listings meant for the operator (never for info-level logs).
+    pub fn address(&self) -> &str {
+        match self {
+            Target::Email { address } => address,
+            Target::Webhook { url, .. } => url,
+        }
+    }
+}
+
+/// Whether alerts go out as they come or grouped once a day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestMode {
+    #[default]
+    Immediate,
+    Daily,
+}
+
+impl FromStr for DigestMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "immediate" | "none" => Ok(DigestMode::Immediate),
+            "daily" => Ok(DigestMode::Daily),
+            _ => Err(format!(
+                "`{s}` is not a digest mode: use \"daily\" (one message a day) or \"immediate\" (the default)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DigestMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DigestMode::Immediate => "immediate",
+            DigestMode::Daily => "daily",
+        })
+    }
+}
+
+/// Where a subscription was declared: it decides who may remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `[[subscription]]` in the configuration; removed by editing the file.
+    Config,
+    /// `trialwatch subscribe`; removed by `trialwatch unsubscribe`.
+    Store,
+}
+
+/// One subscriber and what it wants to hear about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Derived from the content (destination and filters), so a config-declared subscription
+    /// keeps its ID, and its pending alerts, across restarts; subscribing twice is a no-op.
+    pub id: String,
+    pub origin: Origin,
+    pub target: Target,
+    /// Only these trials; empty means every watched trial.
+    #[serde(default)]
+    pub nct: Vec<NctId>,
+    /// Only changes at paths matching these; empty means the watched fields (`mirror.fields`).
+    #[serde(default)]
+    pub fields: Vec<FieldPattern>,
+    /// Changes below this severity are not sent; a version with none left alerts nobody.
+    pub min_severity: Severity,
+    pub digest: DigestMode,
+    /// When `trialwatch subscribe` added it (absent for config-declared ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl Subscription {
+    pub fn new(
+        origin: Origin,
+        target: Target,
+        mut nct: Vec<NctId>,
+        fields: Vec<FieldPattern>,
+        min_severity: Severity,
+        digest: DigestMode,
+        created_at: Option<DateTime<Utc>>,
+    ) -> Subscription {
+        nct.sort();
+        nct.dedup();
+        let mut pats: Vec<&str> = fields.iter().map(FieldPattern::as_str).collect();
+        pats.sort();
+        pats.dedup();
+        // The secret file is left out: pointing at a new file is not a new subscription.
+        let canonical = serde_json::json!([
+            target.kind(),
+            target.address(),
+            nct,
+            pats,
+            min_severity,
+            digest,
+        ]);
+        let hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
+        let prefix = match origin {
+            Origin::Config => "cfg",
+            Origin::Store => "sub",
+        };
+        Subscription {
+            id: format!("{prefix}-{}", &hash[..10]),
+            origin,
+            target,
+            nct,
+            fields,
+            min_severity,
+            digest,
+            created_at,
+        }
+    }
+
+    pub fn wants_trial(&self, nct: &NctId) -> bool {
+        self.nct.is_empty() || self.nct.contains(nct)
+    }
+
+    pub fn wants_path(&self, path: &str, watched: &WatchedFields) -> bool {
+        if self.fields.is_empty() {
+            watched.is_watched(path)
+        } else {
+            self.fields.iter().any(|p| p.matches(path))
+        }
+    }
+
+    /// The paths of `changes` (with their severities) this subscription hears about.
+    pub fn matching_paths(
+        &self,
+        nct: &NctId,
+        changes: &[(&FieldChange, Severity)],
+        watched: &WatchedFields,
+    ) -> Vec<String> {
+        if !self.wants_trial(nct) {
+            return Vec::new();
+        }
+        changes
+            .iter()
+            .filter(|(c, sev)| *sev >= self.min_severity && self.wants_path(&c.path, watched))
+            .map(|(c, _)| c.path.clone())
+            .collect()
+    }
+}
+
+/// Check an email address with lettre's parser (the one that will send to it), and refuse what
+/// it would accept but a mailbox list would not (display names, angle brackets, spaces).
+pub fn validate_email(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let bad = || {
+        format!(
+            "{s:?} is not an email address; write it as name@example.org (no display name, no <>)"
+        )
+    };
+    if t.chars()
+        .any(|c| c.is_whitespace() || "<>(),;\"".contains(c))
+    {
+        return Err(bad());
+    }
+    let address: lettre::Address = t.parse().map_err(|_| bad())?;
+    // lettre accepts a bare host (`me@localhost`); a subscriber's address needs a dotted domain
+    // or it is almost certainly a typo.
+    if !address.domain().contains('.') && !address.domain().starts_with('[') {
+        return Err(bad());
+    }
+    Ok(t.to_string())
+}
+
+/// A webhook URL must be http(s) with a host.
+pub fn validate_webhook_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(s.trim().to_string())
+        }
+        Ok(u) => Err(format!(
+            "{s:?} is a {}: URL; a webhook must be http:// or https:// with a host, e.g. \"https://example.org/hooks/trialwatch\"",
+            u.scheme()
+        )),
+        Err(e) => Err(format!(
+            "{s:?} is not a URL ({e}); e.g. \"https://example.org/hooks/trialwatch\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_urls_are_validated_with_the_fix() {
+        assert!(validate_email("me@example.org").is_ok());
+        assert!(validate_email(" me+tw@sub.example.org ").is_ok());
+        for bad in [
+            "me",
+            "me@",
+            "@example.org",
+            "me@exa mple.org",
+            "Me <me@x.org>",
+            "a@b@c",
+        ] {
+            let e = validate_email(bad).unwrap_err();
+            assert!(e.contains("name@example.org"), "{bad}: {e}");
+        }
+        assert!(validate_webhook_url("https://example.org/hook").is_ok());
+        assert!(validate_webhook_url("ftp://example.org/").is_err());
+        assert!(validate_webhook_url("not a url").is_err());
+    }
+}
