@@ -172,16 +172,18 @@ pub struct CtgovConfig {
 }
 
 impl Default for CtgovConfig {
-    /// Polite production settings: 40 requests/min (below the reported ~50/min), batches of 50.
+    /// The documented `[ctgov]` defaults (README, example config): 50 requests/min (the ~50/min
+    /// third parties report), batches of 100, 30 s per request, 5 attempts, backoff 1 s to 60 s.
+    /// The config file's missing keys take exactly these values.
     fn default() -> Self {
         CtgovConfig {
             base_url: "https://clinicaltrials.gov".to_string(),
-            requests_per_minute: 40,
-            batch_size: 50,
-            timeout: Duration::from_secs(60),
+            requests_per_minute: 50,
+            batch_size: 100,
+            timeout: Duration::from_secs(30),
             max_attempts: 5,
-            backoff_base: Duration::from_secs(2),
-            backoff_cap: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
         }
     }
 }
@@ -465,8 +467,9 @@ fn secs_in_range(
 }
 
 fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> CtgovConfig {
+    let d = CtgovConfig::default();
     let base_url = match raw.base_url.as_deref() {
-        None => "https://clinicaltrials.gov".to_string(),
+        None => d.base_url.clone(),
         Some(u) => match reqwest::Url::parse(u) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 u.trim_end_matches('/').to_string()
@@ -485,27 +488,39 @@ fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> CtgovConfig {
         requests_per_minute: int_in_range(
             raw.requests_per_minute,
             "ctgov.requests_per_minute",
-            50,
+            i64::from(d.requests_per_minute),
             0,
             6000,
             problems,
         ) as u32,
-        batch_size: int_in_range(raw.batch_size, "ctgov.batch_size", 100, 1, 1000, problems)
-            as usize,
+        batch_size: int_in_range(
+            raw.batch_size,
+            "ctgov.batch_size",
+            d.batch_size as i64,
+            1,
+            1000,
+            problems,
+        ) as usize,
         timeout: secs_in_range(
             raw.timeout_secs,
             "ctgov.timeout_secs",
-            30.0,
+            d.timeout.as_secs_f64(),
             0.1,
             600.0,
             problems,
         ),
-        max_attempts: int_in_range(raw.max_attempts, "ctgov.max_attempts", 5, 1, 20, problems)
-            as u32,
+        max_attempts: int_in_range(
+            raw.max_attempts,
+            "ctgov.max_attempts",
+            i64::from(d.max_attempts),
+            1,
+            20,
+            problems,
+        ) as u32,
         backoff_base: Duration::from_millis(int_in_range(
             raw.backoff_base_ms,
             "ctgov.backoff_base_ms",
-            1000,
+            d.backoff_base.as_millis() as i64,
             1,
             60_000,
             problems,
@@ -513,7 +528,7 @@ fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> CtgovConfig {
         backoff_cap: secs_in_range(
             raw.backoff_cap_secs,
             "ctgov.backoff_cap_secs",
-            60.0,
+            d.backoff_cap.as_secs_f64(),
             0.001,
             3600.0,
             problems,
