@@ -38,7 +38,7 @@ pub struct Config {
     pub ctgov: CtgovConfig,
     pub watch: WatchConfig,
     pub mirror: MirrorConfig,
-    /// When the daemon syncs (`[schedule]`; owned by the daemon branch).
+    /// When the daemon syncs (`[schedule]`).
     pub schedule: ScheduleConfig,
     /// `[smtp]`: how email alerts leave; `None` when the section is absent (email
     /// subscriptions then become dead letters that say so).
@@ -77,7 +77,7 @@ impl Default for AlertsConfig {
     }
 }
 
-// --- [schedule] (daemon branch) -------------------------------------------------------------
+// --- [schedule] -------------------------------------------------------------
 
 /// Default fire time: 13:30 UTC every day. CT.gov loads its daily refresh between 4 and 8 AM
 /// US Eastern time, i.e. by 12:00 UTC in summer (EDT) and 13:00 UTC in winter (EST); the

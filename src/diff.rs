@@ -1,4 +1,4 @@
-//! Record × record → field changes (SCHEMA.md §3), the inverse [`apply`], and readable line and
+//! Record × record → field changes (docs/record.md §5), the inverse [`apply`], and readable line and
 //! word diffs of long text for people ([`text_diff`]).
 //!
 //! Pure: no I/O, no clock, no configuration. This module says *what* changed; what a change

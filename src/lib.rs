@@ -5,7 +5,7 @@
 //! one atomic [`store`] write (snapshot, its changes, the alerts it owes) -> delivery.
 //!
 //! - [`model`]: types shared by every stage (`NctId`, `Record`, `FieldChange`, …).
-//! - [`schema`]: the canonical order of field paths (SCHEMA.md §1).
+//! - [`schema`]: the canonical order of field paths (docs/record.md §2, §4).
 //! - [`config`]: TOML file -> validated `Config`.
 //! - [`ctgov`]: the CT.gov API v2 client (batching, paging, rate limit, retries) and its wire types.
 //! - [`normalize`]: CT.gov study JSON -> normalized `Record`. Pure.
@@ -16,7 +16,6 @@
 //! - [`sync`]: one sync run: fetch, normalize, compare, store.
 //! - [`outbox`]: subscriptions, the alerts each new version owes, delivery with retries.
 //! - [`notify`]: alert delivery by email (lettre) and signed webhooks (reqwest).
-//! - [`severity`]: how much a change matters (placeholder until the real module lands).
 //! - [`daemon`]: the long-running service: schedule, signals, systemd notify, control socket.
 //! - [`cli`]: command-line parsing and the commands.
 

@@ -1,4 +1,4 @@
-//! CT.gov study (wire types) → normalized [`Record`] (`shared/SCHEMA.md` §1–§2). Pure: no I/O,
+//! CT.gov study (wire types) → normalized [`Record`] (`docs/record.md` §1–§4). Pure: no I/O,
 //! no clock.
 //!
 //! Owns every rule of the canonical form:
@@ -115,7 +115,7 @@ pub fn source_fingerprint(raw: &str) -> Result<String, NormalizeError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Turns a parsed study into its normalized record (SCHEMA.md §1–§2).
+/// Turns a parsed study into its normalized record (docs/record.md §1–§4).
 pub fn normalize(study: &wire::Study) -> Result<Record, NormalizeError> {
     let raw_id = study
         .nct_id()

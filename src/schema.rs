@@ -1,4 +1,4 @@
-//! The ordered table of field paths from SCHEMA.md §1: the single source of the canonical
+//! The ordered table of field paths from docs/record.md §2: the single source of the canonical
 //! order of sections and keys, used by the normalizer (to build records in order), by diff
 //! (to list changes in table order) and by the page renderer.
 //!

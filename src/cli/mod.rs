@@ -3,7 +3,7 @@
 //! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
 //! (bad config, unusable store, bad arguments), printed with its whole cause chain.
 
-mod daemon; // daemon branch: `daemon`, `status`, forwarding to a running daemon
+mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
 pub mod query;
 pub mod subscribe;
@@ -140,7 +140,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    // --- daemon branch ---
     /// Run as a service: scheduled syncs, outbox delivery, and every other command served
     /// through a control socket while it runs (stop with SIGTERM, reload with SIGHUP)
     Daemon,
@@ -154,7 +153,7 @@ pub enum Command {
 /// Parse the command line, run it, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // daemon branch: the daemon logs at info unless told otherwise; commands stay quiet.
+    // The daemon logs at info unless told otherwise; commands stay quiet.
     let default_level = if matches!(cli.command, Command::Daemon) {
         "info"
     } else {
@@ -164,7 +163,7 @@ pub fn main() -> ExitCode {
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
         .map_err(anyhow::Error::from)
         .and_then(|cfg| {
-            // daemon branch: start the daemon, or let a running one execute the command.
+            // Start the daemon, or let a running one execute the command.
             if matches!(cli.command, Command::Daemon) {
                 return daemon::run_daemon(cli.config.clone(), cli.data_dir.clone(), cfg);
             }
@@ -297,7 +296,6 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
                 ExitCode::from(2)
             })
         }
-        // daemon branch
         Command::Status { json } => daemon::status(ctx, json, out),
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
@@ -347,7 +345,7 @@ fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     )?;
     let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
     writeln!(out, "watched fields: {}", fields.join(", "))?;
-    // daemon branch: the schedule and its next fire times.
+    // The schedule and its next fire times.
     let next = crate::daemon::schedule::upcoming(&c.schedule.cron, chrono::Utc::now(), 3);
     writeln!(
         out,

@@ -1,6 +1,6 @@
 //! The HTTP client for ClinicalTrials.gov API v2: batching, paging, rate limiting and retries.
 //!
-//! Owns every request trialwatch sends to CT.gov and the rules of API.md §1–2: one shared rate
+//! Owns every request trialwatch sends to CT.gov and the rules of docs/ctgov-api.md §2–§6: one shared rate
 //! limiter, exponential backoff with full jitter (honouring `Retry-After`), `filter.ids` batches
 //! followed to the last page, alias resolution, and splitting a batch that CT.gov rejects with
 //! 400 so one bad ID never blocks the others. It hands back each study's JSON exactly as CT.gov
@@ -492,7 +492,7 @@ impl CtGovClient {
             .ok_or_else(|| no_answer(&url, subject))
     }
 
-    // --- daemon branch: incremental syncs ----------------------------------------------------
+    // --- incremental syncs (the daemon's scheduler; docs/ctgov-api.md §4) ----------------------------------------------------
 
     /// Which of `ids` CT.gov lists with a `LastUpdatePostDate` on or after `since`, in batches
     /// of `batch_size`: `filter.ids=…&filter.advanced=AREA[LastUpdatePostDate]RANGE[since,MAX]`.
@@ -528,7 +528,6 @@ impl CtGovClient {
         Ok(changed)
     }
 
-    // --- end daemon branch ---------------------------------------------------------------------
 
     /// One batch: the pages of a `filter.ids` query, matched back to the requested IDs.
     /// A 400 splits the batch in halves (recursively) so one bad ID fails alone.

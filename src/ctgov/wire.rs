@@ -1,5 +1,5 @@
-//! Serde types mirroring the ClinicalTrials.gov API v2 **Study** JSON (`shared/ctgov/API.md` §3),
-//! limited to what the normalizer reads (`shared/SCHEMA.md` §1).
+//! Serde types mirroring the ClinicalTrials.gov API v2 **Study** JSON (`docs/ctgov-api.md` §7),
+//! limited to what the normalizer reads (`docs/record.md` §2).
 //!
 //! Owns: the wire shape of a study, of a list page (`{"studies":[…]}`) and of a history version
 //! (`{"studyVersion":N,"study":{…}}`). Does not own: any cleaning or canonical form (that is
@@ -165,7 +165,7 @@ pub struct DateStruct {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SponsorCollaboratorsModule {
-    /// Kept as CT.gov's object (SCHEMA.md: "object, CT.gov's keys"), so new keys survive.
+    /// Kept as CT.gov's object (docs/record.md §2, `sponsor.responsibleParty`), so new keys survive.
     pub responsible_party: Option<Map<String, Value>>,
     pub lead_sponsor: Option<Sponsor>,
     #[serde(deserialize_with = "null_as_default")]

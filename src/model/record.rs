@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The normalized trial record: sections of keys, in the canonical order of `schema::FIELDS`
+/// The normalized trial record: sections of keys, in the canonical order of `schema::SECTIONS`
 /// (locations sorted by key). Absent or empty values are left out entirely.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -82,7 +82,7 @@ impl Record {
     }
 }
 
-/// What happened to one field path between two records (`docs/record.md`, change kinds).
+/// What happened to one field path between two records (docs/record.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
@@ -182,7 +182,7 @@ fn glob_match(pat: &[u8], s: &[u8]) -> bool {
     p == pat.len()
 }
 
-/// The ordered list of watched-field patterns (`docs/record.md`, watched fields).
+/// The ordered list of watched-field patterns (docs/record.md §6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchedFields(pub Vec<FieldPattern>);
 

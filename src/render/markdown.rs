@@ -1,4 +1,4 @@
-//! The Markdown mirror page of one trial (`shared/SCHEMA.md` §5), byte for byte in the format of
+//! The Markdown mirror page of one trial (`docs/record.md` §7), byte for byte in the format of
 //! `tests/fixtures/mirror/NCT02985775.md`: YAML front matter, the study's sections, its recent
 //! watched-field changes and a footer. Pure: the caller passes the clock (`now`) and the
 //! configuration ([`PageOptions`]).
@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::model::{Record, VersionMeta, WatchedFields};
 
-/// How many days of changes the page lists when the configuration says nothing (SCHEMA.md §5).
+/// How many days of changes the page lists when the configuration says nothing (docs/record.md §7).
 pub const DEFAULT_RECENT_DAYS: u32 = 30;
 
 /// The constant `source` value of the front matter: this page adds nothing to CT.gov's data.
