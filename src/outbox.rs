@@ -205,6 +205,39 @@ pub fn after_failure(
     e
 }
 
+/// A ready sender of alerts: the notifier the configuration describes. The one way the daemon's
+/// timer, `trialwatch sync` and `trialwatch outbox deliver` deliver what is due: build it (which
+/// checks the SMTP settings), then [`Delivery::run`].
+pub struct Delivery {
+    /// Built once per run: the SMTP transport and the webhook HTTP client.
+    notifier: Notifier,
+}
+
+impl Delivery {
+    /// Checks the `[smtp]` and `[alerts]` settings and builds the transports.
+    pub fn new(cfg: &Config) -> Result<Delivery, crate::notify::SetupError> {
+        Ok(Delivery {
+            notifier: Notifier::new(cfg.smtp.clone(), cfg.alerts.webhook_timeout)?,
+        })
+    }
+
+    /// One delivery pass: reads the subscriptions (fresh: `subscribe` may have added some),
+    /// sends everything due now, and flushes the store so acknowledged alerts stay gone.
+    pub async fn run(&self, cfg: &Config, store: &Store) -> Result<DeliveryReport, StoreError> {
+        let subs = Subscriptions::load(cfg, store)?;
+        let report = deliver_due(
+            store,
+            &self.notifier,
+            &subs,
+            &cfg.alerts,
+            crate::clock::now(),
+        )
+        .await;
+        store.flush()?;
+        Ok(report)
+    }
+}
+
 /// What one delivery run did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DeliveryReport {
@@ -647,11 +680,6 @@ pub fn redact_addresses(message: &str) -> String {
         .map(|w| if w.contains('@') { "[address]" } else { w })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The soonest time an alert is due (for the daemon's timer).
-pub fn next_due(store: &Store) -> Result<Option<DateTime<Utc>>, StoreError> {
-    store.outbox_next_due()
 }
 
 /// `(pending, dead)` alert counts, for `status`.

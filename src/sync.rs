@@ -281,6 +281,18 @@ fn failed(
     )
 }
 
+/// The trials a plain sync covers: the configuration's `[watch]` list, then the store's watch
+/// list (`trialwatch watch add`), without repeats.
+pub fn watched_ids(cfg: &Config, store: &Store) -> Result<Vec<NctId>, crate::store::StoreError> {
+    let mut ids = cfg.watch.nct_ids.clone();
+    for w in store.watch_list()? {
+        if !ids.contains(&w.nct_id) {
+            ids.push(w.nct_id);
+        }
+    }
+    Ok(ids)
+}
+
 /// A changed study, ready to be stored with the rest of its batch.
 struct Staged {
     record: crate::model::Record,

@@ -10,8 +10,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::Ctx;
-use crate::notify::Notifier;
-use crate::outbox::{DeliveryReport, Subscriptions, deliver_due, requeue};
+use crate::outbox::{Delivery, DeliveryReport, requeue};
 use crate::store::{OutboxEntry, Store};
 
 #[derive(Subcommand, Debug)]
@@ -34,10 +33,9 @@ pub enum OutboxAction {
     Deliver,
 }
 
-/// The notifier the configuration describes.
-pub(crate) fn notifier(ctx: &Ctx) -> anyhow::Result<Notifier> {
-    Notifier::new(ctx.cfg.smtp.clone(), ctx.cfg.alerts.webhook_timeout)
-        .context("cannot set up alert delivery")
+/// The alert sender the configuration describes.
+pub(crate) fn delivery(ctx: &Ctx) -> anyhow::Result<Delivery> {
+    Delivery::new(&ctx.cfg).context("cannot set up alert delivery")
 }
 
 /// One line for people: what a delivery run did.
@@ -57,20 +55,11 @@ pub(crate) fn delivery_line(d: &DeliveryReport) -> String {
 
 /// One delivery run of everything due now.
 pub(crate) fn deliver_now(ctx: &Ctx, store: &Store) -> anyhow::Result<DeliveryReport> {
-    let subs = Subscriptions::load(&ctx.cfg, store)?;
-    let notifier = notifier(ctx)?;
+    let delivery = delivery(ctx)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(deliver_due(
-        store,
-        &notifier,
-        &subs,
-        &ctx.cfg.alerts,
-        crate::clock::now(),
-    ));
-    store.flush()?;
-    Ok(report)
+    Ok(rt.block_on(delivery.run(&ctx.cfg, store))?)
 }
 
 #[derive(Serialize)]

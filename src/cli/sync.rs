@@ -7,19 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{Ctx, parse_nct};
-use crate::model::NctId;
 use crate::sync::{SyncReport, client_from_config, run as run_sync};
-
-/// The trials a plain `sync` covers: the configuration's list, then the store's.
-pub(crate) fn watched_ids(ctx: &Ctx, store: &crate::store::Store) -> anyhow::Result<Vec<NctId>> {
-    let mut ids = ctx.cfg.watch.nct_ids.clone();
-    for w in store.watch_list()? {
-        if !ids.contains(&w.nct_id) {
-            ids.push(w.nct_id);
-        }
-    }
-    Ok(ids)
-}
 
 pub(crate) fn run(
     ctx: &Ctx,
@@ -33,7 +21,7 @@ pub(crate) fn run(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let store = ctx.open_store()?;
     let ids = if explicit.is_empty() {
-        watched_ids(ctx, &store)?
+        crate::sync::watched_ids(&ctx.cfg, &store)?
     } else {
         explicit
     };
@@ -59,20 +47,12 @@ pub(crate) fn run(
     let show_progress = progress.is_some();
     let now = crate::clock::now();
     let subs = std::sync::Arc::new(crate::outbox::Subscriptions::load(&ctx.cfg, &store)?);
-    let notifier = super::outbox::notifier(ctx)?;
+    let delivery = super::outbox::delivery(ctx)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut report = rt.block_on(run_sync(&client, &store, subs.clone(), ids, now, progress))?;
-    let delivery = rt.block_on(crate::outbox::deliver_due(
-        &store,
-        &notifier,
-        &subs,
-        &ctx.cfg.alerts,
-        crate::clock::now(),
-    ));
-    store.flush()?;
-    report.delivery = Some(delivery);
+    report.delivery = Some(rt.block_on(delivery.run(&ctx.cfg, &store))?);
     if show_progress {
         eprintln!();
     }

@@ -528,7 +528,6 @@ impl CtGovClient {
         Ok(changed)
     }
 
-
     /// One batch: the pages of a `filter.ids` query, matched back to the requested IDs.
     /// A 400 splits the batch in halves (recursively) so one bad ID fails alone.
     fn fetch_batch<'a>(

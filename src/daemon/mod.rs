@@ -514,24 +514,20 @@ async fn deliver_outbox_once(shared: &Shared) {
     let _guard = shared.sync_lock.lock().await;
     let cfg = shared.config();
     let store = shared.store.clone();
-    let subs = match crate::outbox::Subscriptions::load(&cfg, &store) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the subscriptions; delivery waits for the next pass");
-            return;
-        }
-    };
-    let notifier = match crate::notify::Notifier::new(cfg.smtp.clone(), cfg.alerts.webhook_timeout)
-    {
-        Ok(n) => n,
+    let delivery = match crate::outbox::Delivery::new(&cfg) {
+        Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up alert delivery; alerts stay in the outbox");
             return;
         }
     };
-    let report =
-        crate::outbox::deliver_due(&store, &notifier, &subs, &cfg.alerts, crate::clock::now())
-            .await;
+    let report = match delivery.run(&cfg, &store).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the subscriptions or flush the store; delivery waits for the next pass");
+            return;
+        }
+    };
     if report.delivered + report.retrying + report.dead > 0 || !report.store_errors.is_empty() {
         tracing::info!(
             outbox.delivered = report.delivered,
@@ -541,9 +537,6 @@ async fn deliver_outbox_once(shared: &Shared) {
             outbox.store_errors = report.store_errors.len(),
             "outbox delivery pass"
         );
-    }
-    if let Err(e) = store.flush() {
-        tracing::warn!(error = %e, "cannot flush the store after delivering alerts");
     }
 }
 
@@ -569,17 +562,6 @@ pub enum Plan {
     },
 }
 
-/// The watched trials: the configuration's list, then the store's.
-fn watched_ids(cfg: &Config, store: &Store) -> anyhow::Result<Vec<NctId>> {
-    let mut ids = cfg.watch.nct_ids.clone();
-    for w in store.watch_list()? {
-        if !ids.contains(&w.nct_id) {
-            ids.push(w.nct_id);
-        }
-    }
-    Ok(ids)
-}
-
 /// Decide what a scheduled run fetches. `changed_since` asks CT.gov which of the watched
 /// trials changed since a date; it is only called for an incremental run.
 pub async fn plan<F, Fut>(
@@ -594,7 +576,7 @@ where
     F: FnOnce(Vec<NctId>, chrono::NaiveDate) -> Fut,
     Fut: Future<Output = anyhow::Result<Vec<NctId>>>,
 {
-    let watched = watched_ids(cfg, store)?;
+    let watched = crate::sync::watched_ids(cfg, store)?;
     if watched.is_empty() {
         return Ok(Plan::Skip(
             "the watch list is empty; add trials with `trialwatch watch add NCT…` or \

@@ -107,10 +107,6 @@ impl Notifier {
         self.send("WATCHDOG=1");
     }
 
-    pub fn reloading(&self) {
-        self.send("RELOADING=1");
-    }
-
     pub fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping");
     }
