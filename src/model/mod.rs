@@ -18,5 +18,6 @@ pub use record::{
 };
 pub use severity::{BadSeverity, Severity};
 pub use subscription::{
-    DigestMode, Origin, Subscription, Target, validate_email, validate_webhook_url,
+    BadHttpUrl, DigestMode, Origin, Subscription, Target, validate_email, validate_http_url,
+    validate_webhook_url,
 };

@@ -202,17 +202,35 @@ pub fn validate_email(s: &str) -> Result<String, String> {
     Ok(t.to_string())
 }
 
+/// Why a string is not an http(s) URL with a host. Each caller words its own message (with
+/// its own key and example), so this carries only the facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadHttpUrl {
+    /// It does not parse as a URL at all; the parser's reason.
+    Unparsable(String),
+    /// It parses, but with this scheme (or without a host), so no HTTP client can reach it.
+    NotHttp(String),
+}
+
+/// The one check for "an http:// or https:// URL with a host", shared by everything trialwatch
+/// sends requests to or links to: the CT.gov base URL, webhooks, the mirror's canonical base.
+/// `s` is parsed as given; callers that accept surrounding blanks trim first.
+pub fn validate_http_url(s: &str) -> Result<reqwest::Url, BadHttpUrl> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(u),
+        Ok(u) => Err(BadHttpUrl::NotHttp(u.scheme().to_string())),
+        Err(e) => Err(BadHttpUrl::Unparsable(e.to_string())),
+    }
+}
+
 /// A webhook URL must be http(s) with a host.
 pub fn validate_webhook_url(s: &str) -> Result<String, String> {
-    match reqwest::Url::parse(s.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-            Ok(s.trim().to_string())
-        }
-        Ok(u) => Err(format!(
-            "{s:?} is a {}: URL; a webhook must be http:// or https:// with a host, e.g. \"https://example.org/hooks/trialwatch\"",
-            u.scheme()
+    match validate_http_url(s.trim()) {
+        Ok(_) => Ok(s.trim().to_string()),
+        Err(BadHttpUrl::NotHttp(scheme)) => Err(format!(
+            "{s:?} is a {scheme}: URL; a webhook must be http:// or https:// with a host, e.g. \"https://example.org/hooks/trialwatch\""
         )),
-        Err(e) => Err(format!(
+        Err(BadHttpUrl::Unparsable(e)) => Err(format!(
             "{s:?} is not a URL ({e}); e.g. \"https://example.org/hooks/trialwatch\""
         )),
     }
