@@ -1,0 +1,122 @@
+//! `[[subscription]]`: each entry checked and turned into a [`model::Subscription`]
+//! (`crate::model` owns the type and the address/URL checks; this file only maps the TOML keys
+//! onto them). Storing and delivering to subscriptions is `crate::outbox`'s business.
+//!
+//! [`model::Subscription`]: crate::model::Subscription
+
+use std::path::Path;
+
+use super::check::relative_to;
+use super::mirror::validate_field_pattern;
+use super::raw;
+use crate::model::{
+    DigestMode, NctId, Origin, Severity, Subscription, Target, validate_email, validate_webhook_url,
+};
+
+/// Check every `[[subscription]]` entry and build its [`Subscription`] (origin
+/// [`Origin::Config`], content-derived ID); an entry with any problem, or one repeating an
+/// earlier entry, is left out.
+pub(super) fn validate_subscriptions(
+    raw: &[raw::Subscription],
+    file: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> Vec<Subscription> {
+    let mut out: Vec<Subscription> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("subscription[{i}]");
+        let before = problems.len();
+        let target = match (&r.email, &r.webhook) {
+            (Some(addr), None) => {
+                if r.secret_file.is_some() {
+                    problems.push(format!(
+                        "`{key}.secret_file` is for webhooks; an email subscription cannot use it, remove it"
+                    ));
+                }
+                match validate_email(addr) {
+                    Ok(address) => Some(Target::Email { address }),
+                    Err(e) => {
+                        problems.push(format!("`{key}.email`: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, Some(url)) => match validate_webhook_url(url) {
+                Ok(url) => {
+                    let secret_file = r.secret_file.as_ref().map(|f| relative_to(file, f));
+                    if let Some(p) = &secret_file
+                        && !p.is_file()
+                    {
+                        problems.push(format!(
+                            "`{key}.secret_file` = {:?} is not a readable file; create it (the signing secret on one line) or remove the key",
+                            p.display().to_string()
+                        ));
+                    }
+                    Some(Target::Webhook { url, secret_file })
+                }
+                Err(e) => {
+                    problems.push(format!("`{key}.webhook`: {e}"));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                problems.push(format!(
+                    "`{key}` has both `email` and `webhook`; declare two subscriptions, one each"
+                ));
+                None
+            }
+            (None, None) => {
+                problems.push(format!(
+                    "`{key}` has neither `email` nor `webhook`; add email = \"you@example.org\" or webhook = \"https://…\""
+                ));
+                None
+            }
+        };
+        let mut nct = Vec::new();
+        for (j, s) in r.nct.iter().enumerate() {
+            match s.parse::<NctId>() {
+                Ok(id) => nct.push(id),
+                Err(e) => problems.push(format!("`{key}.nct[{j}]`: {e}")),
+            }
+        }
+        let mut fields = Vec::new();
+        for (j, f) in r.fields.iter().enumerate() {
+            match validate_field_pattern(f) {
+                Ok(p) => fields.push(p),
+                Err(e) => problems.push(format!("`{key}.fields[{j}]`: {e}")),
+            }
+        }
+        let min_severity = match r.min_severity.as_deref() {
+            None => Severity::Minor,
+            Some(s) => s.parse().unwrap_or_else(|e| {
+                problems.push(format!("`{key}.min_severity`: {e}"));
+                Severity::Minor
+            }),
+        };
+        let digest = match r.digest.as_deref() {
+            None => DigestMode::Immediate,
+            Some(s) => s.parse().unwrap_or_else(|e| {
+                problems.push(format!("`{key}.digest`: {e}"));
+                DigestMode::Immediate
+            }),
+        };
+        if let (Some(target), true) = (target, problems.len() == before) {
+            let sub = Subscription::new(
+                Origin::Config,
+                target,
+                nct,
+                fields,
+                min_severity,
+                digest,
+                None,
+            );
+            if out.iter().any(|s| s.id == sub.id) {
+                problems.push(format!(
+                    "`{key}` repeats an earlier subscription (same destination and filters); remove one"
+                ));
+            } else {
+                out.push(sub);
+            }
+        }
+    }
+    out
+}

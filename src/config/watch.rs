@@ -1,0 +1,112 @@
+//! `[watch]`: which trials are tracked ([`WatchConfig`]), from the inline `nct_ids` and the
+//! optional watch-list file ([`read_watch_file`]). What a sync does with the list is
+//! `crate::sync`'s business.
+
+use std::path::{Path, PathBuf};
+
+use super::check::relative_to;
+use super::raw;
+use crate::model::NctId;
+
+/// `[watch]`: the trials every sync fetches.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// IDs from `nct_ids` and `nct_file`, deduplicated, in the order first given.
+    pub nct_ids: Vec<NctId>,
+    /// Kept so SIGHUP and messages can name the file the IDs came from.
+    pub nct_file: Option<PathBuf>,
+}
+
+/// Check `[watch]`: parse the inline IDs, read `nct_file` and merge both, first-given order.
+pub(super) fn validate_watch(
+    raw: &raw::Watch,
+    file: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> WatchConfig {
+    let mut ids: Vec<NctId> = Vec::new();
+    let mut push = |id: NctId| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    };
+    for (i, s) in raw.nct_ids.iter().enumerate() {
+        match s.parse::<NctId>() {
+            Ok(id) => push(id),
+            Err(e) => problems.push(format!("`watch.nct_ids[{i}]`: {e}")),
+        }
+    }
+    // A relative watch-list path is relative to the config file, not to the working directory.
+    let nct_file = raw.nct_file.as_ref().map(|f| relative_to(file, f));
+    if let Some(path) = &nct_file {
+        match read_watch_file(path) {
+            Ok(list) => list.into_iter().for_each(&mut push),
+            Err(mut e) => problems.append(&mut e),
+        }
+    }
+    WatchConfig {
+        nct_ids: ids,
+        nct_file,
+    }
+}
+
+/// Read a watch-list file: one NCT ID a line, blank lines and `#` comments ignored.
+/// Returns every bad line at once, each naming `file:line`.
+pub fn read_watch_file(path: &Path) -> Result<Vec<NctId>, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![format!(
+            "`watch.nct_file` = {:?} cannot be read: {e}; create it (one NCT ID a line) or remove the key",
+            path.display().to_string()
+        )]
+    })?;
+    let mut ids = Vec::new();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        match content.parse::<NctId>() {
+            Ok(id) => ids.push(id),
+            Err(e) => problems.push(format!("{}:{}: {e}", path.display(), n + 1)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(ids)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn watch_file_is_read_relative_to_the_config_with_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("list.txt"),
+            "# my trials\nNCT02241018\n\nnct02985775  # lowercase is fine\nNCT02241018\n",
+        )
+        .unwrap();
+        let cfg_path = dir.path().join("c.toml");
+        let c = Config::from_toml(
+            "[watch]\nnct_ids=[\"NCT00000001\"]\nnct_file = \"list.txt\"\n",
+            Some(&cfg_path),
+        )
+        .unwrap();
+        let ids: Vec<_> = c.watch.nct_ids.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ids, ["NCT00000001", "NCT02241018", "NCT02985775"]);
+    }
+
+    #[test]
+    fn bad_watch_file_lines_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list.txt");
+        std::fs::write(&p, "NCT02241018\nNCTXYZ\n").unwrap();
+        let e = read_watch_file(&p).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("list.txt:2"), "{}", e[0]);
+    }
+}
