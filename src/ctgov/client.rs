@@ -70,12 +70,15 @@ impl FetchedStudy {
 /// What became of one requested ID (or of a group of IDs that failed together).
 #[derive(Debug)]
 pub enum StudyOutcome {
+    /// CT.gov sent the study (for an alias: the canonical study it stands for).
     Found(FetchedStudy),
     /// CT.gov answered 404 for this well-formed ID: it does not exist (or no longer does).
     NotFound(NctId),
     /// No trustworthy answer for these IDs; `error` says why and whether a retry may help.
     Failed {
+        /// The requested IDs left without an answer (a whole batch when its query failed).
         ids: Vec<NctId>,
+        /// Why, and through `is_transient` whether the next sync may do better.
         error: FetchError,
     },
 }
@@ -171,6 +174,7 @@ impl CtGovClient {
         })
     }
 
+    /// The settings this client was built with (validated by [`CtGovClient::new`]).
     pub fn config(&self) -> &CtgovConfig {
         &self.inner.cfg
     }

@@ -30,32 +30,42 @@ pub enum FetchError {
         subject: String,
         /// The URL asked for, so a user can retry it by hand.
         url: String,
+        /// The HTTP status, which decides the retry and the hint in the message.
         status: u16,
         /// CT.gov's raw text (error bodies are plain text, not JSON), up to 64 KiB.
         body: String,
-        /// The `Retry-After` CT.gov asked for (429/503), in seconds form.
+        /// The `Retry-After` CT.gov asked for (429/503), read from seconds or an HTTP date.
         retry_after: Option<Duration>,
     },
     /// No complete HTTP answer: connection refused/reset, timeout, body cut off, redirect loop.
     Transport {
+        /// The trial(s) or resource the request was for, for messages.
         subject: String,
+        /// The URL asked for, so a user can retry it by hand.
         url: String,
         /// The underlying error chain, as text (so the error stays `Clone`).
         detail: String,
+        /// Whether the `timeout` ran out, so the message can suggest raising it.
         timed_out: bool,
         /// False only for errors a retry cannot fix (redirect loops, unbuildable requests).
         retryable: bool,
     },
     /// A 200 whose body is not the expected JSON: an HTML page, cut-off JSON, a wrong shape.
     BadBody {
+        /// The trial(s) or resource the request was for, for messages.
         subject: String,
+        /// The URL asked for, so a user can retry it by hand.
         url: String,
+        /// What was wrong with the body (HTML, not UTF-8, the JSON error).
         detail: String,
     },
     /// A transient error that persisted through every attempt; `last` is the final one.
     GaveUp {
+        /// The trial(s) or resource the request was for, for messages.
         subject: String,
+        /// How many requests were sent, the first included.
         attempts: u32,
+        /// The last attempt's error: the one a user can act on.
         #[source]
         last: Box<FetchError>,
     },
@@ -92,6 +102,7 @@ impl FetchError {
         }
     }
 
+    /// The `Retry-After` of this very answer (not looked for behind `GaveUp`, which is final).
     pub(super) fn retry_after(&self) -> Option<Duration> {
         match self {
             FetchError::Status { retry_after, .. } => *retry_after,
