@@ -11,24 +11,26 @@
 //! missing from its batch answer (to tell 404 from an alias) — never one per trial.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap};
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+pub use super::error::FetchError;
+use super::error::describe_ids;
+use super::limiter::RateLimiter;
+use super::wire::{DataVersion, RawStudiesPage, StudyIds};
 use crate::config::CtgovConfig;
 use crate::model::NctId;
 use crate::util::backoff::full_jitter;
-use crate::util::http::{is_transient_status, retry_after};
-use crate::util::text::{error_chain, one_line};
+use crate::util::http::retry_after;
+use crate::util::text::error_chain;
 
 /// Sent with every request so CT.gov can tell who we are (and reach us).
 pub const USER_AGENT: &str = concat!(
@@ -43,9 +45,6 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 /// A `Retry-After` longer than this is not waited out inside a sync: the request fails (as a
 /// transient error) and the next scheduled sync tries again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
-
-/// How many IDs an error message lists before it says "and N more".
-const IDS_IN_MESSAGES: usize = 20;
 
 /// How much of an error answer's body is kept (an HTML error page can be large).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -71,12 +70,15 @@ impl FetchedStudy {
 /// What became of one requested ID (or of a group of IDs that failed together).
 #[derive(Debug)]
 pub enum StudyOutcome {
+    /// CT.gov sent the study (for an alias: the canonical study it stands for).
     Found(FetchedStudy),
     /// CT.gov answered 404 for this well-formed ID: it does not exist (or no longer does).
     NotFound(NctId),
     /// No trustworthy answer for these IDs; `error` says why and whether a retry may help.
     Failed {
+        /// The requested IDs left without an answer (a whole batch when its query failed).
         ids: Vec<NctId>,
+        /// Why, and through `is_transient` whether the next sync may do better.
         error: FetchError,
     },
 }
@@ -88,235 +90,6 @@ impl StudyOutcome {
             StudyOutcome::Found(s) => vec![&s.requested],
             StudyOutcome::NotFound(id) => vec![id],
             StudyOutcome::Failed { ids, .. } => ids.iter().collect(),
-        }
-    }
-}
-
-/// Why a request to CT.gov did not give a usable answer.
-///
-/// `Display` says what was asked (trials and URL), what went wrong and what to do; print it with
-/// `{:#}` (anyhow) to include the last error behind [`FetchError::GaveUp`].
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum FetchError {
-    /// The client settings cannot work (bad `base_url`, `batch_size` 0, …).
-    Config(String),
-    /// CT.gov answered a non-success status (after redirects).
-    Status {
-        /// The trial(s) or resource the request was for, for messages.
-        subject: String,
-        /// The URL asked for, so a user can retry it by hand.
-        url: String,
-        status: u16,
-        /// CT.gov's raw text (error bodies are plain text, not JSON), up to 64 KiB.
-        body: String,
-        /// The `Retry-After` CT.gov asked for (429/503), in seconds form.
-        retry_after: Option<Duration>,
-    },
-    /// No complete HTTP answer: connection refused/reset, timeout, body cut off, redirect loop.
-    Transport {
-        subject: String,
-        url: String,
-        /// The underlying error chain, as text (so the error stays `Clone`).
-        detail: String,
-        timed_out: bool,
-        /// False only for errors a retry cannot fix (redirect loops, unbuildable requests).
-        retryable: bool,
-    },
-    /// A 200 whose body is not the expected JSON: an HTML page, cut-off JSON, a wrong shape.
-    BadBody {
-        subject: String,
-        url: String,
-        detail: String,
-    },
-    /// A transient error that persisted through every attempt; `last` is the final one.
-    GaveUp {
-        subject: String,
-        attempts: u32,
-        #[source]
-        last: Box<FetchError>,
-    },
-}
-
-impl FetchError {
-    /// Whether trying again later may succeed (throttling, CT.gov down, network trouble).
-    /// 400/404-type answers and configuration errors are not transient.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            FetchError::Config(_) => false,
-            FetchError::Status { status, .. } => is_transient_status(*status),
-            FetchError::Transport { retryable, .. } => *retryable,
-            FetchError::BadBody { .. } => true,
-            FetchError::GaveUp { last, .. } => last.is_transient(),
-        }
-    }
-
-    /// The HTTP status of the (last) error answer, if there was one.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            FetchError::Status { status, .. } => Some(*status),
-            FetchError::GaveUp { last, .. } => last.status(),
-            _ => None,
-        }
-    }
-
-    /// CT.gov's raw text of the (last) error answer, if there was one.
-    pub fn body(&self) -> Option<&str> {
-        match self {
-            FetchError::Status { body, .. } => Some(body),
-            FetchError::GaveUp { last, .. } => last.body(),
-            _ => None,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            FetchError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchError::Config(msg) => write!(f, "invalid CT.gov client settings: {msg}"),
-            FetchError::Status {
-                subject,
-                url,
-                status,
-                body,
-                retry_after,
-            } => {
-                write!(f, "CT.gov answered HTTP {status} for {subject} ({url})")?;
-                let excerpt = excerpt(body);
-                if !excerpt.is_empty() {
-                    write!(f, ": {excerpt}")?;
-                }
-                if let Some(ra) = retry_after {
-                    write!(f, " (Retry-After {} s)", ra.as_secs())?;
-                }
-                let hint = match *status {
-                    400 => {
-                        "; CT.gov rejected the request: check that the ID is a real NCT number \
-                         (NCT followed by 8 digits) and remove it from the watch list if it is not"
-                    }
-                    404 => "; check that base_url points at the CT.gov API (…/api/v2 is added)",
-                    429 => {
-                        "; CT.gov is throttling us: the next sync retries; lower \
-                         requests_per_minute if this keeps happening"
-                    }
-                    s if is_transient_status(s) => {
-                        "; CT.gov seems to be having trouble: the next sync retries"
-                    }
-                    _ => "",
-                };
-                f.write_str(hint)
-            }
-            FetchError::Transport {
-                subject,
-                url,
-                detail,
-                timed_out,
-                ..
-            } => {
-                if *timed_out {
-                    write!(
-                        f,
-                        "CT.gov did not answer in time for {subject} ({url}): {detail}; the next \
-                         sync retries, raise the timeout if this keeps happening"
-                    )
-                } else {
-                    write!(
-                        f,
-                        "could not get an answer from CT.gov for {subject} ({url}): {detail}; \
-                         check the network connection, the next sync retries"
-                    )
-                }
-            }
-            FetchError::BadBody {
-                subject,
-                url,
-                detail,
-            } => write!(
-                f,
-                "CT.gov sent something other than the expected JSON for {subject} ({url}): \
-                 {detail}; this is usually a passing fault of CT.gov, the next sync retries"
-            ),
-            FetchError::GaveUp {
-                subject, attempts, ..
-            } => write!(f, "gave up on {subject} after {attempts} attempts"),
-        }
-    }
-}
-
-/// The start of an error body, on one line, for messages (the full text stays in the error).
-fn excerpt(body: &str) -> String {
-    one_line(body, 300)
-}
-
-/// "trial NCT00000001" / "trials NCT…, NCT… (25 IDs)", for messages and logs.
-fn describe_ids(ids: &[NctId]) -> String {
-    match ids {
-        [one] => format!("trial {one}"),
-        _ => {
-            let shown: Vec<&str> = ids
-                .iter()
-                .take(IDS_IN_MESSAGES)
-                .map(NctId::as_str)
-                .collect();
-            let more = ids.len().saturating_sub(IDS_IN_MESSAGES);
-            if more > 0 {
-                format!(
-                    "trials {} and {more} more ({} IDs)",
-                    shown.join(", "),
-                    ids.len()
-                )
-            } else {
-                format!("trials {} ({} IDs)", shown.join(", "), ids.len())
-            }
-        }
-    }
-}
-
-/// Spreads requests evenly over time and lets a 429's `Retry-After` pause everyone.
-#[derive(Debug)]
-struct RateLimiter {
-    /// Minimum spacing between request starts; `None` when the limit is off.
-    interval: Option<Duration>,
-    /// The earliest moment the next request may start.
-    next: Mutex<Instant>,
-}
-
-impl RateLimiter {
-    fn new(requests_per_minute: u32) -> Self {
-        RateLimiter {
-            interval: (requests_per_minute > 0)
-                .then(|| Duration::from_secs(60) / requests_per_minute),
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Waits for this request's slot. Slots are handed out in call order.
-    async fn acquire(&self) {
-        let now = Instant::now();
-        let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = (*next).max(now);
-            if let Some(interval) = self.interval {
-                *next = slot + interval;
-            }
-            slot
-        };
-        if slot > now {
-            tokio::time::sleep_until(slot).await;
-        }
-    }
-
-    /// No request (of any task) starts before `until`.
-    fn hold_until(&self, until: Instant) {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        if until > *next {
-            *next = until;
         }
     }
 }
@@ -401,6 +174,7 @@ impl CtGovClient {
         })
     }
 
+    /// The settings this client was built with (validated by [`CtGovClient::new`]).
     pub fn config(&self) -> &CtgovConfig {
         &self.inner.cfg
     }
@@ -475,14 +249,9 @@ impl CtGovClient {
     /// `GET /api/v2/version` → `dataTimestamp` (UTC, `yyyy-MM-ddTHH:mm:ss`), the cheapest way
     /// to learn whether CT.gov loaded new data since the last sync.
     pub async fn data_timestamp(&self) -> Result<String, FetchError> {
-        #[derive(Deserialize)]
-        struct Version {
-            #[serde(rename = "dataTimestamp")]
-            data_timestamp: String,
-        }
         let url = self.url("/version", &[])?;
         let parse = |body: &str| {
-            serde_json::from_str::<Version>(body)
+            serde_json::from_str::<DataVersion>(body)
                 .map(|v| v.data_timestamp)
                 .map_err(|e| format!("not a version object with dataTimestamp: {e}"))
         };
@@ -817,27 +586,6 @@ struct Page {
     next_page_token: Option<String>,
 }
 
-/// Just the ID parts of a study; the rest is skipped unparsed.
-#[derive(Deserialize)]
-struct StudyIds {
-    #[serde(rename = "protocolSection")]
-    protocol_section: Option<ProtocolIds>,
-}
-
-#[derive(Deserialize)]
-struct ProtocolIds {
-    #[serde(rename = "identificationModule")]
-    identification_module: Option<IdentificationIds>,
-}
-
-#[derive(Deserialize)]
-struct IdentificationIds {
-    #[serde(rename = "nctId")]
-    nct_id: Option<String>,
-    #[serde(rename = "nctIdAliases", default)]
-    nct_id_aliases: Vec<String>,
-}
-
 fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
     let ids: StudyIds = serde_json::from_str(raw.get())
         .map_err(|e| format!("a study is not a JSON object of the expected shape: {e}"))?;
@@ -870,14 +618,7 @@ fn parse_single(body: &str) -> Result<ListedStudy, String> {
 }
 
 fn parse_page(body: &str) -> Result<Page, String> {
-    #[derive(Deserialize)]
-    struct Wire<'a> {
-        #[serde(borrow)]
-        studies: Vec<&'a RawValue>,
-        #[serde(rename = "nextPageToken")]
-        next_page_token: Option<String>,
-    }
-    let wire: Wire<'_> =
+    let wire: RawStudiesPage<'_> =
         serde_json::from_str(body).map_err(|e| format!("not a complete page of studies: {e}"))?;
     let studies = wire
         .studies
@@ -903,20 +644,6 @@ mod tests {
             let ceiling = (base * 2u32.saturating_pow(attempt.min(20) - 1)).min(cap);
             assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
         }
-    }
-
-    #[test]
-    fn ids_in_messages_are_listed_then_counted() {
-        let ids: Vec<NctId> = (1..=25)
-            .map(|n| format!("NCT{n:08}").parse().unwrap())
-            .collect();
-        assert_eq!(describe_ids(&ids[..1]), "trial NCT00000001");
-        assert_eq!(
-            describe_ids(&ids[..2]),
-            "trials NCT00000001, NCT00000002 (2 IDs)"
-        );
-        let many = describe_ids(&ids);
-        assert!(many.contains("NCT00000020 and 5 more (25 IDs)"), "{many}");
     }
 
     #[test]
@@ -946,27 +673,112 @@ mod tests {
         );
     }
 
-    #[test]
-    fn transient_errors_are_classified() {
-        let status = |s: u16| FetchError::Status {
-            subject: "trial NCT00000001".into(),
-            url: "u".into(),
-            status: s,
-            body: String::new(),
-            retry_after: None,
+    // A 429's `Retry-After` in its HTTP-date form (RFC 9110 §10.2.3) goes through the same
+    // path as delta-seconds: read by `util::http::retry_after`, waited out by `get`, and capped
+    // by `MAX_RETRY_AFTER`. The fake CT.gov only sends seconds, so these tests script the raw
+    // HTTP answers themselves.
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `answers` (raw HTTP responses) in order, one per connection, on 127.0.0.1.
+    async fn scripted_server(answers: Vec<String>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for answer in answers {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&chunk[..n]);
+                }
+                sock.write_all(answer.as_bytes()).await.unwrap();
+                let _ = sock.shutdown().await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn http_answer(status: &str, extra_headers: &str, content_type: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+             connection: close\r\n{extra_headers}\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn too_many_requests_until(at: chrono::DateTime<chrono::Utc>) -> String {
+        let date = at.format("%a, %d %b %Y %H:%M:%S GMT");
+        http_answer(
+            "429 Too Many Requests",
+            &format!("retry-after: {date}\r\n"),
+            "text/plain",
+            "Too Many Requests",
+        )
+    }
+
+    fn test_client(base_url: String) -> CtGovClient {
+        CtGovClient::new(CtgovConfig {
+            base_url,
+            requests_per_minute: 0,
+            batch_size: 10,
+            timeout: Duration::from_secs(5),
+            max_attempts: 4,
+            // Far below the Retry-After waited for, so only honouring it explains the wait.
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(40),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_429_with_an_http_date_retry_after_is_waited_out() {
+        // HTTP dates have whole seconds: now + 2 s, cut to the second, is at least 1 s away.
+        let until = chrono::Utc::now() + chrono::Duration::seconds(2);
+        let base = scripted_server(vec![
+            too_many_requests_until(until),
+            http_answer(
+                "200 OK",
+                "",
+                "application/json",
+                r#"{"dataTimestamp":"2026-09-04T09:00:06"}"#,
+            ),
+        ])
+        .await;
+        let client = test_client(base);
+
+        let started = Instant::now();
+        let stamp = client.data_timestamp().await.unwrap();
+
+        assert_eq!(stamp, "2026-09-04T09:00:06");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "retried after {:?}, before the Retry-After date",
+            started.elapsed()
+        );
+        assert_eq!(client.request_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_http_date_retry_after_beyond_the_limit_gives_up_at_once() {
+        let until = chrono::Utc::now() + chrono::Duration::hours(1);
+        let base = scripted_server(vec![too_many_requests_until(until)]).await;
+        let client = test_client(base);
+
+        let err = client.data_timestamp().await.unwrap_err();
+
+        let FetchError::GaveUp { attempts, last, .. } = &err else {
+            panic!("expected GaveUp, got {err:?}");
         };
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(status(s).is_transient(), "{s}");
-        }
-        for s in [400, 401, 403, 404, 410] {
-            assert!(!status(s).is_transient(), "{s}");
-        }
-        let gave_up = FetchError::GaveUp {
-            subject: "trial NCT00000001".into(),
-            attempts: 3,
-            last: Box::new(status(503)),
-        };
-        assert!(gave_up.is_transient());
-        assert_eq!(gave_up.status(), Some(503));
+        assert_eq!(*attempts, 1);
+        let wait = last.retry_after().unwrap();
+        assert!(wait > MAX_RETRY_AFTER, "{wait:?}");
+        assert!(wait <= Duration::from_secs(3600), "{wait:?}");
+        assert_eq!(err.status(), Some(429));
+        assert_eq!(client.request_count(), 1);
     }
 }

@@ -1,11 +1,13 @@
-//! Serde types mirroring the ClinicalTrials.gov API v2 **Study** JSON (`docs/ctgov-api.md` §7),
-//! limited to what the normalizer reads (`docs/record.md` §2).
+//! Serde types mirroring the ClinicalTrials.gov API v2 JSON: the **Study** (`docs/ctgov-api.md`
+//! §7), limited to what the normalizer reads (`docs/record.md` §2), and the few shapes the client
+//! reads itself.
 //!
-//! Owns: the wire shape of a study, of a list page (`{"studies":[…]}`) and of a history version
-//! (`{"studyVersion":N,"study":{…}}`). Does not own: any cleaning or canonical form (that is
-//! `normalize`), nor HTTP (that is `ctgov::client`).
+//! Owns: the wire shape of a study, of a list page (`{"studies":[…]}`), of a history version
+//! (`{"studyVersion":N,"study":{…}}`), and the client's ID-only view of a page and a study plus
+//! the `/version` answer (at the end of this file). Does not own: any cleaning or canonical form
+//! (that is `normalize`), nor HTTP or turning IDs into `NctId`s (that is `ctgov::client`).
 //!
-//! Rules that hold for every type here:
+//! Rules that hold for every `Study` type here (the client's view is stricter, see below):
 //! - Every field is optional. CT.gov leaves out whatever a record lacks, and `fields=` requests
 //!   return partial studies. A JSON `null` reads as absent.
 //! - Enumerations are read as `String`: NLM adds values in place, and an unknown value must not
@@ -17,6 +19,7 @@
 //! - Unknown keys are ignored (no `deny_unknown_fields`), so new CT.gov fields never break parsing.
 
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Reads a JSON `null` as the type's default, so `"conditions": null` is the same as no key.
@@ -81,18 +84,31 @@ pub struct HistoryVersion {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ProtocolSection {
+    /// `identificationModule`: IDs, titles, organization.
     pub identification_module: Option<IdentificationModule>,
+    /// `statusModule`: overall status and the key dates.
     pub status_module: Option<StatusModule>,
+    /// `sponsorCollaboratorsModule`: lead sponsor, collaborators, responsible party.
     pub sponsor_collaborators_module: Option<SponsorCollaboratorsModule>,
+    /// `oversightModule`: DMC and FDA-regulation flags.
     pub oversight_module: Option<OversightModule>,
+    /// `descriptionModule`: brief summary and detailed description.
     pub description_module: Option<DescriptionModule>,
+    /// `conditionsModule`: conditions and keywords.
     pub conditions_module: Option<ConditionsModule>,
+    /// `designModule`: study type, phases, design, enrollment.
     pub design_module: Option<DesignModule>,
+    /// `armsInterventionsModule`: arm groups and interventions.
     pub arms_interventions_module: Option<ArmsInterventionsModule>,
+    /// `outcomesModule`: primary, secondary and other outcome measures.
     pub outcomes_module: Option<OutcomesModule>,
+    /// `eligibilityModule`: criteria, ages, sex, volunteers.
     pub eligibility_module: Option<EligibilityModule>,
+    /// `contactsLocationsModule`: central contacts, officials, sites.
     pub contacts_locations_module: Option<ContactsLocationsModule>,
+    /// `referencesModule`: publications.
     pub references_module: Option<ReferencesModule>,
+    /// `ipdSharingStatementModule`: the IPD sharing plan.
     pub ipd_sharing_statement_module: Option<IpdSharingStatementModule>,
 }
 
@@ -110,8 +126,11 @@ pub struct IdentificationModule {
     /// Other registries' IDs (`identification.secondaryIds`, ids only).
     #[serde(deserialize_with = "null_as_default")]
     pub secondary_id_infos: Vec<IdInfo>,
+    /// `briefTitle` → `identification.briefTitle`; the title the Markdown mirror shows first.
     pub brief_title: Option<String>,
+    /// `officialTitle` → `identification.officialTitle`.
     pub official_title: Option<String>,
+    /// `acronym` → `identification.acronym`.
     pub acronym: Option<String>,
     /// The registering organization (`identification.organization`, full name only).
     pub organization: Option<Organization>,
@@ -122,6 +141,7 @@ pub struct IdentificationModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct IdInfo {
+    /// `id`: the identifier itself.
     pub id: Option<String>,
 }
 
@@ -129,6 +149,7 @@ pub struct IdInfo {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Organization {
+    /// `fullName` → `identification.organization`.
     pub full_name: Option<String>,
 }
 
@@ -136,15 +157,23 @@ pub struct Organization {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StatusModule {
+    /// `statusVerifiedDate` → `status.statusVerifiedDate` (a partial date).
     pub status_verified_date: Option<String>,
+    /// `overallStatus` → `status.overallStatus` (RECRUITING, COMPLETED, …).
     pub overall_status: Option<String>,
     /// Only when `overallStatus` is `UNKNOWN`: the status before CT.gov lost track.
     pub last_known_status: Option<String>,
+    /// `whyStopped` → `status.whyStopped`: the sponsor's reason for stopping early.
     pub why_stopped: Option<String>,
+    /// `startDateStruct` → `status.startDate` and `startDateType`.
     pub start_date_struct: Option<DateStruct>,
+    /// `primaryCompletionDateStruct` → `status.primaryCompletionDate`(`Type`).
     pub primary_completion_date_struct: Option<DateStruct>,
+    /// `completionDateStruct` → `status.completionDate`(`Type`).
     pub completion_date_struct: Option<DateStruct>,
+    /// `studyFirstPostDateStruct` → `status.studyFirstPostDate`.
     pub study_first_post_date_struct: Option<DateStruct>,
+    /// `resultsFirstPostDateStruct` → `status.resultsFirstPostDate`.
     pub results_first_post_date_struct: Option<DateStruct>,
     /// The public "last update posted" date: the signal that the sponsor posted a new version.
     pub last_update_post_date_struct: Option<DateStruct>,
@@ -167,7 +196,9 @@ pub struct DateStruct {
 pub struct SponsorCollaboratorsModule {
     /// Kept as CT.gov's object (docs/record.md §2, `sponsor.responsibleParty`), so new keys survive.
     pub responsible_party: Option<Map<String, Value>>,
+    /// `leadSponsor` → `sponsor.lead` and `sponsor.leadClass`.
     pub lead_sponsor: Option<Sponsor>,
+    /// `collaborators[]` → `sponsor.collaborators`.
     #[serde(deserialize_with = "null_as_default")]
     pub collaborators: Vec<Sponsor>,
 }
@@ -176,6 +207,7 @@ pub struct SponsorCollaboratorsModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Sponsor {
+    /// `name`: the organization's name.
     pub name: Option<String>,
     /// AgencyClass (`NIH`, `INDUSTRY`, `OTHER`, …).
     pub class: Option<String>,
@@ -185,8 +217,11 @@ pub struct Sponsor {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct OversightModule {
+    /// `oversightHasDmc` → `oversight.hasDmc`.
     pub oversight_has_dmc: Option<bool>,
+    /// `isFdaRegulatedDrug` → `oversight.fdaRegulatedDrug`.
     pub is_fda_regulated_drug: Option<bool>,
+    /// `isFdaRegulatedDevice` → `oversight.fdaRegulatedDevice`.
     pub is_fda_regulated_device: Option<bool>,
 }
 
@@ -194,7 +229,9 @@ pub struct OversightModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DescriptionModule {
+    /// `briefSummary` → `description.briefSummary`.
     pub brief_summary: Option<String>,
+    /// `detailedDescription` → `description.detailedDescription`.
     pub detailed_description: Option<String>,
 }
 
@@ -202,8 +239,10 @@ pub struct DescriptionModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ConditionsModule {
+    /// `conditions[]` → `conditions.conditions`.
     #[serde(deserialize_with = "null_as_default")]
     pub conditions: Vec<String>,
+    /// `keywords[]` → `conditions.keywords`.
     #[serde(deserialize_with = "null_as_default")]
     pub keywords: Vec<String>,
 }
@@ -212,11 +251,14 @@ pub struct ConditionsModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DesignModule {
+    /// `studyType` → `design.studyType` (INTERVENTIONAL, OBSERVATIONAL, …).
     pub study_type: Option<String>,
     /// CT.gov's order is kept (`["PHASE1","PHASE2"]`).
     #[serde(deserialize_with = "null_as_default")]
     pub phases: Vec<String>,
+    /// `designInfo`: allocation, model, purpose, masking.
     pub design_info: Option<DesignInfo>,
+    /// `enrollmentInfo` → `design.enrollmentCount` and `design.enrollmentType`.
     pub enrollment_info: Option<EnrollmentInfo>,
 }
 
@@ -224,11 +266,17 @@ pub struct DesignModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DesignInfo {
+    /// `allocation` → `design.allocation`.
     pub allocation: Option<String>,
+    /// `interventionModel` → `design.interventionModel` (interventional studies).
     pub intervention_model: Option<String>,
+    /// `primaryPurpose` → `design.primaryPurpose`.
     pub primary_purpose: Option<String>,
+    /// `observationalModel` → `design.observationalModel` (observational studies).
     pub observational_model: Option<String>,
+    /// `timePerspective` → `design.timePerspective` (observational studies).
     pub time_perspective: Option<String>,
+    /// `maskingInfo` → `design.masking` and `design.whoMasked`.
     pub masking_info: Option<MaskingInfo>,
 }
 
@@ -236,7 +284,9 @@ pub struct DesignInfo {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MaskingInfo {
+    /// `masking` → `design.masking` (NONE, SINGLE, …).
     pub masking: Option<String>,
+    /// `whoMasked[]` → `design.whoMasked`.
     #[serde(deserialize_with = "null_as_default")]
     pub who_masked: Vec<String>,
 }
@@ -256,11 +306,14 @@ pub struct EnrollmentInfo {
 /// so the normalizer can decide to leave it out instead of failing the whole study).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Count {
+    /// A count that is a whole number, as CT.gov means it.
     Int(i64),
+    /// Anything else (`"about 40"`, `41.5`, `true`), as text, so it can be reported.
     NotAnInteger(String),
 }
 
 impl Count {
+    /// The count, if it is a usable integer.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Count::Int(n) => Some(*n),
@@ -311,8 +364,10 @@ impl<'de> Deserialize<'de> for Count {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ArmsInterventionsModule {
+    /// `armGroups[]` → `armsInterventions.arms`.
     #[serde(deserialize_with = "null_as_default")]
     pub arm_groups: Vec<ArmGroup>,
+    /// `interventions[]` → `armsInterventions.interventions`.
     #[serde(deserialize_with = "null_as_default")]
     pub interventions: Vec<Intervention>,
 }
@@ -321,10 +376,12 @@ pub struct ArmsInterventionsModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ArmGroup {
+    /// `label`: the arm's name, which interventions refer to.
     pub label: Option<String>,
     /// ArmGroupType (`EXPERIMENTAL`, `PLACEBO_COMPARATOR`, …).
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// `description`: what the arm's participants get.
     pub description: Option<String>,
     /// `"Drug: Remdesivir"`: the intervention's type label, `": "`, its name.
     #[serde(deserialize_with = "null_as_default")]
@@ -338,10 +395,14 @@ pub struct Intervention {
     /// InterventionType (`DRUG`, `BIOLOGICAL`, …).
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// `name`: the intervention's name (e.g. `Remdesivir`).
     pub name: Option<String>,
+    /// `description`: dose, schedule and such, as the sponsor wrote it.
     pub description: Option<String>,
+    /// `armGroupLabels[]`: the arms that get this intervention.
     #[serde(deserialize_with = "null_as_default")]
     pub arm_group_labels: Vec<String>,
+    /// `otherNames[]`: brand names and codes of the same intervention.
     #[serde(deserialize_with = "null_as_default")]
     pub other_names: Vec<String>,
 }
@@ -350,10 +411,13 @@ pub struct Intervention {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct OutcomesModule {
+    /// `primaryOutcomes[]` → `outcomes.primary`.
     #[serde(deserialize_with = "null_as_default")]
     pub primary_outcomes: Vec<Outcome>,
+    /// `secondaryOutcomes[]` → `outcomes.secondary`.
     #[serde(deserialize_with = "null_as_default")]
     pub secondary_outcomes: Vec<Outcome>,
+    /// `otherOutcomes[]` → `outcomes.other`.
     #[serde(deserialize_with = "null_as_default")]
     pub other_outcomes: Vec<Outcome>,
 }
@@ -362,8 +426,11 @@ pub struct OutcomesModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Outcome {
+    /// `measure`: what is measured.
     pub measure: Option<String>,
+    /// `description`: how it is measured.
     pub description: Option<String>,
+    /// `timeFrame`: when it is measured.
     pub time_frame: Option<String>,
 }
 
@@ -371,16 +438,20 @@ pub struct Outcome {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EligibilityModule {
+    /// `eligibilityCriteria` → `eligibility.criteria` (markup text).
     pub eligibility_criteria: Option<String>,
+    /// `healthyVolunteers` → `eligibility.healthyVolunteers`.
     pub healthy_volunteers: Option<bool>,
     /// Sex (`ALL`, `FEMALE`, `MALE`).
     pub sex: Option<String>,
-    /// `"18 Years"`.
+    /// `minimumAge` → `eligibility.minAge`, e.g. `"18 Years"`.
     pub minimum_age: Option<String>,
+    /// `maximumAge` → `eligibility.maxAge`, same form as `minimumAge`.
     pub maximum_age: Option<String>,
     /// Computed by CT.gov from the ages, but part of the protocol section; recorded as a set.
     #[serde(deserialize_with = "null_as_default")]
     pub std_ages: Vec<String>,
+    /// `studyPopulation` → `eligibility.studyPopulation` (observational studies).
     pub study_population: Option<String>,
 }
 
@@ -388,10 +459,13 @@ pub struct EligibilityModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ContactsLocationsModule {
+    /// `centralContacts[]` → `contacts.central`.
     #[serde(deserialize_with = "null_as_default")]
     pub central_contacts: Vec<Contact>,
+    /// `overallOfficials[]` → `contacts.officials`.
     #[serde(deserialize_with = "null_as_default")]
     pub overall_officials: Vec<Official>,
+    /// `locations[]` → one `locations.` path per site (docs/record.md §3).
     #[serde(deserialize_with = "null_as_default")]
     pub locations: Vec<Location>,
 }
@@ -400,9 +474,13 @@ pub struct ContactsLocationsModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Contact {
+    /// `name`.
     pub name: Option<String>,
+    /// `role` (CONTACT, …).
     pub role: Option<String>,
+    /// `phone`.
     pub phone: Option<String>,
+    /// `email`.
     pub email: Option<String>,
 }
 
@@ -410,8 +488,11 @@ pub struct Contact {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Official {
+    /// `name`.
     pub name: Option<String>,
+    /// `affiliation`: the official's institution.
     pub affiliation: Option<String>,
+    /// `role` (PRINCIPAL_INVESTIGATOR, STUDY_CHAIR, …).
     pub role: Option<String>,
 }
 
@@ -420,12 +501,17 @@ pub struct Official {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Location {
+    /// `facility`: the site's name; part of its key.
     pub facility: Option<String>,
     /// RecruitmentStatus of the site; present mostly on recruiting studies.
     pub status: Option<String>,
+    /// `city`; part of the site's key.
     pub city: Option<String>,
+    /// `state`; part of the site's key.
     pub state: Option<String>,
+    /// `zip`; in the site's value, not its key.
     pub zip: Option<String>,
+    /// `country`; part of the site's key.
     pub country: Option<String>,
 }
 
@@ -433,6 +519,7 @@ pub struct Location {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReferencesModule {
+    /// `references[]` → `references.references`.
     #[serde(deserialize_with = "null_as_default")]
     pub references: Vec<Reference>,
 }
@@ -441,10 +528,12 @@ pub struct ReferencesModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Reference {
+    /// `pmid`: the PubMed ID, when there is one.
     pub pmid: Option<String>,
     /// `BACKGROUND` / `RESULT` / `DERIVED`.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// `citation`: the reference as text.
     pub citation: Option<String>,
 }
 
@@ -460,6 +549,7 @@ pub struct IpdSharingStatementModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AnnotationSection {
+    /// `annotationModule`.
     pub annotation_module: Option<AnnotationModule>,
 }
 
@@ -467,6 +557,7 @@ pub struct AnnotationSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AnnotationModule {
+    /// `violationAnnotation`: FDAAA 801 violations.
     pub violation_annotation: Option<ViolationAnnotation>,
 }
 
@@ -474,6 +565,7 @@ pub struct AnnotationModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ViolationAnnotation {
+    /// `violationEvents[]` → `results.violations`.
     #[serde(deserialize_with = "null_as_default")]
     pub violation_events: Vec<ViolationEvent>,
 }
@@ -482,9 +574,12 @@ pub struct ViolationAnnotation {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ViolationEvent {
+    /// `type`: the kind of event, as CT.gov names it.
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// `description`.
     pub description: Option<String>,
+    /// `issuedDate`: when the event happened.
     pub issued_date: Option<String>,
 }
 
@@ -492,6 +587,7 @@ pub struct ViolationEvent {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DocumentSection {
+    /// `largeDocumentModule`.
     pub large_document_module: Option<LargeDocumentModule>,
 }
 
@@ -499,6 +595,7 @@ pub struct DocumentSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LargeDocumentModule {
+    /// `largeDocs[]` → `documents.files`.
     #[serde(deserialize_with = "null_as_default")]
     pub large_docs: Vec<LargeDoc>,
 }
@@ -508,9 +605,67 @@ pub struct LargeDocumentModule {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LargeDoc {
+    /// `label`: what the document is (Study Protocol, Statistical Analysis Plan, …).
     pub label: Option<String>,
+    /// `date`: the document's own date.
     pub date: Option<String>,
+    /// `filename`: the file's name on CT.gov.
     pub filename: Option<String>,
+}
+
+// --- the client's ID-only view (docs/ctgov-api.md §2–§3) ------------------------------------
+//
+// The client hands each study on as the bytes CT.gov sent and reads only its IDs, to match
+// studies to requests. It does not use `Study` for that: building the whole study once in the
+// client and again in `normalize` would double the parsing cost of a sync, and a study whose
+// other fields have an odd shape must still reach `normalize` (which reports it for that study
+// alone) instead of failing its whole batch. Its page, unlike `StudiesPage`, must have a
+// `studies` array: a body without one is not an answer, and is retried as a bad body.
+
+/// A list page as the client reads it: each study kept as raw JSON, unparsed.
+#[derive(Deserialize)]
+pub(crate) struct RawStudiesPage<'a> {
+    /// The page's studies (`studies`), borrowed from the body so their bytes stay exact.
+    #[serde(borrow)]
+    pub(crate) studies: Vec<&'a RawValue>,
+    /// `nextPageToken`; absent (or empty) on the last page.
+    #[serde(rename = "nextPageToken")]
+    pub(crate) next_page_token: Option<String>,
+}
+
+/// Just the ID parts of a study; the rest is skipped unparsed.
+#[derive(Deserialize)]
+pub(crate) struct StudyIds {
+    /// `protocolSection`, of which only the identification module is read.
+    #[serde(rename = "protocolSection")]
+    pub(crate) protocol_section: Option<ProtocolIds>,
+}
+
+/// `protocolSection`, reduced to `identificationModule`.
+#[derive(Deserialize)]
+pub(crate) struct ProtocolIds {
+    /// `identificationModule`, reduced to the IDs.
+    #[serde(rename = "identificationModule")]
+    pub(crate) identification_module: Option<IdentificationIds>,
+}
+
+/// `identificationModule`, reduced to the IDs a requested ID can match.
+#[derive(Deserialize)]
+pub(crate) struct IdentificationIds {
+    /// `nctId`: the study's canonical ID.
+    #[serde(rename = "nctId")]
+    pub(crate) nct_id: Option<String>,
+    /// `nctIdAliases`: older IDs CT.gov answers with this study.
+    #[serde(rename = "nctIdAliases", default)]
+    pub(crate) nct_id_aliases: Vec<String>,
+}
+
+/// `GET /version`: when CT.gov last loaded data.
+#[derive(Deserialize)]
+pub(crate) struct DataVersion {
+    /// `dataTimestamp` (UTC, `yyyy-MM-ddTHH:mm:ss`), passed on as sent.
+    #[serde(rename = "dataTimestamp")]
+    pub(crate) data_timestamp: String,
 }
 
 #[cfg(test)]
