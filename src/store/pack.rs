@@ -13,6 +13,9 @@
 //! pointers is applied, so no crash or power cut can leave sled pointing at bytes that never
 //! reached the disk. A crash between the two leaves unreferenced bytes at a pack's tail, which
 //! cost space and nothing else; later appends go after them.
+//!
+//! This file knows nothing of what a blob holds (encoding is [`super::codec`]) nor where its
+//! pointer is kept (the version table, [`super::keys`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -28,18 +31,21 @@ const HEADER: usize = 8;
 
 /// Where one blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobRef {
-    pub pack: u32,
+pub(super) struct BlobRef {
+    /// Number of the pack file (`packs/NNNNNN.pack`).
+    pub(super) pack: u32,
     /// Offset of the entry's header.
-    pub offset: u64,
+    pub(super) offset: u64,
     /// Payload length.
-    pub len: u32,
+    pub(super) len: u32,
 }
 
 impl BlobRef {
-    pub const BYTES: usize = 16;
+    /// Bytes of one encoded pointer.
+    pub(super) const BYTES: usize = 16;
 
-    pub fn to_bytes(self) -> [u8; Self::BYTES] {
+    /// The pointer as stored in a version table: pack, offset, length, big-endian.
+    pub(super) fn to_bytes(self) -> [u8; Self::BYTES] {
         let mut b = [0u8; Self::BYTES];
         b[..4].copy_from_slice(&self.pack.to_be_bytes());
         b[4..12].copy_from_slice(&self.offset.to_be_bytes());
@@ -48,7 +54,7 @@ impl BlobRef {
     }
 
     /// `None` unless `bytes` is exactly one encoded pointer.
-    pub fn from_bytes(bytes: &[u8]) -> Option<BlobRef> {
+    pub(super) fn from_bytes(bytes: &[u8]) -> Option<BlobRef> {
         if bytes.len() != Self::BYTES {
             return None;
         }
@@ -63,16 +69,23 @@ impl BlobRef {
 /// Why a blob could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
+    /// Opening, reading, writing or syncing a pack file failed.
     #[error("pack {path}: {source}")]
     Io {
+        /// The pack file (or the `packs/` directory).
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The bytes at a pointer are not the blob it names: short, or failing their checksum.
     #[error("pack {path} at offset {offset}: {reason}")]
     Bad {
+        /// The pack file.
         path: PathBuf,
+        /// Offset of the entry's header.
         offset: u64,
+        /// What is wrong.
         reason: String,
     },
 }
@@ -86,7 +99,7 @@ struct Writer {
 }
 
 /// The pack files of one store. Appends are serialized; reads are positional and concurrent.
-pub struct Packs {
+pub(super) struct Packs {
     dir: PathBuf,
     /// Opened on the first append, so read-only commands never create files.
     writer: Mutex<Option<Writer>>,
@@ -99,7 +112,7 @@ fn pack_name(no: u32) -> String {
 
 impl Packs {
     /// Packs under `dir` (created on the first append).
-    pub fn new(dir: &Path) -> Packs {
+    pub(super) fn new(dir: &Path) -> Packs {
         Packs {
             dir: dir.to_path_buf(),
             writer: Mutex::new(None),
@@ -107,7 +120,8 @@ impl Packs {
         }
     }
 
-    pub fn path_of(&self, pack: u32) -> PathBuf {
+    /// The file of pack number `pack`.
+    pub(super) fn path_of(&self, pack: u32) -> PathBuf {
         self.dir.join(pack_name(pack))
     }
 
@@ -134,7 +148,7 @@ impl Packs {
     }
 
     /// Bytes the pack files take.
-    pub fn size(&self) -> io::Result<u64> {
+    pub(super) fn size(&self) -> io::Result<u64> {
         let mut total = 0;
         for no in self.list()? {
             total += std::fs::metadata(self.path_of(no))?.len();
@@ -166,7 +180,7 @@ impl Packs {
     }
 
     /// Append one blob; it is durable only after the next [`Packs::sync`].
-    pub fn append(&self, payload: &[u8]) -> Result<BlobRef, PackError> {
+    pub(super) fn append(&self, payload: &[u8]) -> Result<BlobRef, PackError> {
         let len = u32::try_from(payload.len()).map_err(|_| PackError::Bad {
             path: self.dir.clone(),
             offset: 0,
@@ -220,7 +234,7 @@ impl Packs {
     }
 
     /// Make every appended blob durable (fdatasync of the open pack).
-    pub fn sync(&self) -> Result<(), PackError> {
+    pub(super) fn sync(&self) -> Result<(), PackError> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = guard.as_mut()
             && w.dirty
@@ -256,7 +270,7 @@ impl Packs {
     }
 
     /// Read one blob, checking its length and checksum.
-    pub fn read(&self, r: &BlobRef) -> Result<Vec<u8>, PackError> {
+    pub(super) fn read(&self, r: &BlobRef) -> Result<Vec<u8>, PackError> {
         let file = self.reader(r.pack)?;
         let path = || self.path_of(r.pack);
         let bad = |reason: String| PackError::Bad {

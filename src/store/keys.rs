@@ -1,0 +1,260 @@
+//! The sled key layout and the encodings of the keys and of the small binary values (version
+//! tables, time-index entries). Every key the store writes is built here.
+//!
+//! It does not hold the JSON shapes of the values (those are the types in [`super::versions`],
+//! [`super::watch`], [`super::outbox`]) nor the blob encoding ([`super::codec`]).
+//!
+//! Key layout (`NCT` is the 11-byte canonical ID, `ver` a big-endian u32, so prefix scans
+//! return versions in order):
+//!
+//! | key | value |
+//! |---|---|
+//! | `F` | store format version, u32 BE |
+//! | `t` NCT | [`TrialState`] JSON: latest version, record hash, last seen, last error |
+//! | `V` NCT | the trial's version table: per version (1, 2, 3…) three 16-byte pack pointers, to zstd([`VersionMeta`] JSON: detected at, CT.gov last update, field changes), zstd(normalized record JSON) and zstd(raw CT.gov study JSON, kept so history can be re-normalized) |
+//! | `c` time NCT ver | index of versions by detection time (µs since epoch, BE), for `changes`: the value lists the `(NCT, ver)` committed together at that time (15 bytes each); an empty value (format 1) means the one in the key |
+//! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
+//! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
+//! | `S` sub | [`Subscription`] JSON: subscriptions added with `trialwatch subscribe` |
+//! | `g` NCT ver | [`FanOut`] JSON: every alert a new version owes, written in the version's batch |
+//! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
+//! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
+//! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
+//!
+//! Format 1 also had `v`/`r`/`w` NCT ver keys holding each version's encoded metadata, record
+//! and raw JSON inside sled; [`super::migrate`] moves them into the packs.
+//!
+//! [`TrialState`]: super::TrialState
+//! [`VersionMeta`]: crate::model::VersionMeta
+//! [`WatchEntry`]: super::WatchEntry
+//! [`Subscription`]: crate::model::Subscription
+//! [`FanOut`]: super::FanOut
+//! [`OutboxEntry`]: super::OutboxEntry
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::pack::BlobRef;
+use super::{OutboxEntry, Result, StoreError, corrupt};
+use crate::model::NctId;
+
+/// `prefix` NCT: the key of a per-trial entry (`t`, `V`, `W`).
+pub(super) fn key(prefix: u8, nct: &NctId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.push(prefix);
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k
+}
+
+/// `prefix` NCT ver: the key of a per-version entry (`g`, and format 1's `v`/`r`/`w`).
+pub(super) fn vkey(prefix: u8, nct: &NctId, version: u32) -> Vec<u8> {
+    let mut k = key(prefix, nct);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// `c` time NCT ver: a time-index key, named by the first `(NCT, ver)` committed at `at`.
+pub(super) fn time_key(at: DateTime<Utc>, nct: &NctId, version: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.push(b'c');
+    k.extend_from_slice(&micros_key(at));
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// A time as 8 key bytes that sort in time order, offset so that times before 1970 still sort
+/// correctly as unsigned bytes.
+pub(super) fn micros_key(at: DateTime<Utc>) -> [u8; 8] {
+    ((at.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `prefix` name: the key of an entry named by a string (`m` meta, `S` subscription, `D` digest
+/// time).
+pub(super) fn name_key(prefix: u8, name: &str) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `o` sub `/`: the prefix of every outbox entry of one subscription.
+pub(super) fn entries_prefix(sub: &str) -> Vec<u8> {
+    let mut p = vec![b'o'];
+    p.extend_from_slice(sub.as_bytes());
+    p.push(b'/');
+    p
+}
+
+/// The `o` key of the entry a `d` due-index key names.
+pub(super) fn entry_key_of_due(due_key: &[u8]) -> Vec<u8> {
+    let mut ok = vec![b'o'];
+    ok.extend_from_slice(&due_key[9..]);
+    ok
+}
+
+/// `d` due tail: a due-index key.
+fn due_key(at: DateTime<Utc>, tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + tail.len());
+    k.push(b'd');
+    k.extend_from_slice(&micros_key(at));
+    k.extend_from_slice(tail);
+    k
+}
+
+/// Parse an alert id `{subscription}.{NCT}.v{version}` back into its key tail.
+pub(super) fn parse_alert_id(id: &str) -> Option<(String, NctId, u32)> {
+    let (rest, ver) = id.trim().rsplit_once(".v")?;
+    let (sub, nct) = rest.rsplit_once('.')?;
+    Some((sub.to_string(), nct.parse().ok()?, ver.parse().ok()?))
+}
+
+/// `sub` `/` NCT ver: the part of the `o` and `d` keys that names one outbox entry.
+pub(super) fn entry_tail(sub: &str, nct: &NctId, version: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sub.len() + 16);
+    k.extend_from_slice(sub.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(nct.as_str().as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The keys of one outbox entry.
+impl OutboxEntry {
+    /// The part of the `o` and `d` keys that names this entry.
+    fn tail(&self) -> Vec<u8> {
+        entry_tail(&self.subscription_id, &self.nct_id, self.version)
+    }
+
+    /// Its `o` key, which holds the entry.
+    pub(super) fn key(&self) -> Vec<u8> {
+        let mut k = vec![b'o'];
+        k.extend_from_slice(&self.tail());
+        k
+    }
+
+    /// Its `d` key, present while the entry is pending.
+    pub(super) fn due_key(&self) -> Vec<u8> {
+        due_key(self.next_attempt_at, &self.tail())
+    }
+}
+
+/// Where one version's three blobs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct VersionBlobs {
+    /// zstd([`StoredMeta`](super::codec::StoredMeta) JSON).
+    pub(super) meta: BlobRef,
+    /// zstd(normalized record canonical JSON).
+    pub(super) record: BlobRef,
+    /// zstd(raw CT.gov study JSON), whole at a keyframe, else a delta against it.
+    pub(super) raw: BlobRef,
+}
+
+/// Bytes of one version-table entry: three pack pointers.
+const TABLE_ENTRY: usize = 3 * BlobRef::BYTES;
+
+/// A trial's `V` value: its versions' blob pointers, version 1 first.
+pub(super) fn encode_table(entries: &[VersionBlobs]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * TABLE_ENTRY);
+    for e in entries {
+        out.extend_from_slice(&e.meta.to_bytes());
+        out.extend_from_slice(&e.record.to_bytes());
+        out.extend_from_slice(&e.raw.to_bytes());
+    }
+    out
+}
+
+/// A `V` value read back; `key` names it in errors.
+pub(super) fn decode_table(key: &[u8], bytes: &[u8]) -> Result<Vec<VersionBlobs>> {
+    if !bytes.len().is_multiple_of(TABLE_ENTRY) {
+        return Err(corrupt(
+            key,
+            format!("version table of {} bytes", bytes.len()),
+        ));
+    }
+    bytes
+        .chunks_exact(TABLE_ENTRY)
+        .map(|c| {
+            let at =
+                |i: usize| BlobRef::from_bytes(&c[i * BlobRef::BYTES..(i + 1) * BlobRef::BYTES]);
+            match (at(0), at(1), at(2)) {
+                (Some(meta), Some(record), Some(raw)) => Ok(VersionBlobs { meta, record, raw }),
+                _ => Err(corrupt(key, "malformed version table entry".into())),
+            }
+        })
+        .collect()
+}
+
+/// A time-index value: the `(NCT, version)` entries committed together, 15 bytes each.
+pub(super) fn encode_time_entries(entries: &[(NctId, u32)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(entries.len() * 15);
+    for (n, e) in entries {
+        v.extend_from_slice(n.as_str().as_bytes());
+        v.extend_from_slice(&e.to_be_bytes());
+    }
+    v
+}
+
+/// The `(NCT, version)` entries of one time-index key: its value's list, or (format 1, empty
+/// value) the one in the key.
+pub(super) fn decode_time_entries(k: &[u8], v: &[u8]) -> Result<Vec<(NctId, u32)>> {
+    let bad = || corrupt(k, "bad time-index entry".into());
+    if v.is_empty() {
+        let (_, nct, ver) = decode_time_key(k).ok_or_else(bad)?;
+        return Ok(vec![(nct, ver)]);
+    }
+    if !v.len().is_multiple_of(15) {
+        return Err(bad());
+    }
+    v.chunks_exact(15)
+        .map(|c| {
+            let nct: NctId = std::str::from_utf8(&c[..11])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?;
+            let ver = u32::from_be_bytes(c[11..].try_into().map_err(|_| bad())?);
+            Ok((nct, ver))
+        })
+        .collect()
+}
+
+/// How errors name one blob of one version (it has no sled key of its own).
+pub(super) fn blob_label(nct: &NctId, version: u32, what: &str) -> Vec<u8> {
+    format!("{nct} v{version} {what}").into_bytes()
+}
+
+/// `(NCT, version)` of a `v`/`r`/`w`/`g` key.
+pub(super) fn decode_version_key(k: &[u8]) -> Result<(NctId, u32)> {
+    let bad = || StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: "bad version key".into(),
+    };
+    if k.len() != 1 + 11 + 4 {
+        return Err(bad());
+    }
+    let nct: NctId = std::str::from_utf8(&k[1..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let ver = u32::from_be_bytes(k[12..16].try_into().map_err(|_| bad())?);
+    Ok((nct, ver))
+}
+
+/// `(detected at, NCT, version)` of a `c` key.
+fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
+    if k.len() != 1 + 8 + 11 + 4 {
+        return None;
+    }
+    let micros = u64::from_be_bytes(k[1..9].try_into().ok()?) ^ (1 << 63);
+    let at = Utc.timestamp_micros(micros as i64).single()?;
+    let nct: NctId = std::str::from_utf8(&k[9..20]).ok()?.parse().ok()?;
+    let ver = u32::from_be_bytes(k[20..24].try_into().ok()?);
+    Some((at, nct, ver))
+}
+
+/// A range bound for key scans.
+impl NctId {
+    /// The smallest ID, used as a range bound.
+    pub(super) fn min() -> NctId {
+        // "NCT00000001" is valid by construction.
+        "NCT00000001".parse().unwrap_or_else(|_| unreachable!())
+    }
+}

@@ -1,0 +1,409 @@
+//! Unit tests of the store: commits, reads, the encodings, migration, integrity checks, the
+//! outbox tables and the watch list, through the [`Store`] API and its private helpers.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::codec::{KEYFRAME_EVERY, keyframe_of};
+use super::keys::{key, vkey};
+use super::*;
+use crate::model::{FieldChange, NctId, Record};
+
+fn rec(status: &str) -> Record {
+    let mut r = Record::default();
+    r.set("identification.nctId", json!("NCT02241018"));
+    r.set("status.overallStatus", json!(status));
+    r.set("status.lastUpdatePostDate", json!("2024-01-02"));
+    r
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn version_of<'a>(nct: &'a NctId, r: &'a Record, c: &'a [u8], raw: &'a [u8]) -> NewVersion<'a> {
+    NewVersion {
+        nct,
+        record: r,
+        canonical: c,
+        raw,
+        changes: vec![],
+        detected_at: t("2026-01-01T00:00:00Z"),
+        resolved_id: None,
+        source_fingerprint: None,
+        alerts: vec![],
+    }
+}
+
+#[test]
+fn one_commit_stores_many_trials_and_two_versions_of_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a: NctId = "NCT00000001".parse().unwrap();
+    let b: NctId = "NCT00000002".parse().unwrap();
+    let (r1, r2) = (rec("RECRUITING"), rec("COMPLETED"));
+    let (c1, c2) = (r1.canonical_bytes(), r2.canonical_bytes());
+    let got = store
+        .commit_versions(vec![
+            version_of(&a, &r1, &c1, b"{\"a\":1}"),
+            version_of(&b, &r1, &c1, b"{\"b\":1}"),
+            version_of(&a, &r2, &c2, b"{\"a\":2}"),
+        ])
+        .unwrap();
+    assert_eq!(got, [1, 1, 2]);
+    assert_eq!(store.record(&a, 2).unwrap().unwrap(), r2);
+    assert_eq!(store.raw(&a, 1).unwrap().unwrap(), b"{\"a\":1}");
+    assert_eq!(store.raw(&b, 1).unwrap().unwrap(), b"{\"b\":1}");
+    let rep = store.verify().unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert!(dir.path().join("packs").read_dir().unwrap().count() >= 1);
+}
+
+#[test]
+fn a_first_versions_changes_are_derived_from_its_record_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    let mut r = rec("RECRUITING");
+    r.set("eligibility.criteria", json!("Inclusion: ".repeat(500)));
+    let c = r.canonical_bytes();
+    let all_added = crate::diff::diff(None, &r);
+    assert!(all_added.len() >= 4);
+    let mut nv = version_of(&nct, &r, &c, b"{}");
+    nv.changes = all_added.clone();
+    store.commit_version(nv).unwrap();
+    assert_eq!(store.version(&nct, 1).unwrap().unwrap().changes, all_added);
+    assert_eq!(store.versions(&nct).unwrap()[0].changes, all_added);
+    // The stored metadata holds no values: far smaller than the record it describes.
+    let e = store.entry(&nct, 1).unwrap().unwrap();
+    assert!(e.meta.len < 200, "metadata blob of {} bytes", e.meta.len);
+}
+
+#[test]
+fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: NctId = "NCT02241018".parse().unwrap();
+    let b: NctId = "NCT00000002".parse().unwrap();
+    let (r1, r2) = (rec("RECRUITING"), rec("COMPLETED"));
+    let (c1, c2) = (r1.canonical_bytes(), r2.canonical_bytes());
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .commit_versions(vec![
+                version_of(&a, &r1, &c1, b"{\"a\":1}"),
+                version_of(&b, &r1, &c1, b"{\"b\":1}"),
+                version_of(&a, &r2, &c2, b"{\"a\":2}"),
+            ])
+            .unwrap();
+        // Rewrite trial `a` as format 1 kept it: each encoded value under its own sled key,
+        // no table, no packs. Trial `b` stays migrated, as if a migration had stopped.
+        for (v, e) in store.table(&a).unwrap().into_iter().zip(1u32..) {
+            for (prefix, r) in [(b'v', v.meta), (b'r', v.record), (b'w', v.raw)] {
+                let bytes = store.blob(b"", &r).unwrap();
+                store.db.insert(vkey(prefix, &a, e), bytes).unwrap();
+            }
+        }
+        store.db.remove(key(b'V', &a)).unwrap();
+        store.db.insert(b"F", &1u32.to_be_bytes()).unwrap();
+        store.flush().unwrap();
+    }
+    // `a`'s earlier blobs stay in the packs, unreferenced: the migration copies its values
+    // from the sled keys.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.db.get(b"F").unwrap().unwrap().as_ref(),
+        2u32.to_be_bytes()
+    );
+    for prefix in [b'v', b'r', b'w'] {
+        assert!(store.db.scan_prefix(key(prefix, &a)).next().is_none());
+    }
+    assert_eq!(store.record(&a, 1).unwrap().unwrap(), r1);
+    assert_eq!(store.record(&a, 2).unwrap().unwrap(), r2);
+    assert_eq!(store.raw(&a, 2).unwrap().unwrap(), b"{\"a\":2}");
+    assert_eq!(store.raw(&b, 1).unwrap().unwrap(), b"{\"b\":1}");
+    assert_eq!(store.versions(&a).unwrap().len(), 2);
+    let rep = store.verify().unwrap();
+    assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+    assert_eq!(rep.versions, 3);
+}
+
+#[test]
+fn a_damaged_pack_is_reported_by_verify_and_reads_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    let r = rec("RECRUITING");
+    let c = r.canonical_bytes();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .commit_version(version_of(&nct, &r, &c, b"{\"raw\":1}"))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let pack = dir.path().join("packs/000001.pack");
+    let len = std::fs::metadata(&pack).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let problems = store.verify().unwrap().problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("NCT02241018 v1: raw JSON")),
+        "{problems:?}"
+    );
+    let err = store.raw(&nct, 1).unwrap_err().to_string();
+    assert!(err.contains("000001.pack"), "{err}");
+    // Nothing else is lost: the trial's state and the other keys still read.
+    assert_eq!(store.trial(&nct).unwrap().unwrap().latest_version, 1);
+}
+
+#[test]
+fn versions_are_numbered_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    for (i, status) in ["RECRUITING", "COMPLETED"].iter().enumerate() {
+        let r = rec(status);
+        let c = r.canonical_bytes();
+        let v = store
+            .commit_version(NewVersion {
+                nct: &nct,
+                record: &r,
+                canonical: &c,
+                raw: b"{\"raw\":true}",
+                changes: vec![],
+                detected_at: t(if i == 0 {
+                    "2026-01-01T00:00:00Z"
+                } else {
+                    "2026-02-01T00:00:00Z"
+                }),
+                resolved_id: None,
+                source_fingerprint: None,
+                alerts: vec![],
+            })
+            .unwrap();
+        assert_eq!(v, i as u32 + 1);
+    }
+    let vs = store.versions(&nct).unwrap();
+    assert_eq!(vs.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(vs[0].last_update_post_date.as_deref(), Some("2024-01-02"));
+    assert_eq!(
+        store.latest_record(&nct).unwrap().unwrap(),
+        rec("COMPLETED")
+    );
+    assert_eq!(store.raw(&nct, 1).unwrap().unwrap(), b"{\"raw\":true}");
+    assert_eq!(
+        store
+            .version_at(&nct, t("2026-01-15T00:00:00Z"))
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert!(
+        store
+            .version_at(&nct, t("2025-01-15T00:00:00Z"))
+            .unwrap()
+            .is_none()
+    );
+    let since = store.versions_since(t("2026-01-10T00:00:00Z")).unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].1.version, 2);
+    assert_eq!(
+        store
+            .versions_since(t("2000-01-01T00:00:00Z"))
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn seen_and_failed_keep_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    let r = rec("RECRUITING");
+    let c = r.canonical_bytes();
+    store
+        .commit_version(NewVersion {
+            nct: &nct,
+            record: &r,
+            canonical: &c,
+            raw: b"{}",
+            changes: vec![],
+            detected_at: t("2026-01-01T00:00:00Z"),
+            resolved_id: None,
+            source_fingerprint: None,
+            alerts: vec![],
+        })
+        .unwrap();
+    store
+        .mark_failed(&nct, t("2026-01-02T00:00:00Z"), "boom")
+        .unwrap();
+    let st = store.trial(&nct).unwrap().unwrap();
+    assert_eq!(st.latest_version, 1);
+    assert_eq!(st.last_error.as_deref(), Some("boom"));
+    store
+        .mark_seen(&nct, t("2026-01-03T00:00:00Z"), None, None)
+        .unwrap();
+    let st = store.trial(&nct).unwrap().unwrap();
+    assert_eq!(st.last_seen_at, t("2026-01-03T00:00:00Z"));
+    assert_eq!(st.last_error, None);
+    assert_eq!(st.record_hash, record_hash(&c));
+}
+
+/// Guards the delta/dictionary encoding: every version reads back exactly, across keyframe
+/// boundaries, and a near-identical later version costs a small fraction of its raw JSON.
+#[test]
+fn delta_encoded_versions_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    let filler: String = (0..400).map(|i| format!("criterion {i} text; ")).collect();
+    let mut raws = Vec::new();
+    for v in 1..=(2 * KEYFRAME_EVERY + 3) {
+        let raw = format!("{{\"v\":{v},\"text\":\"{filler}\"}}");
+        let mut r = rec("RECRUITING");
+        r.set("description.briefSummary", json!(format!("{v} {filler}")));
+        let c = r.canonical_bytes();
+        let n = store
+            .commit_version(NewVersion {
+                nct: &nct,
+                record: &r,
+                canonical: &c,
+                raw: raw.as_bytes(),
+                changes: vec![FieldChange {
+                    path: "description.briefSummary".into(),
+                    kind: crate::model::ChangeKind::Changed,
+                    old: None,
+                    new: Some(json!(v)),
+                }],
+                detected_at: t("2026-01-01T00:00:00Z"),
+                resolved_id: None,
+                source_fingerprint: None,
+                alerts: vec![],
+            })
+            .unwrap();
+        assert_eq!(n, v);
+        raws.push((raw, r));
+    }
+    for (i, (raw, r)) in raws.iter().enumerate() {
+        let v = i as u32 + 1;
+        assert_eq!(
+            store.raw(&nct, v).unwrap().unwrap(),
+            raw.as_bytes(),
+            "raw v{v}"
+        );
+        assert_eq!(&store.record(&nct, v).unwrap().unwrap(), r, "record v{v}");
+        assert_eq!(store.version(&nct, v).unwrap().unwrap().version, v);
+    }
+    assert_eq!(keyframe_of(1), 1);
+    assert_eq!(keyframe_of(KEYFRAME_EVERY), 1);
+    assert_eq!(keyframe_of(KEYFRAME_EVERY + 1), KEYFRAME_EVERY + 1);
+    let stored = |v: u32| store.entry(&nct, v).unwrap().unwrap().raw.len as usize;
+    assert!(
+        stored(2) * 20 < raws[1].0.len(),
+        "delta {} bytes",
+        stored(2)
+    );
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
+#[test]
+fn format_version_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .db
+            .insert(b"F", &(FORMAT_VERSION + 1).to_be_bytes())
+            .unwrap();
+        store.flush().unwrap();
+    }
+    match Store::open(dir.path()) {
+        Err(StoreError::TooNew { found, .. }) => assert_eq!(found, FORMAT_VERSION + 1),
+        other => panic!("expected TooNew, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn alerts_are_stored_with_their_version_and_found_by_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    let r = rec("COMPLETED");
+    let c = r.canonical_bytes();
+    let at = t("2026-01-01T00:00:00Z");
+    let later = t("2026-01-02T00:00:00Z");
+    let owed = |sub: &str, due| OwedAlert {
+        subscription_id: sub.into(),
+        paths: vec!["status.overallStatus".into()],
+        due,
+    };
+    store
+        .commit_version(NewVersion {
+            nct: &nct,
+            record: &r,
+            canonical: &c,
+            raw: b"{}",
+            changes: vec![],
+            detected_at: at,
+            resolved_id: None,
+            source_fingerprint: None,
+            alerts: vec![owed("sub-a", at), owed("sub-b", later)],
+        })
+        .unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (2, 0));
+    assert_eq!(store.outbox_next_due().unwrap(), Some(at));
+    let due = store.outbox_due(at).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id(), "sub-a.NCT02241018.v1");
+    assert_eq!(store.outbox_due(later).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .outbox_entry("sub-b.NCT02241018.v1")
+            .unwrap()
+            .unwrap()
+            .next_attempt_at,
+        later
+    );
+    assert!(store.outbox_entry("garbage").unwrap().is_none());
+
+    // Rescheduling moves the index key; dead letters leave the index but stay listed.
+    let mut dead = due[0].clone();
+    dead.dead_at = Some(at);
+    store
+        .outbox_update(&[(due[0].clone(), dead.clone())])
+        .unwrap();
+    assert_eq!(store.outbox_counts().unwrap(), (1, 1));
+    assert_eq!(store.outbox_due(later).unwrap().len(), 1);
+    assert!(store.verify().unwrap().problems.is_empty());
+
+    // Removing a subscription drops what it owes, atomically.
+    let b = store.outbox_entry("sub-b.NCT02241018.v1").unwrap().unwrap();
+    store.outbox_remove(&[b], Some(("sub-b", later))).unwrap();
+    assert_eq!(store.last_digest("sub-b").unwrap(), Some(later));
+    assert_eq!(store.outbox_counts().unwrap(), (0, 1));
+    store.outbox_remove(&[dead], None).unwrap();
+    assert_eq!(store.outbox_all().unwrap().len(), 0);
+    assert_eq!(store.outbox_next_due().unwrap(), None);
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
+#[test]
+fn watch_list_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let a: NctId = "NCT00000002".parse().unwrap();
+    assert!(store.watch_add(&a, t("2026-01-01T00:00:00Z")).unwrap());
+    assert!(!store.watch_add(&a, t("2026-01-02T00:00:00Z")).unwrap());
+    assert_eq!(store.watch_list().unwrap().len(), 1);
+    assert!(store.watch_remove(&a).unwrap());
+    assert!(!store.watch_remove(&a).unwrap());
+}

@@ -1,0 +1,134 @@
+//! The integrity checks behind `trialwatch verify`: every invariant a crash must not break, in
+//! the versions, the time index and the outbox.
+//!
+//! It only reads; it repairs nothing.
+
+use serde::Serialize;
+
+use super::codec::record_hash;
+use super::keys::{blob_label, decode_time_entries, decode_version_key};
+use super::{Result, Store};
+
+/// What [`Store::verify`] found: counts, and every broken invariant as a sentence.
+#[derive(Debug, Default, Serialize)]
+pub struct IntegrityReport {
+    /// Trials checked.
+    pub trials: usize,
+    /// Versions checked, over all trials.
+    pub versions: usize,
+    /// Every broken invariant, one sentence each; empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Check every invariant a crash must not break: each trial's versions are 1..=latest with
+    /// no gap, each has its metadata, record and raw JSON, the latest record hashes to the
+    /// trial's `record_hash`, and each version is in the time index exactly once.
+    pub fn verify(&self) -> Result<IntegrityReport> {
+        let mut rep = IntegrityReport::default();
+        let mut indexed = std::collections::HashSet::new();
+        for kv in self.db.scan_prefix(b"c") {
+            let (k, v) = kv?;
+            match decode_time_entries(&k, &v) {
+                Ok(entries) => {
+                    for (nct, v) in entries {
+                        if !indexed.insert((nct.clone(), v)) {
+                            rep.problems.push(format!("{nct} v{v} is indexed twice"));
+                        }
+                    }
+                }
+                Err(_) => rep.problems.push("a time-index entry is malformed".into()),
+            }
+        }
+        for t in self.trials()? {
+            rep.trials += 1;
+            let nct = &t.nct_id;
+            let table = match self.table(nct) {
+                Ok(table) => table,
+                Err(e) => {
+                    rep.problems.push(format!("{nct}: {e}"));
+                    continue;
+                }
+            };
+            if table.len() != t.latest_version as usize {
+                rep.problems.push(format!(
+                    "{nct}: {} versions stored, expected {}",
+                    table.len(),
+                    t.latest_version
+                ));
+            }
+            for (e, v) in table.iter().zip(1u32..) {
+                rep.versions += 1;
+                // Every blob must be there whole (length and checksum) and decode.
+                if let Err(e) = self.meta_in(nct, v, &table) {
+                    rep.problems.push(format!("{nct} v{v}: metadata: {e}"));
+                }
+                if let Err(e) = self.blob(&blob_label(nct, v, "record"), &e.record) {
+                    rep.problems.push(format!("{nct} v{v}: record: {e}"));
+                }
+                if let Err(e) = self.raw_in(nct, v, &table) {
+                    rep.problems.push(format!("{nct} v{v}: raw JSON: {e}"));
+                }
+                if !indexed.remove(&(nct.clone(), v)) {
+                    rep.problems
+                        .push(format!("{nct} v{v}: not in the time index"));
+                }
+            }
+            if t.latest_version > 0 {
+                match self.record_in(nct, t.latest_version, &table) {
+                    Ok(Some(r)) if record_hash(&r.canonical_bytes()) == t.record_hash => {}
+                    Ok(Some(_)) => rep
+                        .problems
+                        .push(format!("{nct}: latest record does not match its hash")),
+                    // Missing or unreadable blobs are reported above.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+        }
+        for (nct, v) in indexed {
+            rep.problems
+                .push(format!("{nct} v{v}: indexed but not stored"));
+        }
+        self.verify_outbox(&mut rep)?;
+        Ok(rep)
+    }
+
+    /// Outbox invariants: every pending entry has exactly its due-index key, every due-index
+    /// key names a pending entry, and every entry references a stored version.
+    fn verify_outbox(&self, rep: &mut IntegrityReport) -> Result<()> {
+        let mut due = std::collections::HashSet::new();
+        for kv in self.db.scan_prefix(b"d") {
+            let (k, _) = kv?;
+            due.insert(k.to_vec());
+        }
+        for kv in self.db.scan_prefix(b"g") {
+            let (k, _) = kv?;
+            match decode_version_key(&k) {
+                Ok((nct, v)) if self.has_version(&nct, v)? => {}
+                _ => rep.problems.push(format!(
+                    "fan-out record {} references no stored version",
+                    String::from_utf8_lossy(&k)
+                )),
+            }
+        }
+        for e in self.scan_entries(vec![b'o'])? {
+            let id = e.id();
+            if !e.is_dead() && !due.remove(&e.due_key()) {
+                rep.problems
+                    .push(format!("alert {id} is pending but not in the due index"));
+            }
+            if !self.has_version(&e.nct_id, e.version)? {
+                rep.problems.push(format!(
+                    "alert {id} references a version that is not stored"
+                ));
+            }
+        }
+        if !due.is_empty() {
+            rep.problems.push(format!(
+                "{} due-index keys name no pending alert",
+                due.len()
+            ));
+        }
+        Ok(())
+    }
+}

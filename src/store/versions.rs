@@ -1,0 +1,465 @@
+//! Trial versions: committing new ones — the version, its changes, the trial's state and the
+//! alerts it owes in one atomic batch — and reading them back (latest state, metadata, records,
+//! raw JSON, versions since a time); also the per-trial "seen" and "failed" bookkeeping.
+//!
+//! It does not choose the encoding of a blob ([`super::codec`]), build keys ([`super::keys`]) or
+//! expand the alerts a version owes into outbox entries ([`super::outbox`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{
+    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, codec_of, decode, encode, encode_at, from_json,
+    keyframe_of, record_hash, to_json,
+};
+use super::keys::{
+    VersionBlobs, blob_label, decode_table, decode_time_entries, encode_table, encode_time_entries,
+    key, time_key, vkey,
+};
+use super::pack::BlobRef;
+use super::{FanOut, OwedAlert, Result, Store, corrupt};
+use crate::model::{FieldChange, NctId, Record, VersionMeta};
+
+/// Per-trial bookkeeping, read on every sync to decide "changed or not" without decompressing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialState {
+    /// The trial, as watched (its key).
+    pub nct_id: NctId,
+    /// 0 while the trial has never been fetched whole.
+    pub latest_version: u32,
+    /// SHA-256 (hex) of the latest record's canonical bytes: equality means "unchanged".
+    pub record_hash: String,
+    /// Detection time of its first version (or of its first failed fetch).
+    pub first_seen_at: DateTime<Utc>,
+    /// Time of the last sync that fetched this trial whole (the page's `last_seen_at`).
+    pub last_seen_at: DateTime<Utc>,
+    /// The canonical ID CT.gov answered with, when the watched ID is an alias of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_id: Option<NctId>,
+    /// Why the last sync could not fetch this trial, until a later one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When `last_error` happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// `normalize::source_fingerprint` of the last study fetched whole: when the next fetch has
+    /// the same, the record is unchanged and need not be normalized again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_fingerprint: Option<String>,
+}
+
+/// A new version to write: everything one atomic batch needs.
+pub struct NewVersion<'a> {
+    /// The trial, as watched.
+    pub nct: &'a NctId,
+    /// The normalized record this version stores.
+    pub record: &'a Record,
+    /// Canonical bytes of `record` (the caller already made them to hash them).
+    pub canonical: &'a [u8],
+    /// The study's JSON exactly as CT.gov sent it.
+    pub raw: &'a [u8],
+    /// What changed since the previous version (every path `added` for a first version).
+    pub changes: Vec<FieldChange>,
+    /// When the sync saw it: the version's time in the time index.
+    pub detected_at: DateTime<Utc>,
+    /// The canonical ID CT.gov answered with, when `nct` is an alias of it.
+    pub resolved_id: Option<NctId>,
+    /// `normalize::source_fingerprint` of `raw`, kept for the next sync's fast path.
+    pub source_fingerprint: Option<String>,
+    /// The alerts this version owes, written in the same atomic batch as the version itself,
+    /// so a crash can never store a change and lose its alerts (or the reverse).
+    pub alerts: Vec<OwedAlert>,
+}
+
+/// `(trial, version)` pairs committed at one detection time.
+type TimeEntries = (DateTime<Utc>, Vec<(NctId, u32)>);
+
+/// Versions staged for one commit.
+#[derive(Default)]
+struct Pending {
+    /// The sled entries of every staged version.
+    batch: sled::Batch,
+    /// Time-index entries by detection time.
+    times: Vec<TimeEntries>,
+    /// Trials staged so far: a second version of one waits for the next batch.
+    trials: Vec<NctId>,
+}
+
+impl Store {
+    /// One blob's bytes, checked; `label` names it in errors.
+    pub(super) fn blob(&self, label: &[u8], r: &BlobRef) -> Result<Vec<u8>> {
+        self.packs
+            .read(r)
+            .map_err(|e| corrupt(label, format!("its blob cannot be read: {e}")))
+    }
+
+    /// The trial's version table (empty before its first version).
+    pub(super) fn table(&self, nct: &NctId) -> Result<Vec<VersionBlobs>> {
+        let k = key(b'V', nct);
+        match self.db.get(&k)? {
+            Some(v) => decode_table(&k, &v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Where version `version`'s blobs are, if it is stored.
+    pub(super) fn entry(&self, nct: &NctId, version: u32) -> Result<Option<VersionBlobs>> {
+        let table = self.table(nct)?;
+        Ok(version
+            .checked_sub(1)
+            .and_then(|i| table.get(i as usize).copied()))
+    }
+
+    /// The trial's bookkeeping, if the store has seen it.
+    pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
+        let k = key(b't', nct);
+        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+    }
+
+    /// Every trial the store has seen, by ID.
+    pub fn trials(&self) -> Result<Vec<TrialState>> {
+        self.scan_json(b"t")
+    }
+
+    /// Write a new version atomically: record, raw JSON, metadata with its changes, the time
+    /// index and the trial's state. Returns the new version number.
+    pub fn commit_version(&self, nv: NewVersion<'_>) -> Result<u32> {
+        let mut v = self.commit_versions(vec![nv])?;
+        v.pop()
+            .ok_or_else(|| corrupt(b"", "a commit returned no version".into()))
+    }
+
+    /// Write new versions of several trials in one atomic sled batch, after one fdatasync of
+    /// the pack files that hold their blobs (so a sync pays one disk flush per batch, not per
+    /// trial). Returns each version number, in order. Two versions of one trial in `items` are
+    /// written one after the other.
+    pub fn commit_versions(&self, items: Vec<NewVersion<'_>>) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut pending = Pending::default();
+        for nv in items {
+            if pending.trials.contains(nv.nct) {
+                // Its previous version must be readable before this one is built.
+                self.apply_versions(std::mem::take(&mut pending))?;
+            }
+            out.push(self.stage_version(nv, &mut pending)?);
+        }
+        if !pending.trials.is_empty() {
+            self.apply_versions(pending)?;
+        }
+        Ok(out)
+    }
+
+    /// Pack blobs first, durably; then the sled batch that points to them, with one
+    /// time-index key per detection time.
+    fn apply_versions(&self, pending: Pending) -> Result<()> {
+        let Pending {
+            mut batch, times, ..
+        } = pending;
+        for (at, entries) in times {
+            let Some((nct, ver)) = entries.first() else {
+                continue;
+            };
+            batch.insert(time_key(at, nct, *ver), encode_time_entries(&entries));
+        }
+        self.packs.sync()?;
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Append one version's blobs to the packs and its sled entries to `pending`.
+    fn stage_version(&self, nv: NewVersion<'_>, pending: &mut Pending) -> Result<u32> {
+        let prev = self.trial(nv.nct)?;
+        let mut table = self.table(nv.nct)?;
+        let version = prev.as_ref().map_or(0, |t| t.latest_version) + 1;
+        if table.len() + 1 != version as usize {
+            return Err(corrupt(
+                &key(b'V', nv.nct),
+                format!(
+                    "the version table has {} entries but the trial is at version {}",
+                    table.len(),
+                    version - 1
+                ),
+            ));
+        }
+        let meta = VersionMeta {
+            version,
+            detected_at: nv.detected_at,
+            last_update_post_date: nv.record.last_update_post_date().map(str::to_string),
+            changes: nv.changes,
+        };
+        let state = TrialState {
+            nct_id: nv.nct.clone(),
+            latest_version: version,
+            record_hash: record_hash(nv.canonical),
+            first_seen_at: prev.as_ref().map_or(nv.detected_at, |t| t.first_seen_at),
+            last_seen_at: nv.detected_at,
+            resolved_id: nv.resolved_id,
+            last_error: None,
+            last_error_at: None,
+            source_fingerprint: nv.source_fingerprint,
+        };
+        let keyframe = keyframe_of(version);
+        let raw_value = if keyframe == version {
+            encode_at(nv.raw, Codec::Plain, &[], ZSTD_KEYFRAME_LEVEL)
+        } else {
+            let dict = self.raw_in(nv.nct, keyframe, &table)?.unwrap_or_default();
+            encode(nv.raw, Codec::Keyframe, &dict)
+        };
+        // A first version's changes are every path of its record, `added`: derived from the
+        // record on read rather than stored twice (see `StoredMeta`).
+        let derived = version == 1 && meta.changes == crate::diff::diff(None, nv.record);
+        let stored = StoredMeta {
+            meta: VersionMeta {
+                changes: if derived { Vec::new() } else { meta.changes },
+                ..meta
+            },
+            changes_from_record: derived,
+        };
+        let meta_codec = if version == 1 && !derived {
+            Codec::OwnRaw
+        } else {
+            Codec::Plain
+        };
+        table.push(VersionBlobs {
+            meta: self
+                .packs
+                .append(&encode(&to_json(&stored), meta_codec, nv.raw))?,
+            record: self
+                .packs
+                .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?,
+            raw: self.packs.append(&raw_value)?,
+        });
+        let batch = &mut pending.batch;
+        batch.insert(key(b't', nv.nct), to_json(&state));
+        batch.insert(key(b'V', nv.nct), encode_table(&table));
+        if !nv.alerts.is_empty() {
+            let fan = FanOut::new(nv.detected_at, nv.alerts);
+            batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
+        }
+        match pending
+            .times
+            .iter_mut()
+            .find(|(at, _)| *at == nv.detected_at)
+        {
+            Some((_, entries)) => entries.push((nv.nct.clone(), version)),
+            None => pending
+                .times
+                .push((nv.detected_at, vec![(nv.nct.clone(), version)])),
+        }
+        pending.trials.push(nv.nct.clone());
+        Ok(version)
+    }
+
+    /// Record that a sync fetched `nct` whole and found it unchanged.
+    /// `fingerprint`: the fetched study's `normalize::source_fingerprint`, when known.
+    pub fn mark_seen(
+        &self,
+        nct: &NctId,
+        at: DateTime<Utc>,
+        resolved_id: Option<NctId>,
+        fingerprint: Option<String>,
+    ) -> Result<()> {
+        if let Some(mut t) = self.trial(nct)? {
+            t.last_seen_at = at;
+            t.resolved_id = resolved_id;
+            if fingerprint.is_some() {
+                t.source_fingerprint = fingerprint;
+            }
+            t.last_error = None;
+            t.last_error_at = None;
+            self.db.insert(key(b't', nct), to_json(&t))?;
+        }
+        Ok(())
+    }
+
+    /// Record why a sync could not fetch `nct`. Stored versions are untouched.
+    pub fn mark_failed(&self, nct: &NctId, at: DateTime<Utc>, error: &str) -> Result<()> {
+        let mut t = self.trial(nct)?.unwrap_or_else(|| TrialState {
+            nct_id: nct.clone(),
+            latest_version: 0,
+            record_hash: String::new(),
+            first_seen_at: at,
+            last_seen_at: at,
+            resolved_id: None,
+            last_error: None,
+            last_error_at: None,
+            source_fingerprint: None,
+        });
+        t.last_error = Some(error.to_string());
+        t.last_error_at = Some(at);
+        self.db.insert(key(b't', nct), to_json(&t))?;
+        Ok(())
+    }
+
+    // Reads take the trial's version table as read once by the caller, so that one `history`
+    // or `verify` of a trial reads its table from sled once, not once per blob.
+
+    /// Decode a value of `nct`/`version` whose dictionary, if any, is that version's raw JSON.
+    fn decode_own(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Vec<u8>> {
+        let dict = match codec_of(key, bytes)? {
+            Some(Codec::OwnRaw) => self.raw_in(nct, version, table)?.ok_or_else(|| {
+                corrupt(
+                    key,
+                    "its dictionary (the version's raw JSON) is missing".into(),
+                )
+            })?,
+            _ => Vec::new(),
+        };
+        decode(key, bytes, &dict)
+    }
+
+    /// Read and decode one JSON blob of `nct`/`version`.
+    fn blob_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+        which: fn(&VersionBlobs) -> &BlobRef,
+        what: &str,
+    ) -> Result<Option<T>> {
+        let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
+            return Ok(None);
+        };
+        let label = blob_label(nct, version, what);
+        let bytes = self.blob(&label, which(e))?;
+        from_json(
+            &label,
+            &self.decode_own(&label, &bytes, nct, version, table)?,
+        )
+        .map(Some)
+    }
+
+    /// Version `version`'s metadata, with a first version's changes derived from its record.
+    pub(super) fn meta_in(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Option<VersionMeta>> {
+        let Some(stored) =
+            self.blob_json::<StoredMeta>(nct, version, table, |e| &e.meta, "metadata")?
+        else {
+            return Ok(None);
+        };
+        let mut meta = stored.meta;
+        if stored.changes_from_record
+            && let Some(record) = self.record_in(nct, version, table)?
+        {
+            meta.changes = crate::diff::diff(None, &record);
+        }
+        Ok(Some(meta))
+    }
+
+    /// Version `version`'s normalized record.
+    pub(super) fn record_in(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Option<Record>> {
+        self.blob_json(nct, version, table, |e| &e.record, "record")
+    }
+
+    /// One version's metadata (detection time, CT.gov last update, changes).
+    pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
+        self.meta_in(nct, version, &self.table(nct)?)
+    }
+
+    /// All versions of a trial, oldest first.
+    pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
+        let table = self.table(nct)?;
+        (1..=table.len() as u32)
+            .filter_map(|v| self.meta_in(nct, v, &table).transpose())
+            .collect()
+    }
+
+    /// The version that was current at `at` (the newest detected at or before it).
+    pub fn version_at(&self, nct: &NctId, at: DateTime<Utc>) -> Result<Option<VersionMeta>> {
+        Ok(self
+            .versions(nct)?
+            .into_iter()
+            .rev()
+            .find(|v| v.detected_at <= at))
+    }
+
+    /// The normalized record of one version.
+    pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
+        self.record_in(nct, version, &self.table(nct)?)
+    }
+
+    /// The normalized record of the trial's latest version.
+    pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
+        match self.trial(nct)? {
+            Some(t) if t.latest_version > 0 => self.record(nct, t.latest_version),
+            _ => Ok(None),
+        }
+    }
+
+    /// The study JSON exactly as CT.gov sent it for `version`.
+    pub fn raw(&self, nct: &NctId, version: u32) -> Result<Option<Vec<u8>>> {
+        self.raw_in(nct, version, &self.table(nct)?)
+    }
+
+    /// Version `version`'s raw JSON, undoing the keyframe delta.
+    pub(super) fn raw_in(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
+            return Ok(None);
+        };
+        let label = blob_label(nct, version, "raw JSON");
+        let v = self.blob(&label, &e.raw)?;
+        let dict = match codec_of(&label, &v)? {
+            Some(Codec::Keyframe) => {
+                let kf = keyframe_of(version);
+                let kl = blob_label(nct, kf, "raw JSON");
+                let ke = table.get(kf as usize - 1).ok_or_else(|| {
+                    corrupt(&label, format!("its keyframe (version {kf}) is missing"))
+                })?;
+                let kv = self.blob(&kl, &ke.raw)?;
+                if codec_of(&kl, &kv)? == Some(Codec::Keyframe) {
+                    return Err(corrupt(&kl, "a keyframe must not be a delta".into()));
+                }
+                decode(&kl, &kv, &[])?
+            }
+            _ => Vec::new(),
+        };
+        decode(&label, &v, &dict).map(Some)
+    }
+
+    /// Versions detected at or after `since`, newest first, as `(trial, version metadata)`.
+    pub fn versions_since(&self, since: DateTime<Utc>) -> Result<Vec<(NctId, VersionMeta)>> {
+        let start = time_key(since, &NctId::min(), 0);
+        let mut out = Vec::new();
+        for kv in self.db.range(start..b"d".to_vec()).rev() {
+            let (k, v) = kv?;
+            let mut entries = decode_time_entries(&k, &v)?;
+            entries.reverse();
+            for (nct, ver) in entries {
+                if let Some(meta) = self.version(&nct, ver)? {
+                    out.push((nct, meta));
+                }
+            }
+        }
+        // Newest first; within one detection time, by trial and version, descending.
+        out.sort_by(|a, b| {
+            (b.1.detected_at, &b.0, b.1.version).cmp(&(a.1.detected_at, &a.0, a.1.version))
+        });
+        Ok(out)
+    }
+
+    /// Whether `nct` has a stored version `version`.
+    pub(super) fn has_version(&self, nct: &NctId, version: u32) -> Result<bool> {
+        Ok(self.entry(nct, version)?.is_some())
+    }
+}
