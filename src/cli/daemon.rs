@@ -119,11 +119,17 @@ pub(super) fn forward_if_running(
     }
 }
 
-/// The exit code's number (`ExitCode` does not expose it).
+/// The exit code's number, for the control socket's answer (`ExitCode` does not expose it).
+/// Commands return only the codes the CLI documents (see `cli/mod.rs`): 0, 2, and 1 for a
+/// fatal error, which is also what anything else becomes.
 fn code_of(code: ExitCode) -> u8 {
-    (0..=255u8)
-        .find(|n| ExitCode::from(*n) == code)
-        .unwrap_or(1)
+    if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(2) {
+        2
+    } else {
+        1
+    }
 }
 
 /// Parses forwarded arguments exactly as `main` parsed them in the CLI process.
@@ -297,4 +303,18 @@ pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Resu
         st.store.size_bytes as f64 / 1e6
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_keep_their_number_through_the_control_socket() {
+        for n in [0u8, 1, 2] {
+            assert_eq!(code_of(ExitCode::from(n)), n);
+        }
+        assert_eq!(code_of(ExitCode::SUCCESS), 0);
+        assert_eq!(code_of(ExitCode::FAILURE), 1);
+    }
 }

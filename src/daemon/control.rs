@@ -4,12 +4,15 @@
 //! output back, then the exit code. The user sees the same output and exit code either way.
 //!
 //! Wire format, one connection per command:
-//! - request: one line of JSON, `{"v":1,"args":["history","NCT…"]}` (argv without argv[0]);
+//! - request: one line of JSON, `{"v":1,"args":["history","NCT…"]}` (argv without `argv[0]`);
 //! - response: frames of `tag (1 byte) | length (u32 BE) | payload`: `o` stdout bytes,
 //!   `e` stderr text, `x` the exit code (1 byte), which ends the response.
 //!
-//! The socket is created 0600 in the data directory or `$RUNTIME_DIRECTORY`; its path is
-//! recorded in the daemon's lock file, where the CLI looks for it.
+//! The socket is created 0600 in the data directory or `$RUNTIME_DIRECTORY` ([`socket_path`]);
+//! its path is recorded in the daemon's lock file, where the CLI looks for it.
+//!
+//! Both sides live here: the daemon's (bind, accept, [`handle`]) and the CLI's ([`forward`]).
+//! Not here: the command set ([`Executor`] is implemented by [`crate::cli`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -18,7 +21,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -66,6 +72,7 @@ pub struct Job {
 /// Turns forwarded arguments into a [`Job`]. Implemented by the CLI, so that this module does
 /// not depend on the command set. `Err` is a message for the user (exit code 1).
 pub trait Executor: Send + Sync {
+    /// Parse `args` (the command line without `argv[0]`) exactly as the CLI would.
     fn parse(&self, args: &[String]) -> Result<Job, String>;
 }
 
@@ -95,9 +102,11 @@ impl Write for FrameWriter<'_> {
 
 /// What the daemon gives each forwarded command.
 pub struct Serving {
+    /// Turns the forwarded arguments into the job to run.
     pub executor: Arc<dyn Executor>,
     /// The current configuration (replaced on SIGHUP).
     pub config: Arc<dyn Fn() -> Arc<Config> + Send + Sync>,
+    /// The daemon's open store, which the command uses instead of opening its own.
     pub store: Store,
     /// Held while a sync (or another exclusive command) runs, shared with the scheduled syncs.
     pub sync_lock: Arc<tokio::sync::Mutex<()>>,
@@ -157,21 +166,83 @@ fn finish(stream: &mut UnixStream, error: Option<&str>, code: u8) {
     }
 }
 
+/// Bind the control socket with mode 0600 (only the daemon's user may run commands in it).
+pub(super) fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    // We hold the lock, so a socket file left here is a dead daemon's.
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).with_context(|| {
+        format!(
+            "cannot create the control socket {}; check that its directory is writable (paths \
+             longer than 107 bytes do not work: use a shorter --data-dir or set RUNTIME_DIRECTORY)",
+            path.display()
+        )
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private (0600)", path.display()))?;
+    Ok(listener)
+}
+
+/// Accept CLI connections until `stop` is cancelled; each command runs on a blocking thread
+/// tracked by `commands` (so shutdown can wait for it, and a panicking one is forgotten).
+pub(super) async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    serving: Arc<Serving>,
+    commands: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let std_stream = match stream.into_std().and_then(|s| {
+            s.set_nonblocking(false)?;
+            Ok(s)
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot use a control connection");
+                continue;
+            }
+        };
+        let serving = serving.clone();
+        commands.spawn_blocking(move || handle(std_stream, &serving));
+    }
+}
+
 /// Errors of the forwarding client.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     /// Nothing listens (yet): the caller may wait for a starting daemon.
     #[error("cannot connect to the daemon's control socket {path}: {source}")]
     Connect {
+        /// The socket tried.
         path: PathBuf,
+        /// Why connecting failed.
         #[source]
         source: std::io::Error,
     },
+    /// The connection broke while the command ran (the daemon stopped or crashed).
     #[error(
         "lost the connection to the daemon while the command ran ({0}); it may have been \
          stopped: see `trialwatch status`, then run the command again"
     )]
     Lost(std::io::Error),
+    /// The answer ended before its exit code.
     #[error(
         "the daemon closed the connection before the command finished (is it shutting down?); \
          run the command again"

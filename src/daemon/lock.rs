@@ -25,23 +25,34 @@ pub struct DaemonLock {
 /// What the lock file says about the daemon holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
+    /// The holder's PID (for messages: "stop it first").
     pub pid: Option<u32>,
     /// The holder's control socket (where the CLI forwards commands).
     pub socket: Option<PathBuf>,
 }
 
+/// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// Another daemon holds it.
     #[error(
         "another trialwatch daemon (PID {pid}) already runs on the data directory {dir}; stop it \
          first (`systemctl stop trialwatch` or `kill {pid}`), or give this one another --data-dir",
         pid = .holder.pid.map(|p| p.to_string()).unwrap_or_else(|| "unknown".into()),
         dir = .dir.display()
     )]
-    Held { dir: PathBuf, holder: Holder },
+    Held {
+        /// The data directory both daemons want.
+        dir: PathBuf,
+        /// Who holds it.
+        holder: Holder,
+    },
+    /// The lock file cannot be created, read or written.
     #[error("cannot use the lock file {path}: {source}; check that the data directory is writable")]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },

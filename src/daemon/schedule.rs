@@ -30,9 +30,12 @@ pub fn upcoming(schedule: &cron::Schedule, now: DateTime<Utc>, n: usize) -> Vec<
 pub enum Tick {
     /// Not yet: sleep this long, then look again.
     Sleep(Duration),
-    /// Due (or overdue): run once. `missed` counts the later fire times that also passed
-    /// (the machine slept, or a run overran them) and are folded into this run.
-    Fire { missed: usize },
+    /// Due (or overdue): run once.
+    Fire {
+        /// The later fire times that also passed (the machine slept, or a run overran them)
+        /// and are folded into this run.
+        missed: usize,
+    },
 }
 
 /// Compare the wall clock `now` with the fire time being waited for.

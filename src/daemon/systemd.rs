@@ -4,6 +4,9 @@
 //! terminal. Also reads the watchdog interval (`$WATCHDOG_USEC`, `$WATCHDOG_PID`).
 //!
 //! Sending never fails the daemon: a lost notification is logged at debug level.
+//!
+//! Not here: alert notifications to users ([`crate::notify`]); when the daemon says what
+//! (`scheduler.rs`, [`super::run`]).
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -95,18 +98,22 @@ impl Notifier {
         }
     }
 
+    /// `READY=1` with a `STATUS=` line: start-up is over (also sent after a SIGHUP reload).
     pub fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={}", one_line(status, usize::MAX)));
     }
 
+    /// `STATUS=`: the one line `systemctl status` shows (newlines folded).
     pub fn status(&self, status: &str) {
         self.send(&format!("STATUS={}", one_line(status, usize::MAX)));
     }
 
+    /// `WATCHDOG=1`: still alive (every [`Notifier::watchdog_interval`]).
     pub fn watchdog(&self) {
         self.send("WATCHDOG=1");
     }
 
+    /// `STOPPING=1`: shutdown has begun.
     pub fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping");
     }

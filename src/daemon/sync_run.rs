@@ -1,0 +1,290 @@
+//! One scheduled sync run: wait for the sync lock, ask CT.gov's `/version`, [`plan`], fetch
+//! (on its own thread and runtime, so that on shutdown the fetch can be dropped while the
+//! store write in progress finishes), record the outcome in the bookkeeping, then offer the
+//! outbox a delivery pass.
+//!
+//! Not here: when runs start ([`super::scheduler`]), what a sync does
+//! ([`crate::sync`]), what to fetch ([`super::plan`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::delivery::deliver_outbox;
+use super::plan::{Plan, SyncKind, plan};
+use super::state::{DaemonState, Shared};
+use crate::config::Config;
+use crate::model::NctId;
+use crate::store::Store;
+use crate::sync::SyncReport;
+
+/// CT.gov calls the scheduler needs beyond `sync::run`.
+mod ctgov_calls {
+    use super::*;
+    use crate::ctgov::client::CtGovClient;
+
+    /// `GET /api/v2/version` → `dataTimestamp`.
+    pub(super) async fn data_timestamp(client: &CtGovClient) -> anyhow::Result<String> {
+        Ok(client.data_timestamp().await?)
+    }
+
+    /// Watched trials whose `LastUpdatePostDate` is on or after `since`.
+    pub(super) async fn changed_since(
+        client: &CtGovClient,
+        ids: Vec<NctId>,
+        since: chrono::NaiveDate,
+    ) -> anyhow::Result<Vec<NctId>> {
+        Ok(client.fetch_updated_since(&ids, since).await?)
+    }
+}
+
+/// Start one scheduled run as a task tracked in [`super::tasks::Work::syncs`]: it waits for
+/// the sync lock, runs on the sync thread, records the outcome and, unless shutdown began,
+/// starts the delivery of what the new versions owe (before it leaves the tracker, so that a
+/// due re-exec waits for that delivery too).
+pub(super) fn start_scheduled_sync(
+    shared: Arc<Shared>,
+    fire: DateTime<Utc>,
+    stop_timeout: Duration,
+) {
+    let stop = shared.work.stop.clone();
+    let tracker = shared.work.syncs.clone();
+    tracker.spawn(async move {
+        let guard = tokio::select! {
+            g = shared.sync_lock.clone().lock_owned() => g,
+            _ = stop.cancelled() => return,
+        };
+        // The detection time of new versions: `clock::now()` like `trialwatch sync` (tests may
+        // freeze it); the timetable itself always runs on the real wall clock.
+        let started = crate::clock::now();
+        shared.update_state(|s| s.sync_running_since = Some(started));
+        shared.notifier.status(&shared.status_line());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread_shared = shared.clone();
+        let thread_stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("trialwatch-sync".into())
+            .spawn(move || {
+                let _ = tx.send(sync_thread(
+                    &thread_shared,
+                    fire,
+                    started,
+                    &thread_stop,
+                    stop_timeout,
+                ));
+            });
+        let outcome = match spawned {
+            Ok(_) => rx.await.unwrap_or(Outcome::Cancelled),
+            Err(e) => Outcome::Failed(anyhow::anyhow!("cannot start the sync thread: {e}")),
+        };
+        record_outcome(&shared, started, outcome);
+        drop(guard);
+        if !stop.is_cancelled() {
+            deliver_outbox(&shared);
+            shared.notifier.status(&shared.status_line());
+        }
+    });
+}
+
+/// How a scheduled run ended.
+enum Outcome {
+    Skipped {
+        reason: String,
+        data_timestamp: Option<String>,
+    },
+    Synced {
+        kind: SyncKind,
+        report: Option<SyncReport>,
+        data_timestamp: Option<String>,
+    },
+    Cancelled,
+    Failed(anyhow::Error),
+}
+
+/// The body of the sync thread: its own runtime, cancelled by `stop`.
+fn sync_thread(
+    shared: &Shared,
+    fire: DateTime<Utc>,
+    started: DateTime<Utc>,
+    stop: &CancellationToken,
+    stop_timeout: Duration,
+) -> Outcome {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Outcome::Failed(anyhow::anyhow!("cannot start the sync runtime: {e}")),
+    };
+    let cfg = shared.config();
+    let state = shared.state();
+    let store = shared.store.clone();
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            o = scheduled_run(&cfg, &store, &state, fire, started) => o,
+            _ = stop.cancelled() => Outcome::Cancelled,
+        }
+    });
+    // Dropping the fetch left batch writes running on blocking threads: let them finish.
+    rt.shutdown_timeout(stop_timeout);
+    if let Err(e) = store.flush() {
+        tracing::error!(error = %e, "cannot flush the store after a sync");
+    }
+    outcome
+}
+
+/// Plan and fetch, on the sync thread's runtime.
+async fn scheduled_run(
+    cfg: &Config,
+    store: &Store,
+    state: &DaemonState,
+    fire: DateTime<Utc>,
+    started: DateTime<Utc>,
+) -> Outcome {
+    let client = match crate::sync::client_from_config(cfg) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let data_timestamp = match ctgov_calls::data_timestamp(&client).await {
+        Ok(ts) => Some(ts),
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot ask CT.gov for its data version; syncing anyway"
+            );
+            None
+        }
+    };
+    let plan = plan(
+        cfg,
+        store,
+        state,
+        data_timestamp.as_deref(),
+        started,
+        |ids, since| {
+            let client = client.clone();
+            async move { ctgov_calls::changed_since(&client, ids, since).await }
+        },
+    )
+    .await;
+    match plan {
+        Err(e) => Outcome::Failed(e),
+        Ok(Plan::Skip(reason)) => Outcome::Skipped {
+            reason,
+            data_timestamp,
+        },
+        Ok(Plan::Fetch { kind, ids }) if ids.is_empty() => {
+            tracing::info!(sync.fire_time = %fire, sync.kind = ?kind, "no watched trial changed on CT.gov; nothing to fetch");
+            Outcome::Synced {
+                kind,
+                report: None,
+                data_timestamp,
+            }
+        }
+        Ok(Plan::Fetch { kind, ids }) => {
+            tracing::info!(sync.fire_time = %fire, sync.kind = ?kind, sync.trials = ids.len(), "scheduled sync started");
+            // Which subscriptions each new version owes alerts to is decided in the same
+            // store write as the version itself (read fresh: `subscribe` may have added some).
+            let subs = match crate::outbox::Subscriptions::load(cfg, store) {
+                Ok(s) => Arc::new(s),
+                Err(e) => return Outcome::Failed(e.into()),
+            };
+            match crate::sync::run(&client, store, subs, ids, started, None).await {
+                Ok(report) => Outcome::Synced {
+                    kind,
+                    report: Some(report),
+                    data_timestamp,
+                },
+                Err(e) => Outcome::Failed(e),
+            }
+        }
+    }
+}
+
+/// Log the outcome and update the bookkeeping it decides.
+fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
+    let checked = Utc::now();
+    match outcome {
+        Outcome::Skipped {
+            reason,
+            data_timestamp,
+        } => {
+            tracing::info!(ctgov.data_timestamp = ?data_timestamp, "scheduled sync skipped: {reason}");
+            shared.update_state(|s| {
+                s.sync_running_since = None;
+                if data_timestamp.is_some() {
+                    s.data_timestamp = data_timestamp;
+                    s.data_timestamp_checked_at = Some(checked);
+                }
+                s.last_decision = Some(format!("skipped: {reason}"));
+            });
+        }
+        Outcome::Synced {
+            kind,
+            report,
+            data_timestamp,
+        } => {
+            let threshold = shared.config().schedule.reexec_after_trials as usize;
+            if let Some(r) = &report
+                && threshold > 0
+                && r.fetched >= threshold
+            {
+                shared.reexec_due.notify_one();
+            }
+            if let Some(r) = &report {
+                tracing::info!(
+                    sync.kind = ?kind,
+                    sync.trials = r.requested,
+                    sync.new_versions = r.new_versions,
+                    sync.unchanged = r.unchanged,
+                    sync.failed = r.failed.len(),
+                    sync.requests = r.requests,
+                    sync.duration_ms = r.duration_ms,
+                    "scheduled sync finished"
+                );
+            }
+            let summary = match &report {
+                Some(r) => format!(
+                    "{kind:?} sync of {} trials: {} new versions, {} failed",
+                    r.requested,
+                    r.new_versions,
+                    r.failed.len()
+                ),
+                None => format!("{kind:?} sync: no watched trial changed"),
+            };
+            shared.update_state(|s| {
+                s.sync_running_since = None;
+                if data_timestamp.is_some() {
+                    s.data_timestamp = data_timestamp.clone();
+                    s.data_timestamp_checked_at = Some(checked);
+                }
+                // Failed trials are retried by every later run (they stay "pending"), so a
+                // run that covered its plan counts as complete even with failures.
+                if kind != SyncKind::NewOnly {
+                    s.complete_data_timestamp = data_timestamp;
+                    s.last_complete_at = Some(started);
+                }
+                if kind == SyncKind::Full {
+                    s.last_full_at = Some(started);
+                }
+                s.last_decision = Some(summary);
+            });
+        }
+        Outcome::Cancelled => {
+            tracing::info!("scheduled sync abandoned for shutdown; what it stored is kept");
+            shared.update_state(|s| s.sync_running_since = None);
+        }
+        Outcome::Failed(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "scheduled sync failed; the next fire time will try again"
+            );
+            shared.update_state(|s| {
+                s.sync_running_since = None;
+                s.last_decision = Some(format!("failed: {e:#}"));
+            });
+        }
+    }
+}
