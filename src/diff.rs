@@ -1,14 +1,13 @@
-//! Record × record → field changes (docs/record.md §5), the inverse [`apply`], and readable line and
-//! word diffs of long text for people ([`text_diff`]).
+//! Record × record → field changes (docs/record.md §5), the inverse [`apply`], and the text a
+//! long value is compared as ([`value_text`], [`is_long_text`]).
 //!
 //! Pure: no I/O, no clock, no configuration. This module says *what* changed; what a change
-//! means is [`crate::severity`]'s job and how it is shown is [`crate::render`]'s.
+//! means is [`crate::severity`]'s job and how it is shown is [`crate::render`]'s (the line and
+//! word diff of two texts is [`crate::render::textdiff`]).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde_json::Value;
-use similar::{ChangeTag, DiffTag, TextDiff};
 
 use crate::model::{ChangeKind, FieldChange, Record};
 use crate::schema;
@@ -105,7 +104,7 @@ pub const FREE_TEXT_PATHS: &[&str] = &[
 /// A string is long past this many characters (or with any newline).
 pub const LONG_TEXT_CHARS: usize = 80;
 
-/// Whether a value at `path` is long text, to be shown as a [`text_diff`] of [`value_text`]
+/// Whether a value at `path` is long text, to be shown as a [`text_diff`](crate::render::textdiff::text_diff) of [`value_text`]
 /// rather than on one line. True for:
 /// - any string at one of the [`FREE_TEXT_PATHS`];
 /// - any string with a newline or more than [`LONG_TEXT_CHARS`] characters;
@@ -129,7 +128,7 @@ fn is_long_str(s: &str) -> bool {
     s.contains('\n') || s.chars().count() > LONG_TEXT_CHARS
 }
 
-/// The multi-line text a value is compared as by [`text_diff`]: a string as it is; an object
+/// The multi-line text a value is compared as by [`text_diff`](crate::render::textdiff::text_diff): a string as it is; an object
 /// as one `key: value` line per key; a list one item per line, with object items as blocks of
 /// `key: value` lines separated by a blank line. Continuation lines of a multi-line field are
 /// indented two spaces so they stay with their key. Nested lists are joined with `, `.
@@ -166,181 +165,6 @@ fn inline_text(v: &Value) -> String {
         Value::Array(items) => items.iter().map(inline_text).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
-}
-
-/// Unchanged lines shown around each change in a [`text_diff`].
-pub const TEXT_DIFF_CONTEXT: usize = 2;
-
-/// A diff gives up looking for the best alignment after this long and settles for a valid,
-/// coarser one, so a pathological input cannot stall a sync or a terminal.
-const DIFF_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Below this similarity (0..=1, by words) a changed line pair is shown as plain `-`/`+`
-/// lines: marking nearly every word of a rewritten line helps nobody.
-const WORD_EMPHASIS_MIN_RATIO: f32 = 0.5;
-
-/// A readable line diff of two texts for a plain terminal, `""` when their lines are equal.
-///
-/// Each output line is `  text` (unchanged context), `- text` (only in `old`) or `+ text`
-/// (only in `new`); an empty line keeps just its marker (`-`, `+`, or nothing for context).
-/// Each change shows [`TEXT_DIFF_CONTEXT`] unchanged lines around it and hunks are separated
-/// by a `…` line. Within a block of changed lines, each removed line is paired with the next
-/// similar added line, and the words that differ are marked: `[-old-]` on the `-` line and
-/// `{+new+}` on the `+` line. Lines too different to pair are shown whole.
-///
-/// Lines are split with [`str::lines`], so `\r\n` and a final newline are not differences.
-pub fn text_diff(old: &str, new: &str) -> String {
-    let old_lines: Vec<&str> = old.lines().collect();
-    let new_lines: Vec<&str> = new.lines().collect();
-    if old_lines == new_lines {
-        return String::new();
-    }
-    let d = TextDiff::configure()
-        .timeout(DIFF_TIMEOUT)
-        .diff_slices(old_lines.as_slice(), new_lines.as_slice());
-
-    let mut out: Vec<String> = Vec::new();
-    for (i, group) in d.grouped_ops(TEXT_DIFF_CONTEXT).iter().enumerate() {
-        if i > 0 {
-            out.push("…".to_string());
-        }
-        let mut removed: Vec<&str> = Vec::new();
-        let mut added: Vec<&str> = Vec::new();
-        for op in group {
-            let (tag, old_range, new_range) = op.as_tag_tuple();
-            let old_part = old_lines.get(old_range).unwrap_or_default();
-            if tag == DiffTag::Equal {
-                push_block(&mut out, &mut removed, &mut added);
-                out.extend(old_part.iter().map(|l| marked_line(' ', l)));
-            } else {
-                removed.extend_from_slice(old_part);
-                added.extend_from_slice(new_lines.get(new_range).unwrap_or_default());
-            }
-        }
-        push_block(&mut out, &mut removed, &mut added);
-    }
-    out.join("\n")
-}
-
-/// `marker` and a space before `text`, without trailing whitespace for an empty line.
-fn marked_line(marker: char, text: &str) -> String {
-    if text.is_empty() {
-        marker.to_string().trim_end().to_string()
-    } else {
-        format!("{marker} {text}")
-    }
-}
-
-/// Word-diff attempts per block of changed lines; past it the remaining lines are shown
-/// unmarked, so a rewritten page costs no more than a few hundred short word diffs.
-const MAX_PAIR_ATTEMPTS: usize = 256;
-
-/// Writes one block of changed lines (all `-` then all `+`) and empties it.
-///
-/// Each removed line is paired, in order, with the next added line similar enough to mark
-/// (see [`word_emphasis`]); pairs never cross, so a line inserted before an edited one (or a
-/// renumbered list) still pairs each edit with its own line. Empty lines are not paired.
-fn push_block(out: &mut Vec<String>, removed: &mut Vec<&str>, added: &mut Vec<&str>) {
-    let mut removed_text: Vec<String> = removed.iter().map(|s| s.to_string()).collect();
-    let mut added_text: Vec<String> = added.iter().map(|s| s.to_string()).collect();
-    let mut attempts = 0;
-    let mut next = 0;
-    'removed: for (i, old) in removed.iter().enumerate() {
-        if old.is_empty() {
-            continue;
-        }
-        for (j, new) in added.iter().enumerate().skip(next) {
-            if new.is_empty() {
-                continue;
-            }
-            if attempts == MAX_PAIR_ATTEMPTS {
-                break 'removed;
-            }
-            attempts += 1;
-            if let Some((old_marked, new_marked)) = word_emphasis(old, new) {
-                removed_text[i] = old_marked;
-                added_text[j] = new_marked;
-                next = j + 1;
-                break;
-            }
-        }
-    }
-    out.extend(removed_text.iter().map(|l| marked_line('-', l)));
-    out.extend(added_text.iter().map(|l| marked_line('+', l)));
-    removed.clear();
-    added.clear();
-}
-
-/// The two lines with their differing words marked, or `None` when they are too different
-/// for marking to help.
-fn word_emphasis(old: &str, new: &str) -> Option<(String, String)> {
-    let d = TextDiff::configure()
-        .timeout(DIFF_TIMEOUT)
-        .diff_words(old, new);
-    if d.ratio() < WORD_EMPHASIS_MIN_RATIO {
-        return None;
-    }
-    let mut old_tokens: Vec<(bool, &str)> = Vec::new();
-    let mut new_tokens: Vec<(bool, &str)> = Vec::new();
-    for change in d.iter_all_changes() {
-        let token = change.value();
-        match change.tag() {
-            ChangeTag::Equal => {
-                old_tokens.push((false, token));
-                new_tokens.push((false, token));
-            }
-            ChangeTag::Delete => old_tokens.push((true, token)),
-            ChangeTag::Insert => new_tokens.push((true, token)),
-        }
-    }
-    Some((
-        mark_runs(old_tokens, "[-", "-]"),
-        mark_runs(new_tokens, "{+", "+}"),
-    ))
-}
-
-/// Joins tokens, wrapping each run of changed tokens in `open`…`close`. Unchanged whitespace
-/// between two changed tokens joins the run (`[-old words-]`, not `[-old-] [-words-]`), and
-/// whitespace at the edges of a run stays outside the markers.
-fn mark_runs(mut tokens: Vec<(bool, &str)>, open: &str, close: &str) -> String {
-    for i in 1..tokens.len().saturating_sub(1) {
-        let (changed, text) = tokens[i];
-        if !changed && text.trim().is_empty() && tokens[i - 1].0 && tokens[i + 1].0 {
-            tokens[i].0 = true;
-        }
-    }
-    let mut out = String::new();
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.is_empty() {
-            return;
-        }
-        let core = run.trim();
-        if core.is_empty() {
-            out.push_str(open);
-            out.push_str(run);
-            out.push_str(close);
-        } else {
-            let lead = &run[..run.len() - run.trim_start().len()];
-            let trail = &run[run.trim_end().len()..];
-            out.push_str(lead);
-            out.push_str(open);
-            out.push_str(core);
-            out.push_str(close);
-            out.push_str(trail);
-        }
-        run.clear();
-    };
-    for (changed, text) in tokens {
-        if changed {
-            run.push_str(text);
-        } else {
-            flush(&mut run, &mut out);
-            out.push_str(text);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
 }
 
 #[cfg(test)]
@@ -514,94 +338,6 @@ mod tests {
     }
 
     #[test]
-    fn criteria_edit_reads_as_a_word_marked_line_diff() {
-        let got = text_diff(CRITERIA_V1, CRITERIA_V2);
-        let want = [
-            "  Inclusion Criteria:",
-            "",
-            "- 1. Age [-18-] to 65 years.",
-            "+ 1. Age {+15+} to 65 years.",
-            "  2. Primary disease is leukemia or MDS.",
-            "  3. Both patients and donors are CMV seropositive.",
-            "…",
-            "  1. Participation in another study.",
-            "  2. Other adoptive immunotherapy.",
-            "+ 3. Active hepatitis B.",
-        ]
-        .join("\n");
-        assert_eq!(got, want, "\n{got}");
-    }
-
-    #[test]
-    fn adjacent_changed_words_form_one_marked_run() {
-        let got = text_diff(
-            "Patients aged 18 years or older with leukemia.",
-            "Patients aged 15 years and over with leukemia.",
-        );
-        assert_eq!(
-            got,
-            "- Patients aged [-18-] years [-or older-] with leukemia.\n\
-             + Patients aged {+15+} years {+and over+} with leukemia."
-        );
-    }
-
-    #[test]
-    fn an_inserted_item_does_not_misalign_the_marked_pairs() {
-        let old = "1. Leukemia or MDS.\n2. Age 18 to 65 years.\n3. Written consent.";
-        let new = "1. Leukemia or MDS.\n2. Haploidentical donor available.\n3. Age 16 to 65 years.\n4. Written consent.";
-        let want = [
-            "  1. Leukemia or MDS.",
-            "- [-2.-] Age [-18-] to 65 years.",
-            "- [-3.-] Written consent.",
-            "+ 2. Haploidentical donor available.",
-            "+ {+3.+} Age {+16+} to 65 years.",
-            "+ {+4.+} Written consent.",
-        ]
-        .join("\n");
-        assert_eq!(text_diff(old, new), want);
-    }
-
-    #[test]
-    fn rewritten_lines_are_not_word_marked() {
-        let got = text_diff(
-            "Adults with leukemia.",
-            "Children under twelve years of age.",
-        );
-        assert_eq!(
-            got,
-            "- Adults with leukemia.\n+ Children under twelve years of age."
-        );
-    }
-
-    #[test]
-    fn equal_texts_have_an_empty_diff_and_a_final_newline_is_no_change() {
-        assert_eq!(text_diff(CRITERIA_V1, CRITERIA_V1), "");
-        assert_eq!(text_diff("a\nb", "a\nb\n"), "");
-        assert_eq!(text_diff("", "one"), "+ one");
-        assert_eq!(text_diff("one", ""), "- one");
-    }
-
-    #[test]
-    fn distant_changes_are_separate_hunks() {
-        let old: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
-        let mut new = old.clone();
-        new[0] = "first".into();
-        new[11] = "last".into();
-        let got = text_diff(&old.join("\n"), &new.join("\n"));
-        let want = "\
-- line 1
-+ first
-  line 2
-  line 3
-…
-  line 10
-  line 11
-- line 12
-+ last";
-        assert_eq!(got, want);
-    }
-
-    #[test]
     fn long_text_rule() {
         assert!(is_long_text("eligibility.criteria", &json!("short")));
         assert!(is_long_text(
@@ -623,23 +359,6 @@ mod tests {
             SITE_PEKING,
             &site("Peking University People's Hospital", "Beijing", "China")
         ));
-    }
-
-    #[test]
-    fn list_of_objects_diffs_as_key_value_blocks() {
-        let old = json!([{"measure": "Survival", "timeFrame": "6 months"}]);
-        let new = json!([{"measure": "Survival", "timeFrame": "12 months"},
-                         {"measure": "Relapse", "timeFrame": "12 months", "description": "two\nlines"}]);
-        assert_eq!(
-            value_text(&new),
-            "measure: Survival\ntimeFrame: 12 months\n\nmeasure: Relapse\ntimeFrame: 12 months\ndescription: two\n  lines"
-        );
-        let got = text_diff(&value_text(&old), &value_text(&new));
-        assert!(
-            got.contains("- timeFrame: [-6-] months\n+ timeFrame: {+12+} months"),
-            "{got}"
-        );
-        assert!(got.ends_with("+ description: two\n+   lines"), "{got}");
     }
 
     mod properties {
@@ -780,22 +499,6 @@ mod tests {
             fn diffs_in_both_directions_mirror_each_other((a, b) in pair()) {
                 let forward: Vec<FieldChange> = diff(Some(&a), &b).iter().map(mirrored).collect();
                 prop_assert_eq!(forward, diff(Some(&b), &a));
-            }
-
-            #[test]
-            fn text_diff_lines_are_always_marked(
-                old in "[ab \n]{0,40}",
-                new in "[ab \n]{0,40}",
-            ) {
-                let out = text_diff(&old, &new);
-                prop_assert_eq!(out.is_empty(), old.lines().eq(new.lines()));
-                for line in out.lines() {
-                    prop_assert!(
-                        line.is_empty() || line == "…" || line == "-" || line == "+"
-                            || line.starts_with("- ") || line.starts_with("+ ") || line.starts_with("  "),
-                        "{:?}", line
-                    );
-                }
             }
         }
     }

@@ -7,7 +7,8 @@
 //! so a relay that restarted between two sends costs nothing.
 //!
 //! What this file does not do: decide when to send, retry, or group alerts into digests; the
-//! outbox does that and hands over the alerts of one message.
+//! outbox does that and hands over the alerts of one message. Nor compute the line diff of a
+//! long text: that is [`crate::render::textdiff`], shared with the terminal.
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
@@ -20,18 +21,16 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use similar::{ChangeTag, TextDiff};
 
 use super::{DeliveryError, SetupError};
 use crate::config::{SmtpConfig, SmtpSecurity};
 use crate::model::NctId;
 use crate::model::{Alert, AlertChange};
+use crate::render::textdiff::unified_lines;
 use crate::util::text::{error_chain, one_line, plural};
 
 /// A value longer than this (or with a line break) is shown as a line diff, not `old → new`.
 const LONG_TEXT_CHARS: usize = 80;
-/// Lines of unchanged context around each changed line in a diff.
-const DIFF_CONTEXT_LINES: usize = 2;
 /// A diff longer than this is cut, with a pointer to the study page for the rest.
 const MAX_DIFF_LINES: usize = 80;
 /// A subject's headline is cut to this many characters; mail clients show less anyway.
@@ -40,6 +39,7 @@ const MAX_HEADLINE_CHARS: usize = 160;
 /// A rendered message, before it becomes MIME.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEmail {
+    /// The `Subject` header: the most severe change for one alert, counts for a digest.
     pub subject: String,
     /// The `text/plain` part.
     pub text: String,
@@ -310,25 +310,10 @@ fn is_long_text(s: &str) -> bool {
     s.contains('\n') || s.chars().count() > LONG_TEXT_CHARS
 }
 
-/// A unified line diff (`@@ -a,b +c,d @@`, then ` `/`-`/`+` lines) with a little context,
-/// cut after [`MAX_DIFF_LINES`].
+/// A unified line diff (`@@ -a,b +c,d @@`, then ` `/`-`/`+` lines, the shared
+/// [`unified_lines`]) cut after [`MAX_DIFF_LINES`].
 fn line_diff(old: &str, new: &str) -> Vec<String> {
-    let diff = TextDiff::from_lines(old, new);
-    let mut lines = Vec::new();
-    let mut unified = diff.unified_diff();
-    unified.context_radius(DIFF_CONTEXT_LINES);
-    for hunk in unified.iter_hunks() {
-        lines.push(hunk.header().to_string());
-        for change in hunk.iter_changes() {
-            let sign = match change.tag() {
-                ChangeTag::Delete => '-',
-                ChangeTag::Insert => '+',
-                ChangeTag::Equal => ' ',
-            };
-            let value = change.value();
-            lines.push(format!("{sign}{}", value.trim_end_matches(['\n', '\r'])));
-        }
-    }
+    let mut lines = unified_lines(old, new);
     if lines.len() > MAX_DIFF_LINES {
         let rest = lines.len() - MAX_DIFF_LINES;
         lines.truncate(MAX_DIFF_LINES);

@@ -7,7 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::diff::{is_long_text, text_diff, value_text};
+use super::textdiff::text_diff;
+use crate::diff::{is_long_text, value_text};
 use crate::model::{ChangeKind, FieldChange, VersionMeta};
 use crate::util::text::{one_line, plural};
 
