@@ -1,23 +1,22 @@
 //! trialwatch: watches ClinicalTrials.gov studies and reports field-level changes.
 //!
-//! Data flows one way:
-//! schedule -> [`ctgov`] fetch -> [`normalize`] -> [`diff`] against the latest snapshot ->
-//! one atomic [`store`] write (snapshot, its changes, the alerts it owes) -> delivery.
+//! Data flows one way: schedule → [`ctgov`] fetch → [`normalize`] → [`diff`] against the latest
+//! snapshot → one atomic [`store`] write (snapshot, its changes, the alerts it owes) →
+//! [`outbox`] delivery through [`notify`]. `ARCHITECTURE.md` tells the whole story.
 //!
-//! - [`model`]: types shared by every stage (`NctId`, `Record`, `FieldChange`, …).
-//! - [`schema`]: the canonical order of field paths (docs/record.md §2, §4).
-//! - [`config`]: TOML file -> validated `Config`.
-//! - [`ctgov`]: the CT.gov API v2 client (batching, paging, rate limit, retries) and its wire types.
-//! - [`normalize`]: CT.gov study JSON -> normalized `Record`. Pure.
-//! - [`diff`]: record x record -> field changes, plus readable text diffs. Pure.
-//! - [`severity`]: how much a field change matters (minor / notable / critical), with a summary. Pure.
-//! - [`store`]: versioned snapshots in sled; the only module that knows sled.
-//! - [`render`]: the Markdown mirror page and terminal output.
-//! - [`sync`]: one sync run: fetch, normalize, compare, store.
-//! - [`outbox`]: subscriptions, the alerts each new version owes, delivery with retries.
-//! - [`notify`]: alert delivery by email (lettre) and signed webhooks (reqwest).
-//! - [`daemon`]: the long-running service: schedule, signals, systemd notify, control socket.
-//! - [`cli`]: command-line parsing and the commands.
+//! The layers, bottom first. A module imports only modules above it in this list (the test
+//! `tests/it/layers.rs` checks it), so there is no import circle:
+//!
+//! | layer | modules | job |
+//! |---|---|---|
+//! | plain data and helpers | [`model`], [`schema`], [`util`], [`clock`] | types that cross modules, the field-path table, small shared helpers, "now"; they import nothing of the crate |
+//! | settings | [`config`] | TOML file → validated `Config`, one file per section |
+//! | fetch | [`ctgov`] | the CT.gov API v2 client (batching, paging, rate limit, retries) and its wire types |
+//! | pure transforms | [`normalize`], [`diff`], [`render`], [`severity`] | study JSON → `Record`; record × record → changes; text for people; how much a change matters |
+//! | storage | [`store`] | versioned snapshots: the only module that knows sled |
+//! | delivery | [`notify`], [`outbox`] | email and webhook wire formats; who hears what, retries, the one delivery entry point |
+//! | one run | [`sync`] | fetch → decide → plan alerts → one commit per batch |
+//! | processes | [`daemon`], [`cli`] | the long-running service; the commands |
 
 pub mod cli;
 pub mod clock;
