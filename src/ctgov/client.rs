@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 pub use super::error::FetchError;
 use super::error::describe_ids;
 use super::limiter::RateLimiter;
-use super::wire::{DataVersion, RawStudiesPage, StudyIds};
+use super::page::{DataVersion, ListedStudy, parse_page, parse_single};
 use crate::config::CtgovConfig;
 use crate::model::NctId;
 use crate::util::backoff::full_jitter;
@@ -572,65 +572,6 @@ fn no_answer(url: &Url, subject: &str) -> FetchError {
 }
 
 /// A study of a list page, with the IDs needed to match it to a request.
-#[derive(Debug)]
-struct ListedStudy {
-    nct_id: NctId,
-    /// `identificationModule.nctIdAliases`, so a requested alias finds its study.
-    aliases: Vec<NctId>,
-    raw: Box<RawValue>,
-}
-
-/// A list page: `{"studies":[…], "nextPageToken"?, "totalCount"?}`.
-struct Page {
-    studies: Vec<ListedStudy>,
-    next_page_token: Option<String>,
-}
-
-fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
-    let ids: StudyIds = serde_json::from_str(raw.get())
-        .map_err(|e| format!("a study is not a JSON object of the expected shape: {e}"))?;
-    let ident = ids
-        .protocol_section
-        .and_then(|p| p.identification_module)
-        .ok_or("a study has no protocolSection.identificationModule")?;
-    let nct = ident
-        .nct_id
-        .ok_or("a study has no protocolSection.identificationModule.nctId")?;
-    let nct_id: NctId = nct
-        .parse()
-        .map_err(|e| format!("a study's nctId is not usable: {e}"))?;
-    let aliases = ident
-        .nct_id_aliases
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    Ok(ListedStudy {
-        nct_id,
-        aliases,
-        raw: raw.to_owned(),
-    })
-}
-
-fn parse_single(body: &str) -> Result<ListedStudy, String> {
-    let raw: &RawValue =
-        serde_json::from_str(body).map_err(|e| format!("the study is not complete JSON: {e}"))?;
-    parse_study(raw)
-}
-
-fn parse_page(body: &str) -> Result<Page, String> {
-    let wire: RawStudiesPage<'_> =
-        serde_json::from_str(body).map_err(|e| format!("not a complete page of studies: {e}"))?;
-    let studies = wire
-        .studies
-        .into_iter()
-        .map(parse_study)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page {
-        studies,
-        next_page_token: wire.next_page_token.filter(|t| !t.is_empty()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,33 +585,6 @@ mod tests {
             let ceiling = (base * 2u32.saturating_pow(attempt.min(20) - 1)).min(cap);
             assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
         }
-    }
-
-    #[test]
-    fn a_page_keeps_each_study_byte_for_byte() {
-        let body = r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"NCT00000001","nctIdAliases":["NCT00000009"]}},"x": [1, 2]}],"nextPageToken":"abc"}"#;
-        let page = parse_page(body).unwrap();
-        assert_eq!(page.next_page_token.as_deref(), Some("abc"));
-        let s = &page.studies[0];
-        assert_eq!(s.nct_id.as_str(), "NCT00000001");
-        assert_eq!(s.aliases[0].as_str(), "NCT00000009");
-        assert!(s.raw.get().ends_with(r#""x": [1, 2]}"#));
-    }
-
-    #[test]
-    fn wrong_shapes_are_bad_bodies() {
-        assert!(parse_page(r#"{"items":[]}"#).is_err());
-        assert!(parse_page(r#"{"studies":[{"protocolSection":{}}]}"#).is_err());
-        assert!(
-            parse_page(
-                r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"X"}}}]}"#
-            )
-            .is_err()
-        );
-        assert!(
-            parse_single(r#"{"protocolSection":{"identificationModule":{"nctId":"NCT0000"#)
-                .is_err()
-        );
     }
 
     // A 429's `Retry-After` in its HTTP-date form (RFC 9110 §10.2.3) goes through the same

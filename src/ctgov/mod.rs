@@ -12,6 +12,7 @@
 pub mod client;
 mod error;
 mod limiter;
+mod page;
 pub mod wire;
 
 pub use client::{

@@ -19,7 +19,6 @@
 //! - Unknown keys are ignored (no `deny_unknown_fields`), so new CT.gov fields never break parsing.
 
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Reads a JSON `null` as the type's default, so `"conditions": null` is the same as no key.
@@ -611,61 +610,6 @@ pub struct LargeDoc {
     pub date: Option<String>,
     /// `filename`: the file's name on CT.gov.
     pub filename: Option<String>,
-}
-
-// --- the client's ID-only view (docs/ctgov-api.md §2–§3) ------------------------------------
-//
-// The client hands each study on as the bytes CT.gov sent and reads only its IDs, to match
-// studies to requests. It does not use `Study` for that: building the whole study once in the
-// client and again in `normalize` would double the parsing cost of a sync, and a study whose
-// other fields have an odd shape must still reach `normalize` (which reports it for that study
-// alone) instead of failing its whole batch. Its page, unlike `StudiesPage`, must have a
-// `studies` array: a body without one is not an answer, and is retried as a bad body.
-
-/// A list page as the client reads it: each study kept as raw JSON, unparsed.
-#[derive(Deserialize)]
-pub(crate) struct RawStudiesPage<'a> {
-    /// The page's studies (`studies`), borrowed from the body so their bytes stay exact.
-    #[serde(borrow)]
-    pub(crate) studies: Vec<&'a RawValue>,
-    /// `nextPageToken`; absent (or empty) on the last page.
-    #[serde(rename = "nextPageToken")]
-    pub(crate) next_page_token: Option<String>,
-}
-
-/// Just the ID parts of a study; the rest is skipped unparsed.
-#[derive(Deserialize)]
-pub(crate) struct StudyIds {
-    /// `protocolSection`, of which only the identification module is read.
-    #[serde(rename = "protocolSection")]
-    pub(crate) protocol_section: Option<ProtocolIds>,
-}
-
-/// `protocolSection`, reduced to `identificationModule`.
-#[derive(Deserialize)]
-pub(crate) struct ProtocolIds {
-    /// `identificationModule`, reduced to the IDs.
-    #[serde(rename = "identificationModule")]
-    pub(crate) identification_module: Option<IdentificationIds>,
-}
-
-/// `identificationModule`, reduced to the IDs a requested ID can match.
-#[derive(Deserialize)]
-pub(crate) struct IdentificationIds {
-    /// `nctId`: the study's canonical ID.
-    #[serde(rename = "nctId")]
-    pub(crate) nct_id: Option<String>,
-    /// `nctIdAliases`: older IDs CT.gov answers with this study.
-    #[serde(rename = "nctIdAliases", default)]
-    pub(crate) nct_id_aliases: Vec<String>,
-}
-
-/// `GET /version`: when CT.gov last loaded data.
-#[derive(Deserialize)]
-pub(crate) struct DataVersion {
-    /// `dataTimestamp` (UTC, `yyyy-MM-ddTHH:mm:ss`), passed on as sent.
-    #[serde(rename = "dataTimestamp")]
-    pub(crate) data_timestamp: String,
 }
 
 #[cfg(test)]

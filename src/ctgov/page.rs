@@ -1,0 +1,150 @@
+//! The client's ID-only reading of CT.gov's answers: a page or a single study, each study kept
+//! as the exact bytes CT.gov sent, with just the IDs read to match it to a request.
+//!
+//! It does not use `wire::Study` for that: building the whole study once here and again in
+//! `normalize` would double the parsing cost of a sync, and a study whose other fields have an
+//! odd shape must still reach `normalize` (which reports it for that study alone) instead of
+//! failing its whole batch. Its page, unlike `wire::StudiesPage`, must have a `studies` array: a
+//! body without one is not an answer, and is retried as a bad body.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::model::NctId;
+
+/// A list page as the client reads it: each study kept as raw JSON, unparsed.
+#[derive(Deserialize)]
+pub(crate) struct RawStudiesPage<'a> {
+    /// The page's studies (`studies`), borrowed from the body so their bytes stay exact.
+    #[serde(borrow)]
+    pub(crate) studies: Vec<&'a RawValue>,
+    /// `nextPageToken`; absent (or empty) on the last page.
+    #[serde(rename = "nextPageToken")]
+    pub(crate) next_page_token: Option<String>,
+}
+
+/// Just the ID parts of a study; the rest is skipped unparsed.
+#[derive(Deserialize)]
+pub(crate) struct StudyIds {
+    /// `protocolSection`, of which only the identification module is read.
+    #[serde(rename = "protocolSection")]
+    pub(crate) protocol_section: Option<ProtocolIds>,
+}
+
+/// `protocolSection`, reduced to `identificationModule`.
+#[derive(Deserialize)]
+pub(crate) struct ProtocolIds {
+    /// `identificationModule`, reduced to the IDs.
+    #[serde(rename = "identificationModule")]
+    pub(crate) identification_module: Option<IdentificationIds>,
+}
+
+/// `identificationModule`, reduced to the IDs a requested ID can match.
+#[derive(Deserialize)]
+pub(crate) struct IdentificationIds {
+    /// `nctId`: the study's canonical ID.
+    #[serde(rename = "nctId")]
+    pub(crate) nct_id: Option<String>,
+    /// `nctIdAliases`: older IDs CT.gov answers with this study.
+    #[serde(rename = "nctIdAliases", default)]
+    pub(crate) nct_id_aliases: Vec<String>,
+}
+
+/// `GET /version`: when CT.gov last loaded data.
+#[derive(Deserialize)]
+pub(crate) struct DataVersion {
+    /// `dataTimestamp` (UTC, `yyyy-MM-ddTHH:mm:ss`), passed on as sent.
+    #[serde(rename = "dataTimestamp")]
+    pub(crate) data_timestamp: String,
+}
+
+#[derive(Debug)]
+pub(super) struct ListedStudy {
+    pub(super) nct_id: NctId,
+    /// `identificationModule.nctIdAliases`, so a requested alias finds its study.
+    pub(super) aliases: Vec<NctId>,
+    pub(super) raw: Box<RawValue>,
+}
+
+/// A list page: `{"studies":[…], "nextPageToken"?, "totalCount"?}`.
+pub(super) struct Page {
+    pub(super) studies: Vec<ListedStudy>,
+    pub(super) next_page_token: Option<String>,
+}
+
+pub(super) fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
+    let ids: StudyIds = serde_json::from_str(raw.get())
+        .map_err(|e| format!("a study is not a JSON object of the expected shape: {e}"))?;
+    let ident = ids
+        .protocol_section
+        .and_then(|p| p.identification_module)
+        .ok_or("a study has no protocolSection.identificationModule")?;
+    let nct = ident
+        .nct_id
+        .ok_or("a study has no protocolSection.identificationModule.nctId")?;
+    let nct_id: NctId = nct
+        .parse()
+        .map_err(|e| format!("a study's nctId is not usable: {e}"))?;
+    let aliases = ident
+        .nct_id_aliases
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Ok(ListedStudy {
+        nct_id,
+        aliases,
+        raw: raw.to_owned(),
+    })
+}
+
+pub(super) fn parse_single(body: &str) -> Result<ListedStudy, String> {
+    let raw: &RawValue =
+        serde_json::from_str(body).map_err(|e| format!("the study is not complete JSON: {e}"))?;
+    parse_study(raw)
+}
+
+pub(super) fn parse_page(body: &str) -> Result<Page, String> {
+    let wire: RawStudiesPage<'_> =
+        serde_json::from_str(body).map_err(|e| format!("not a complete page of studies: {e}"))?;
+    let studies = wire
+        .studies
+        .into_iter()
+        .map(parse_study)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        studies,
+        next_page_token: wire.next_page_token.filter(|t| !t.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_keeps_each_study_byte_for_byte() {
+        let body = r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"NCT00000001","nctIdAliases":["NCT00000009"]}},"x": [1, 2]}],"nextPageToken":"abc"}"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(page.next_page_token.as_deref(), Some("abc"));
+        let s = &page.studies[0];
+        assert_eq!(s.nct_id.as_str(), "NCT00000001");
+        assert_eq!(s.aliases[0].as_str(), "NCT00000009");
+        assert!(s.raw.get().ends_with(r#""x": [1, 2]}"#));
+    }
+
+    #[test]
+    fn wrong_shapes_are_bad_bodies() {
+        assert!(parse_page(r#"{"items":[]}"#).is_err());
+        assert!(parse_page(r#"{"studies":[{"protocolSection":{}}]}"#).is_err());
+        assert!(
+            parse_page(
+                r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"X"}}}]}"#
+            )
+            .is_err()
+        );
+        assert!(
+            parse_single(r#"{"protocolSection":{"identificationModule":{"nctId":"NCT0000"#)
+                .is_err()
+        );
+    }
+}
