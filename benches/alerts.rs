@@ -12,8 +12,8 @@
 //!
 //! `BENCH_ALERT_PROFILE=1` instead prints where enqueue time goes (matching vs. raw sled).
 
-#[path = "../tests/support/alert_sink.rs"]
-mod alert_sink;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -201,7 +201,7 @@ fn enqueue_bench(template: &str) {
 fn delivery_bench(template: &str, concurrency: usize) {
     let trials = 100;
     let nsubs = 100;
-    let sink = alert_sink::WebhookSink::start();
+    let sink = support::webhook_receiver::WebhookReceiver::start();
     sink.set_light(true);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

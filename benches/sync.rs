@@ -10,16 +10,16 @@
 //!
 //! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20).
 
-#[path = "../tests/support/fake_ctgov.rs"]
-mod fake_ctgov;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use fake_ctgov::FakeCtGov;
 use serde_json::Value;
+use support::fake_ctgov::FakeCtGov;
 use trialwatch::model::NctId;
 use trialwatch::store::{NewVersion, Store};
 

@@ -1,15 +1,13 @@
 //! A test environment for black-box tests of the real `trialwatch` binary: a temporary data
 //! directory, a config file pointing at a fake CT.gov server, and helpers to run commands and
-//! to make study JSON from the real fixtures. Include with
-//! `#[path = "support/env.rs"] mod env;` next to `#[path = "support/fake_ctgov.rs"] mod fake_ctgov;`.
-#![allow(dead_code)]
+//! to make study JSON from the real fixtures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::fake_ctgov::FakeCtGov;
+use super::fake_ctgov::FakeCtGov;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_trialwatch");
 

@@ -5,7 +5,7 @@ It speaks SMTP with STARTTLS (or implicit TLS, or plain) and AUTH PLAIN/LOGIN to
 test, and saves every accepted message so the test can parse what a mail server really got.
 It does not relay anything anywhere.
 
-Usage (the Rust tests in tests/notify.rs start it; by hand it works the same):
+Usage (the Rust harness tests/support/smtp_server.rs starts it; by hand it works the same):
 
     python3 tests/support/smtp_server.py --maildir DIR [--host 127.0.0.1] [--port 0]
         [--mode starttls|tls|none] [--cert CERT.pem --key KEY.pem]

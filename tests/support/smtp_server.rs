@@ -1,15 +1,14 @@
-//! Test harness around `tests/support/smtp_server.py`, a real SMTP server (aiosmtpd) with
-//! STARTTLS, implicit TLS and AUTH PLAIN/LOGIN, run as a child process on 127.0.0.1.
+//! The one SMTP harness of the tests: it runs `tests/support/smtp_server.py`, a real SMTP server
+//! (aiosmtpd) with STARTTLS, implicit TLS or plain SMTP and AUTH PLAIN/LOGIN, as a child process
+//! on 127.0.0.1, and reads back the messages it saved.
 //!
 //! It owns the test CA ([`TestCerts`], made with rcgen: a CA and a server certificate for
-//! `localhost` and `127.0.0.1`), starting, stopping and restarting the server on the same port,
-//! and reading back the messages it saved. It knows nothing about trialwatch.
+//! `localhost` and `127.0.0.1`), starting the server on a free port or on a port chosen before
+//! (so trialwatch can be configured first and find the server down), stopping and restarting it
+//! on the same port, and reading back the messages it saved. It knows nothing about trialwatch.
 //!
 //! Needs `python3` with aiosmtpd: `bash .ci/install-test-deps.sh` installs it. Set
 //! `TRIALWATCH_TEST_PYTHON` to use another interpreter.
-//!
-//! Include it with `#[path = "support/smtp_server.rs"] mod smtp_server;`.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -85,6 +84,18 @@ pub struct SmtpOptions {
     pub defer_rcpt: Vec<String>,
 }
 
+impl SmtpOptions {
+    /// Plain SMTP (no TLS), no AUTH, every recipient accepted.
+    pub fn plain() -> SmtpOptions {
+        SmtpOptions {
+            mode: "none",
+            login: None,
+            reject_rcpt: Vec::new(),
+            defer_rcpt: Vec::new(),
+        }
+    }
+}
+
 /// One message the server accepted.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -92,6 +103,32 @@ pub struct Received {
     pub raw: Vec<u8>,
     /// `mail_from`, `rcpt_tos`, `tls`, `authenticated`, `login`.
     pub meta: serde_json::Value,
+}
+
+impl Received {
+    /// The message as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    /// The envelope recipients (`RCPT TO`) the server accepted.
+    pub fn to(&self) -> Vec<String> {
+        self.meta["rcpt_tos"]
+            .as_array()
+            .expect("rcpt_tos is a list")
+            .iter()
+            .map(|s| s.as_str().expect("a recipient").to_string())
+            .collect()
+    }
+
+    /// The `Message-ID` header's value as written (angle brackets kept), `""` when absent.
+    pub fn message_id(&self) -> String {
+        self.text()
+            .lines()
+            .find(|line| line.to_lowercase().starts_with("message-id:"))
+            .map(|line| line.split_once(':').unwrap().1.trim().to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// A running (or stopped) SMTP server child process.
@@ -108,11 +145,22 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts a server on a free port; messages go to `dir/mail`.
     pub fn start(dir: &Path, certs: Option<&TestCerts>, options: SmtpOptions) -> SmtpServer {
+        Self::start_on(0, dir, certs, options)
+    }
+
+    /// Starts a server on `port` (0: a free one), e.g. one from [`free_port`](super::free_port)
+    /// that trialwatch was configured with while nothing listened; messages go to `dir/mail`.
+    pub fn start_on(
+        port: u16,
+        dir: &Path,
+        certs: Option<&TestCerts>,
+        options: SmtpOptions,
+    ) -> SmtpServer {
         let maildir = dir.join("mail");
         std::fs::create_dir_all(&maildir).expect("create maildir");
         let mut server = SmtpServer {
             child: None,
-            port: 0,
+            port,
             maildir,
             options,
             cert_path: certs.map(|c| c.cert_path.clone()),

@@ -1,16 +1,19 @@
-//! A real webhook receiver for tests: an axum server on `127.0.0.1:0` that records every
-//! request (method, path, headers, body), checks the `X-Trialwatch-Signature` with its own
-//! secret and its own HMAC code (not trialwatch's), and answers from a script of replies
-//! (e.g. 500, 500, then 200), optionally after a delay.
+//! The one webhook receiver of the tests and benchmarks: a real axum server on `127.0.0.1:0`
+//! that records every request *when it arrives*, before answering (method, path and query,
+//! headers, body), checks the `X-Trialwatch-Signature` with its own secret and its own HMAC code
+//! (not trialwatch's), and answers from a script of replies (e.g. 500, 500, then 200), each
+//! optionally delayed, with extra headers and a body, or held open forever, so a test can kill
+//! trialwatch between send and acknowledgement.
 //!
-//! Self-contained so several test crates can include it:
-//! `#[path = "support/webhook_receiver.rs"] mod webhook_receiver;`
-#![allow(dead_code)]
+//! [`WebhookReceiver::start`] is synchronous: the server runs its own tokio runtime on its own
+//! thread, so plain `#[test]`s that spawn the `trialwatch` binary can use it as well as
+//! `#[tokio::test]`s and benches. Dropping it stops it (held requests are cut off).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,12 +23,14 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// One scripted answer.
-#[derive(Clone, Debug)]
+/// How the receiver answers one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     /// Wait this long before answering (to test the sender's timeout).
     pub delay: Duration,
+    /// Never answer: the connection stays open until the client goes away.
+    pub hold: bool,
     /// Extra response headers, e.g. `Retry-After`.
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
@@ -36,6 +41,7 @@ impl Reply {
         Reply {
             status,
             delay: Duration::ZERO,
+            hold: false,
             headers: Vec::new(),
             body: String::new(),
         }
@@ -45,6 +51,14 @@ impl Reply {
         Reply {
             delay,
             ..Reply::status(status)
+        }
+    }
+
+    /// Never answer (the connection stays open until the client goes away).
+    pub fn hold() -> Reply {
+        Reply {
+            hold: true,
+            ..Reply::status(200)
         }
     }
 
@@ -70,11 +84,23 @@ pub struct Recorded {
     /// Whether the signature header verified with the receiver's secret; `None` when the
     /// receiver has no secret or the request carried no signature.
     pub signature_ok: Option<bool>,
+    /// How the receiver answered it.
+    pub reply: Reply,
 }
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or_default()
+    }
+
+    /// `X-Trialwatch-Event-Id`, the idempotency key (`""` when absent).
+    pub fn event_id(&self) -> &str {
+        self.header("x-trialwatch-event-id").unwrap_or_default()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -88,44 +114,83 @@ struct Inner {
     /// Answer once the script is used up.
     fallback: Reply,
     requests: Vec<Recorded>,
+    /// Record nothing, only count (benchmarks).
+    light: bool,
+    count: usize,
 }
 
 /// A running receiver; stops when dropped.
 pub struct WebhookReceiver {
     pub addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl WebhookReceiver {
-    /// Starts a receiver that answers 200 unless scripted otherwise.
-    pub async fn start(secret: Option<&[u8]>) -> WebhookReceiver {
+    /// Starts a receiver without a secret that answers 200 unless scripted otherwise.
+    pub fn start() -> WebhookReceiver {
+        Self::start_inner(None)
+    }
+
+    /// Starts a receiver that checks signatures with `secret` (see [`Recorded::signature_ok`]).
+    pub fn with_secret(secret: &[u8]) -> WebhookReceiver {
+        Self::start_inner(Some(secret))
+    }
+
+    fn start_inner(secret: Option<&[u8]>) -> WebhookReceiver {
         let inner = Arc::new(Mutex::new(Inner {
             secret: secret.map(<[u8]>::to_vec),
             script: VecDeque::new(),
             fallback: Reply::status(200),
             requests: Vec::new(),
+            light: false,
+            count: 0,
         }));
+        let std_listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind webhook receiver");
+        std_listener
+            .set_nonblocking(true)
+            .expect("webhook receiver: set_nonblocking");
+        let addr = std_listener.local_addr().expect("local addr");
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind webhook receiver");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("webhook-receiver-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("webhook receiver: tokio runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(std_listener)
+                        .expect("webhook receiver: tokio listener");
+                    // Not a graceful shutdown: a held request must not hold up the test.
+                    // Dropping the runtime below cancels the connection tasks.
+                    tokio::select! {
+                        res = axum::serve(listener, app) => {
+                            if let Err(err) = res {
+                                eprintln!("webhook receiver stopped: {err}");
+                            }
+                        }
+                        _ = stop_rx => {}
+                    }
+                });
+            })
+            .expect("webhook receiver: thread");
         WebhookReceiver {
             addr,
             inner,
-            shutdown: Some(tx),
+            stop: Some(stop_tx),
+            thread: Some(thread),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -133,14 +198,43 @@ impl WebhookReceiver {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Answers the next requests with `replies`, in order, then with the fallback (200).
+    /// Answers the next requests with `replies`, in order, then with the fallback (200 unless
+    /// [`set_default`](Self::set_default) changed it).
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        let mut inner = self.inner.lock().expect("receiver state");
-        inner.script.extend(replies);
+        self.lock().script.extend(replies);
     }
 
+    /// The answer once the script is used up.
+    pub fn set_default(&self, reply: Reply) {
+        self.lock().fallback = reply;
+    }
+
+    /// Record nothing, only count requests (for benchmarks with many thousands of them).
+    pub fn set_light(&self, light: bool) {
+        self.lock().light = light;
+    }
+
+    /// The requests received so far, oldest first (none in light mode).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.lock().expect("receiver state").requests.clone()
+        self.lock().requests.clone()
+    }
+
+    /// How many requests arrived, light mode included.
+    pub fn count(&self) -> usize {
+        self.lock().count
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `timeout`).
+    pub fn wait_for(&self, n: usize, timeout: Duration) {
+        let t0 = Instant::now();
+        while self.count() < n {
+            assert!(
+                t0.elapsed() < timeout,
+                "only {} of {n} requests arrived",
+                self.count()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The receiver's own signature check: `sha256=` + hex HMAC-SHA256(secret, "{ts}.{body}"),
@@ -164,10 +258,18 @@ impl WebhookReceiver {
 
 impl Drop for WebhookReceiver {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
+}
+
+/// A panic while holding the lock (in a test thread) must not cascade into every later request.
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn handle(
@@ -178,29 +280,37 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let reply = {
-        let mut inner = inner.lock().expect("receiver state");
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let signature_ok = match (
-            &inner.secret,
-            header("x-trialwatch-signature"),
-            header("x-trialwatch-timestamp"),
-        ) {
-            (Some(secret), Some(sig), Some(ts)) => {
-                Some(WebhookReceiver::verify_with(secret, ts, &body, sig))
-            }
-            (Some(_), Some(_), None) => Some(false),
-            _ => None,
-        };
-        inner.requests.push(Recorded {
-            method: method.to_string(),
-            uri: uri.to_string(),
-            headers: headers.clone(),
-            body: body.to_vec(),
-            signature_ok,
-        });
+        let mut inner = lock(&inner);
         let fallback = inner.fallback.clone();
-        inner.script.pop_front().unwrap_or(fallback)
+        let reply = inner.script.pop_front().unwrap_or(fallback);
+        inner.count += 1;
+        if !inner.light {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let signature_ok = match (
+                &inner.secret,
+                header("x-trialwatch-signature"),
+                header("x-trialwatch-timestamp"),
+            ) {
+                (Some(secret), Some(sig), Some(ts)) => {
+                    Some(WebhookReceiver::verify_with(secret, ts, &body, sig))
+                }
+                (Some(_), Some(_), None) => Some(false),
+                _ => None,
+            };
+            inner.requests.push(Recorded {
+                method: method.to_string(),
+                uri: uri.to_string(),
+                headers: headers.clone(),
+                body: body.to_vec(),
+                signature_ok,
+                reply: reply.clone(),
+            });
+        }
+        reply
     };
+    if reply.hold {
+        std::future::pending::<()>().await;
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

@@ -2,19 +2,15 @@
 //! fake CT.gov server, a scriptable webhook receiver and a real SMTP server (aiosmtpd), all on
 //! 127.0.0.1, with real CT.gov fixtures edited between syncs.
 
-#[path = "support/alert_sink.rs"]
-mod alert_sink;
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alert_sink::{Reply, SmtpSink, WebhookSink, free_port};
-use env::{TestEnv, edit, fixture, fixture_as, stderr, stdout};
 use serde_json::{Value, json};
+
+use crate::support::env::{TestEnv, edit, fixture, fixture_as, stderr, stdout};
+use crate::support::free_port;
+use crate::support::smtp_server::{SmtpOptions, SmtpServer};
+use crate::support::webhook_receiver::{Recorded, Reply, WebhookReceiver};
 
 /// Small retry settings so retries are due within a test's patience.
 const FAST_ALERTS: &str =
@@ -36,10 +32,10 @@ fn outbox(env: &TestEnv) -> Vec<Value> {
     env.json(&["outbox", "--json"]).as_array().unwrap().clone()
 }
 
-fn count_by_event(hits: &[alert_sink::Hit]) -> BTreeMap<String, usize> {
+fn count_by_event(hits: &[Recorded]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for h in hits {
-        *m.entry(h.event_id.clone()).or_insert(0) += 1;
+        *m.entry(h.event_id().to_string()).or_insert(0) += 1;
     }
     m
 }
@@ -49,7 +45,7 @@ fn count_by_event(hits: &[alert_sink::Hit]) -> BTreeMap<String, usize> {
 #[test]
 fn status_change_reaches_only_the_status_subscriber() {
     let env = TestEnv::with_config(&[ID, OTHER], "", FAST_ALERTS);
-    let sink = WebhookSink::start();
+    let sink = WebhookReceiver::start();
     let v1 = fixture(&format!("{ID}.json"));
     env.server.put_study(v1.clone());
     env.server.put_study(fixture(&format!("{OTHER}.json")));
@@ -87,22 +83,26 @@ fn status_change_reaches_only_the_status_subscriber() {
 
     let out = env.ok(&["sync"]);
     assert!(out.contains("alerts: 0 enqueued"), "{out}");
-    assert!(sink.hits().is_empty(), "first snapshots alerted someone");
+    assert!(
+        sink.requests().is_empty(),
+        "first snapshots alerted someone"
+    );
 
     env.server
         .put_study(with_status(&v1, "ACTIVE_NOT_RECRUITING"));
     let out = env.ok(&["sync"]);
     assert!(out.contains("alerts: 1 enqueued; 1 delivered"), "{out}");
-    let hits = sink.hits();
+    let hits = sink.requests();
     assert_eq!(hits.len(), 1, "{hits:?}");
     let h = &hits[0];
-    assert_eq!(h.path, "/status");
-    assert!(h.event_id.starts_with("sub-") && h.event_id.ends_with(&format!(".{ID}.v2")));
-    assert_eq!(h.body["event_id"], h.event_id.as_str());
-    assert_eq!(h.body["nct_id"], ID);
-    assert_eq!(h.body["version"], 2);
-    assert_eq!(h.body["trial"]["overall_status"], "ACTIVE_NOT_RECRUITING");
-    let changes = h.body["changes"].as_array().unwrap();
+    let body = h.json();
+    assert_eq!(h.path(), "/status");
+    assert!(h.event_id().starts_with("sub-") && h.event_id().ends_with(&format!(".{ID}.v2")));
+    assert_eq!(body["event_id"], h.event_id());
+    assert_eq!(body["nct_id"], ID);
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["trial"]["overall_status"], "ACTIVE_NOT_RECRUITING");
+    let changes = body["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0]["path"], "status.overallStatus");
     assert_eq!(changes[0]["old"], "COMPLETED");
@@ -120,7 +120,11 @@ fn status_change_reaches_only_the_status_subscriber() {
     // A stop is critical: now the critical-only subscriber hears too.
     env.server.put_study(with_status(&v1, "TERMINATED"));
     env.ok(&["sync"]);
-    let mut paths: Vec<String> = sink.hits().iter().map(|h| h.path.clone()).collect();
+    let mut paths: Vec<String> = sink
+        .requests()
+        .iter()
+        .map(|h| h.path().to_string())
+        .collect();
     paths.sort();
     assert_eq!(paths, ["/critical-only", "/status", "/status"]);
 }
@@ -261,24 +265,24 @@ fn smtp_down_during_sync_alerts_arrive_once_it_is_back() {
         "{pending:?}"
     );
 
-    let smtp = SmtpSink::start(port, env.dir.path());
+    let smtp = SmtpServer::start_on(port, env.dir.path(), None, SmtpOptions::plain());
     past_backoff();
     let out = env.ok(&["outbox", "deliver"]);
     assert!(out.contains("2 delivered"), "{out}");
     past_backoff();
     env.ok(&["outbox", "deliver"]);
     env.ok(&["sync"]);
-    let mails = smtp.mails();
+    let mails = smtp.messages();
     assert_eq!(mails.len(), 2, "{mails:?}");
-    let mut ids: Vec<&str> = mails.iter().map(|m| m.message_id.as_str()).collect();
+    let mut ids: Vec<String> = mails.iter().map(|m| m.message_id()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 2);
-    assert!(mails.iter().all(|m| m.to == ["team@example.org"]));
+    assert!(mails.iter().all(|m| m.to() == ["team@example.org"]));
     assert!(
         mails
             .iter()
-            .any(|m| m.message_id.contains(&format!(".{ID}.v2@")))
+            .any(|m| m.message_id().contains(&format!(".{ID}.v2@")))
     );
     assert!(outbox(&env).is_empty());
 }
@@ -287,8 +291,8 @@ fn smtp_down_during_sync_alerts_arrive_once_it_is_back() {
 #[test]
 fn webhook_500_twice_then_200_is_delivered_once() {
     let env = TestEnv::with_config(&[ID], "", FAST_ALERTS);
-    let sink = WebhookSink::start();
-    sink.script(&[Reply::Status(500), Reply::Status(500)]);
+    let sink = WebhookReceiver::start();
+    sink.script([Reply::status(500), Reply::status(500)]);
     let v1 = fixture(&format!("{ID}.json"));
     env.server.put_study(v1.clone());
     env.ok(&["sync"]);
@@ -300,11 +304,11 @@ fn webhook_500_twice_then_200_is_delivered_once() {
         past_backoff();
         let _ = env.run(&["outbox", "deliver"]);
     }
-    let hits = sink.hits();
-    let replies: Vec<Reply> = hits.iter().map(|h| h.reply).collect();
+    let hits = sink.requests();
+    let replies: Vec<Reply> = hits.iter().map(|h| h.reply.clone()).collect();
     assert_eq!(
         replies,
-        [Reply::Status(500), Reply::Status(500), Reply::Status(200)]
+        [Reply::status(500), Reply::status(500), Reply::status(200)]
     );
     assert_eq!(
         count_by_event(&hits).len(),
@@ -318,8 +322,8 @@ fn webhook_500_twice_then_200_is_delivered_once() {
 #[test]
 fn permanent_rejection_is_a_dead_letter_until_retried() {
     let env = TestEnv::with_config(&[ID], "", FAST_ALERTS);
-    let sink = WebhookSink::start();
-    sink.script(&[Reply::Status(404)]);
+    let sink = WebhookReceiver::start();
+    sink.script([Reply::status(404)]);
     let v1 = fixture(&format!("{ID}.json"));
     env.server.put_study(v1.clone());
     env.ok(&["sync"]);
@@ -350,12 +354,12 @@ fn permanent_rejection_is_a_dead_letter_until_retried() {
         "{out}"
     );
     assert!(outbox(&env).is_empty());
-    let hits = sink.hits();
+    let hits = sink.requests();
     assert_eq!(hits.len(), 2);
-    assert_eq!(hits[0].event_id, hits[1].event_id);
+    assert_eq!(hits[0].event_id(), hits[1].event_id());
 
     // drop: another dead letter, discarded by hand.
-    sink.script(&[Reply::Status(410)]);
+    sink.script([Reply::status(410)]);
     env.server.put_study(with_status(&v1, "COMPLETED"));
     env.ok(&["sync"]);
     let dead = outbox(&env);
@@ -370,14 +374,14 @@ fn permanent_rejection_is_a_dead_letter_until_retried() {
 #[test]
 fn kill_between_send_and_ack_repeats_but_never_loses() {
     let env = TestEnv::with_config(&[ID], "", FAST_ALERTS);
-    let sink = WebhookSink::start();
+    let sink = WebhookReceiver::start();
     let v1 = fixture(&format!("{ID}.json"));
     env.server.put_study(v1.clone());
     env.ok(&["sync"]);
     env.ok(&["subscribe", "webhook", &sink.url("/slow")]);
     env.server.put_study(with_status(&v1, "TERMINATED"));
 
-    sink.script(&[Reply::Hold]);
+    sink.script([Reply::hold()]);
     let mut child = env
         .cmd(&["sync"])
         .stdout(std::process::Stdio::null())
@@ -401,7 +405,7 @@ fn kill_between_send_and_ack_repeats_but_never_loses() {
     let out = env.ok(&["outbox", "deliver"]);
     assert!(out.contains("1 delivered"), "{out}");
     env.ok(&["outbox", "deliver"]);
-    let by_event = count_by_event(&sink.hits());
+    let by_event = count_by_event(&sink.requests());
     assert_eq!(by_event.len(), 1, "{by_event:?}");
     let n = *by_event.values().next().unwrap();
     assert!((1..=2).contains(&n), "seen {n} times");
@@ -413,9 +417,9 @@ fn kill_between_send_and_ack_repeats_but_never_loses() {
 #[test]
 fn a_hanging_subscriber_does_not_delay_the_others() {
     let env = TestEnv::with_config(&[ID], "", FAST_ALERTS);
-    let hanging = WebhookSink::start();
-    hanging.set_default(Reply::Hold);
-    let healthy = WebhookSink::start();
+    let hanging = WebhookReceiver::start();
+    hanging.set_default(Reply::hold());
+    let healthy = WebhookReceiver::start();
     let v1 = fixture(&format!("{ID}.json"));
     env.server.put_study(v1.clone());
     env.ok(&["sync"]);
@@ -460,7 +464,7 @@ fn daily_digest_groups_pending_alerts_into_one_message() {
          from = \"trialwatch@example.org\"\n"
     );
     let env = TestEnv::with_config(&[ID, OTHER], "", &tail);
-    let smtp = SmtpSink::start(port, env.dir.path());
+    let smtp = SmtpServer::start_on(port, env.dir.path(), None, SmtpOptions::plain());
     let a = fixture(&format!("{ID}.json"));
     let b = fixture(&format!("{OTHER}.json"));
     env.server.put_study(a.clone());
@@ -479,7 +483,7 @@ fn daily_digest_groups_pending_alerts_into_one_message() {
     env.server.put_study(with_status(&b, "RECRUITING"));
     let out = env.ok(&["sync"]);
     assert!(out.contains("alerts: 2 enqueued; 0 delivered"), "{out}");
-    assert!(smtp.mails().is_empty());
+    assert!(smtp.messages().is_empty());
 
     let tomorrow = (chrono::Utc::now() + chrono::Duration::hours(25)).to_rfc3339();
     let out = env
@@ -488,9 +492,9 @@ fn daily_digest_groups_pending_alerts_into_one_message() {
         .output()
         .unwrap();
     assert!(stdout(&out).contains("2 delivered"), "{}", stdout(&out));
-    let mails = smtp.mails();
+    let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "{mails:?}");
-    assert!(mails[0].data.contains(ID) && mails[0].data.contains(OTHER));
+    assert!(mails[0].text().contains(ID) && mails[0].text().contains(OTHER));
     assert!(outbox(&env).is_empty());
 }
 

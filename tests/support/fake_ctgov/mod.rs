@@ -2,20 +2,19 @@
 //!
 //! Owns: a real HTTP server on `127.0.0.1:0` that answers the API v2 endpoints trialwatch uses
 //! (`/api/v2/studies/{id}`, `/api/v2/studies?filter.ids=…`, `/api/v2/version`) the way CT.gov does
-//! (see `shared/ctgov/API.md` §1–2), plus a thread-safe control API to load studies, add aliases,
+//! (see `docs/ctgov-api.md` §1–2), plus a thread-safe control API to load studies, add aliases,
 //! queue faults and read back the requests it served. It does not own fixtures, and it implements
 //! none of CT.gov's search (no `query.*`, no `fields`): unsupported parameters get a 400 that
 //! says so, so a client that starts sending them notices instead of silently getting full studies.
 //!
-//! It is one self-contained file, included with
-//! `#[path = "../tests/support/fake_ctgov.rs"] mod fake_ctgov;` by test crates and benches, so it
-//! only uses crates from `[dependencies]`/`[dev-dependencies]`. `FakeCtGov::start()` is
+//! It is part of the one test support module (`tests/support/mod.rs`), which the integration
+//! tests and the benches include, and only uses crates from `[dependencies]`/`[dev-dependencies]`.
+//! Its own tests are beside it in `tests.rs`. `FakeCtGov::start()` is
 //! synchronous: the server runs its own tokio runtime on its own thread, so plain `#[test]`s that
 //! spawn the `trialwatch` binary can use it as well as `#[tokio::test]`s. Dropping it stops it.
 //!
 //! Study bodies are stored as the raw bytes given to `put_study` and are never re-serialized, so a
 //! list page is just the stored bodies joined with commas (fast enough for 10,000 × 30 KB studies).
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -279,7 +278,8 @@ impl FakeCtGov {
     }
 
     /// Makes CT.gov reject a well-formed ID as malformed (400 "… has incorrect format"), on both
-    /// endpoints, as the live API does for some IDs in `filter.ids` (API.md §1.2 caveat).
+    /// endpoints, as the live API does for some IDs in `filter.ids` (`docs/ctgov-api.md` §1.2
+    /// caveat).
     ///
     /// # Panics
     /// If the ID is not even well-formed (those are rejected anyway).
@@ -866,3 +866,9 @@ struct StatusHead {
 struct DateHead {
     date: Option<String>,
 }
+
+// The server's own tests. Benches (`harness = false`) are compiled with `--cfg test` as well and
+// include this module too; there the `#[test]`s vanish and their imports go unused.
+#[cfg(test)]
+#[allow(unused_imports)]
+mod tests;

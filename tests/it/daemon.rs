@@ -2,113 +2,16 @@
 //! CT.gov server, with a cron that fires every second, a temporary data directory, and real
 //! signals (`kill -TERM`, `kill -HUP`). Every wait polls with a deadline instead of sleeping.
 
-#[path = "support/alert_sink.rs"]
-mod alert_sink;
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use env::{TestEnv, edit, fixture_as, stderr, stdout};
-use fake_ctgov::Fault;
 use serde_json::{Value, json};
 
-/// Fires every second.
-const EVERY_SECOND: &str = "[schedule]\ncron = \"* * * * * *\"\n";
-
-/// The daemon's own stop deadline (`daemon::DEFAULT_STOP_TIMEOUT`).
-const STOP_DEADLINE: Duration = Duration::from_secs(20);
-
-/// A running daemon; killed on drop if a test failed before stopping it.
-struct Daemon {
-    child: Child,
-    /// Its stderr (the log), kept in a file so a failing test can show it.
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(env: &TestEnv) -> Daemon {
-        Self::start_with(env, |_| {})
-    }
-
-    fn start_with(env: &TestEnv, setup: impl FnOnce(&mut Command)) -> Daemon {
-        let log = env
-            .dir
-            .path()
-            .join(format!("daemon-{}.log", fastrand::u32(..)));
-        let mut cmd = env.cmd(&["daemon", "--log-level", "trialwatch=debug,info"]);
-        cmd.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("RUNTIME_DIRECTORY");
-        setup(&mut cmd);
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args([format!("-{sig}"), self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success(), "kill -{sig} failed");
-    }
-
-    /// SIGTERM, then wait (at most the deadline plus slack) for the exit status.
-    fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let t0 = Instant::now();
-        self.signal("TERM");
-        let status = wait_for(
-            STOP_DEADLINE + Duration::from_secs(5),
-            "daemon exit",
-            || self.child.try_wait().unwrap(),
-        );
-        (status, t0.elapsed())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            if std::thread::panicking() {
-                eprintln!("--- daemon log ---\n{}", self.log());
-            }
-        }
-    }
-}
-
-/// Poll `f` every 50 ms until it returns `Some`, or panic after `limit`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::support::daemon::{Daemon, EVERY_SECOND, STOP_DEADLINE, wait_for, wait_running};
+use crate::support::env::{TestEnv, edit, fixture_as, stderr, stdout};
+use crate::support::fake_ctgov::Fault;
+use crate::support::webhook_receiver::WebhookReceiver;
 
 /// `trialwatch history NCT --json`, once it lists at least `n` versions.
 fn wait_versions(env: &TestEnv, d: &Daemon, nct: &str, n: usize) -> Value {
@@ -128,28 +31,6 @@ fn wait_versions(env: &TestEnv, d: &Daemon, nct: &str, n: usize) -> Value {
     let _ = d;
     serde_json::from_slice(&env.run(&["history", nct, "--json"]).stdout).unwrap()
 }
-
-/// `status --json` once the daemon answers it as running.
-fn wait_running(env: &TestEnv, d: &Daemon) -> Value {
-    wait_for(
-        Duration::from_secs(20),
-        "the daemon to answer `status`",
-        || {
-            let out = env.run(&["status", "--json"]);
-            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-            (v["daemon"]["running"] == json!(true)).then_some(v)
-        },
-    )
-    .tap(|v| assert_eq!(v["daemon"]["pid"], json!(d.pid()), "{v}"))
-}
-
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(&Self)) -> Self {
-        f(&self);
-        self
-    }
-}
-impl<T> Tap for T {}
 
 fn write_config(env: &TestEnv, watch: &[&str]) {
     let text = std::fs::read_to_string(&env.config).unwrap();
@@ -195,7 +76,7 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     );
 
     // `subscribe` works through the daemon too; the next change reaches the webhook.
-    let sink = alert_sink::WebhookSink::start();
+    let sink = WebhookReceiver::start();
     let out = env.ok(&["subscribe", "webhook", &sink.url("/hook")]);
     assert!(out.starts_with("subscribed sub-"), "{out}");
 
@@ -220,12 +101,8 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     assert!(diff.contains("TERMINATED"), "{diff}");
     // The daemon delivers the alert the new version owes, right after the sync.
     sink.wait_for(1, Duration::from_secs(20));
-    let hit = &sink.hits()[0];
-    assert!(
-        hit.body.to_string().contains("TERMINATED"),
-        "{:?}",
-        hit.body
-    );
+    let body = sink.requests()[0].json();
+    assert!(body.to_string().contains("TERMINATED"), "{:?}", body);
     let st = env.json(&["status", "--json"]);
     assert_eq!(st["outbox"]["pending"], json!(0), "{st}");
     assert_eq!(st["outbox"]["dead"], json!(0), "{st}");
@@ -445,118 +322,4 @@ fn check_config_prints_the_next_three_fire_times() {
     let out = env.run(&["check-config"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("`schedule.cron`"), "{}", stderr(&out));
-}
-
-/// CPU seconds (utime + stime) a process has used, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
-/// A `/proc/PID/status` value in kB (`VmRSS`, `VmHWM`).
-fn proc_kb(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-/// The `## Daemon` figures of BENCHMARKS.md (run by `benches/daemon_idle.sh`, not by CI):
-/// 10,000 watched trials synced from the fake CT.gov, then the daemon's idle RSS and CPU,
-/// (a) right after that sync in the same process and (b) after a restart on the full store.
-/// `TRIALWATCH_BENCH_BIN` picks the binary (the script passes the release build).
-#[test]
-#[ignore = "benchmark: run benches/daemon_idle.sh"]
-fn idle_footprint_with_10000_trials() {
-    let n = 10_000;
-    let idle_secs: u64 = std::env::var("IDLE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let ids: Vec<String> = (1..=n).map(|i| format!("NCT08{i:06}")).collect();
-    let env = TestEnv::with_config(&[], "", "");
-    let list = env.dir.path().join("watch.txt");
-    std::fs::write(&list, ids.join("\n")).unwrap();
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        "nct_ids = []",
-        &format!("nct_ids = []\nnct_file = {list:?}"),
-    );
-    std::fs::write(&env.config, text).unwrap();
-    let raw = fixture_as("NCT06171568.json", "NCT08999999");
-    for id in &ids {
-        env.server.put_study(raw.replace("NCT08999999", id));
-    }
-    // Every second until the sync is done, then (SIGHUP) once a year: nothing but idling.
-    let base = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, format!("{base}{EVERY_SECOND}")).unwrap();
-    let bin = std::env::var("TRIALWATCH_BENCH_BIN").unwrap_or_else(|_| env::BIN.to_string());
-    let start = |log: &str| {
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--config")
-            .arg(&env.config)
-            .arg("daemon")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(env.dir.path().join(log)).unwrap())
-            .env_remove("NOTIFY_SOCKET");
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log: env.dir.path().join(log),
-        }
-    };
-    let measure = |d: &Daemon, label: &str| {
-        std::thread::sleep(Duration::from_secs(3));
-        let c0 = cpu_seconds(d.pid());
-        let t0 = Instant::now();
-        std::thread::sleep(Duration::from_secs(idle_secs));
-        let cpu = cpu_seconds(d.pid()) - c0;
-        let secs = t0.elapsed().as_secs_f64();
-        println!(
-            "BENCH {label}: VmRSS {:.1} MB, VmHWM {:.1} MB, idle CPU {:.3} s over {:.0} s ({:.3} %)",
-            proc_kb(d.pid(), "VmRSS") as f64 / 1024.0,
-            proc_kb(d.pid(), "VmHWM") as f64 / 1024.0,
-            cpu,
-            secs,
-            100.0 * cpu / secs
-        );
-    };
-
-    let mut d = start("daemon-1.log");
-    let t0 = Instant::now();
-    let st = wait_for(Duration::from_secs(600), "the 10,000-trial sync", || {
-        std::thread::sleep(Duration::from_millis(500));
-        let v: Value = serde_json::from_slice(&env.run(&["status", "--json"]).stdout).ok()?;
-        (v["last_sync"]["requested"] == json!(n)).then_some(v)
-    });
-    println!(
-        "BENCH sync of {n} trials: {} ms in the daemon ({:.1} s until `status` showed it), \
-         {} new versions, {} failed, store {:.1} MB",
-        st["last_sync"]["duration_ms"],
-        t0.elapsed().as_secs_f64(),
-        st["last_sync"]["new_versions"],
-        st["last_sync"]["failed"].as_array().map_or(0, Vec::len),
-        st["store"]["size_bytes"].as_f64().unwrap_or(0.0) / 1e6
-    );
-    std::fs::write(
-        &env.config,
-        format!("{base}[schedule]\ncron = \"0 0 0 1 1 *\"\n"),
-    )
-    .unwrap();
-    d.signal("HUP");
-    wait_for(Duration::from_secs(30), "the reload", || {
-        d.log().contains("configuration reloaded").then_some(())
-    });
-    measure(&d, "idle after the sync, same process");
-    assert_eq!(d.terminate().0.code(), Some(0));
-
-    let d = start("daemon-2.log");
-    wait_running(&env, &d);
-    measure(&d, "idle after a restart on the 10,000-trial store");
 }

@@ -2,15 +2,11 @@
 //! leaves a store that fails `trialwatch verify`, and a later sync completes the work.
 //! (Like sled's own crash test: the parent kills a child mid-write and checks invariants.)
 
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
-
 use std::time::Duration;
 
-use env::{TestEnv, edit, fixture_as};
 use serde_json::{Value, json};
+
+use crate::support::env::{TestEnv, edit, fixture_as};
 
 const TRIALS: usize = 300;
 

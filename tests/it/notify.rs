@@ -1,25 +1,21 @@
 //! Black-box tests of the delivery layer against real receivers on 127.0.0.1: an SMTP server
-//! (aiosmtpd, with STARTTLS/implicit TLS and AUTH, see `support/smtp_server.py`) and an HTTP
-//! webhook receiver (axum, see `support/webhook_receiver.rs`). Nothing is mocked: lettre and
-//! reqwest talk to those servers over sockets, and the tests parse what arrived.
+//! (aiosmtpd, with STARTTLS/implicit TLS and AUTH, see `tests/support/smtp_server.py`) and an
+//! HTTP webhook receiver (axum, see `tests/support/webhook_receiver.rs`). Nothing is mocked:
+//! lettre and reqwest talk to those servers over sockets, and the tests parse what arrived.
 //!
 //! Needs aiosmtpd: `bash .ci/install-test-deps.sh`.
-
-#[path = "support/smtp_server.rs"]
-mod smtp_server;
-#[path = "support/webhook_receiver.rs"]
-mod webhook_receiver;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::json;
-use smtp_server::{SmtpOptions, SmtpServer, TestCerts};
 use trialwatch::config::{Secret, SmtpConfig, SmtpSecurity};
 use trialwatch::model::{Alert, AlertChange, ChangeKind, FieldChange, NctId, Severity, TrialInfo};
 use trialwatch::notify::{DeliveryError, Destination, Notifier, SetupError, webhook};
-use webhook_receiver::{Reply, WebhookReceiver};
+
+use crate::support::smtp_server::{SmtpOptions, SmtpServer, TestCerts};
+use crate::support::webhook_receiver::{Reply, WebhookReceiver};
 
 const USER: &str = "trialwatch-bot";
 const PASSWORD: &str = "pa55-w0rd-never-logged";
@@ -579,7 +575,7 @@ async fn plain_local_relay_without_auth_delivers() {
 /// receiver's own check accepts (and rejects under a wrong secret).
 #[tokio::test]
 async fn webhook_posts_schema_1_with_headers_and_a_valid_signature() {
-    let receiver = WebhookReceiver::start(Some(WEBHOOK_SECRET.as_bytes())).await;
+    let receiver = WebhookReceiver::with_secret(WEBHOOK_SECRET.as_bytes());
     let notifier = Notifier::new(None, Duration::from_secs(5)).expect("notifier");
     let dest = Destination::Webhook {
         url: receiver.url("/hooks/trialwatch?team=oncology"),
@@ -690,7 +686,7 @@ async fn webhook_posts_schema_1_with_headers_and_a_valid_signature() {
 /// signature header.
 #[tokio::test]
 async fn webhook_sends_one_post_per_alert_and_signs_only_with_a_secret() {
-    let receiver = WebhookReceiver::start(None).await;
+    let receiver = WebhookReceiver::start();
     let notifier = Notifier::new(None, Duration::from_secs(5)).expect("notifier");
     let dest = Destination::Webhook {
         url: receiver.url("/in"),
@@ -717,7 +713,7 @@ async fn webhook_sends_one_post_per_alert_and_signs_only_with_a_secret() {
 /// a retried alert carries the same event id; no message shows the secret or the URL's token.
 #[tokio::test]
 async fn webhook_answers_are_classified() {
-    let receiver = WebhookReceiver::start(Some(WEBHOOK_SECRET.as_bytes())).await;
+    let receiver = WebhookReceiver::with_secret(WEBHOOK_SECRET.as_bytes());
     let notifier = Notifier::new(None, Duration::from_millis(700)).expect("notifier");
     let dest = Destination::Webhook {
         url: receiver.url("/hooks/tok3n-in-path?key=tok3n-in-path"),

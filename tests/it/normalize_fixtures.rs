@@ -2,7 +2,7 @@
 //! `tests/fixtures/ctgov/` (real API output, see SOURCES.md there) and the reference page in
 //! `tests/fixtures/mirror/`.
 //!
-//! Owns: the guarantees SCHEMA.md makes about real data (every fixture normalizes, no empty
+//! Owns: the guarantees docs/record.md makes about real data (every fixture normalizes, no empty
 //! values, canonical order, derived churn ignored) and the byte-for-byte golden page.
 
 use std::fs;
@@ -472,54 +472,6 @@ fn every_fixture_renders_a_page() {
             );
         }
     }
-}
-
-/// Throughput check for the "300 MB of studies in about a second" budget. Ignored by default
-/// (it means something only with optimizations):
-/// `CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo test --test normalize_fixtures -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn parse_and_normalize_throughput() {
-    let studies: Vec<String> = json_files("ctgov")
-        .into_iter()
-        .filter(|p| name(p).starts_with("NCT"))
-        .map(|p| fs::read_to_string(p).unwrap())
-        .collect();
-    let per_round: usize = studies.iter().map(String::len).sum();
-    let rounds = (300_000_000 / per_round).max(1);
-    let total_mb = (per_round * rounds) as f64 / 1e6;
-
-    let t = std::time::Instant::now();
-    let mut n = 0usize;
-    for _ in 0..rounds {
-        for s in &studies {
-            let w: wire::Study = serde_json::from_str(s).unwrap();
-            n += usize::from(w.protocol_section.is_some());
-        }
-    }
-    let parse = t.elapsed().as_secs_f64();
-
-    let t = std::time::Instant::now();
-    for _ in 0..rounds {
-        for s in &studies {
-            let _: serde::de::IgnoredAny = serde_json::from_str(s).unwrap();
-        }
-    }
-    let skip = t.elapsed().as_secs_f64();
-    println!("skip-only floor {skip:.2}s ({:.0} MB/s)", total_mb / skip);
-
-    let t = std::time::Instant::now();
-    for _ in 0..rounds {
-        for s in &studies {
-            n += normalize_json(s).unwrap().0.len();
-        }
-    }
-    let both = t.elapsed().as_secs_f64();
-    println!(
-        "{total_mb:.0} MB ({n} items): parse {parse:.2}s ({:.0} MB/s), parse+normalize {both:.2}s ({:.0} MB/s)",
-        total_mb / parse,
-        total_mb / both
-    );
 }
 
 /// Guards the sync fast path: derived-data churn (the NCT02552212 pair) leaves the source

@@ -1,12 +1,7 @@
 //! Golden test against a real mirror page: NCT02985775 synced from the fake CT.gov server with
 //! the clock at the page's `last_seen_at` must render byte for byte as the page.
 
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
-
-use env::{TestEnv, fixture, fixtures_dir};
+use crate::support::env::{TestEnv, fixture, fixtures_dir};
 
 const NOW: &str = "2026-05-12T06:28:15.685Z";
 

@@ -1,16 +1,12 @@
 //! Black-box tests of `trialwatch sync` and the read commands: the real binary against the fake
 //! CT.gov server, fed with real CT.gov fixtures that are changed between syncs.
 
-#[path = "support/env.rs"]
-mod env;
-#[path = "support/fake_ctgov.rs"]
-mod fake_ctgov;
-
 use std::collections::BTreeSet;
 
-use env::{TestEnv, edit, fixture, fixture_as, stderr, stdout};
-use fake_ctgov::Fault;
 use serde_json::{Value, json};
+
+use crate::support::env::{BIN, TestEnv, edit, fixture, fixture_as, stderr, stdout};
+use crate::support::fake_ctgov::Fault;
 
 fn paths(changes: &Value) -> BTreeSet<String> {
     changes
@@ -204,7 +200,7 @@ fn progress_shows_on_a_terminal_and_never_when_piped() {
     // Ubuntu base system).
     let line = format!(
         "{} --config '{}' sync",
-        env::BIN,
+        BIN,
         env.config.display().to_string().replace('\'', "'\\''")
     );
     let tty = std::process::Command::new("script")
@@ -276,7 +272,7 @@ fn malformed_ids_are_refused_clearly() {
     // In the config: the file, the key and the bad value are named.
     let bad = env.dir.path().join("bad.toml");
     std::fs::write(&bad, "[watch]\nnct_ids = [\"NCT02241018\", \"NCTX\"]\n").unwrap();
-    let out = env::TestEnv::new(&[])
+    let out = TestEnv::new(&[])
         .cmd(&["check-config"])
         .arg("--config")
         .arg(&bad)

@@ -1,0 +1,17 @@
+//! The one integration-test binary: every black-box test of trialwatch, one module per area,
+//! all sharing one copy of the test support (`tests/support/`: the fake CT.gov server, the
+//! webhook receiver, the SMTP server harness, the test environment and the daemon harness).
+//!
+//! Run one area with `cargo test --test it alerts::`, one test with its name.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod alerts;
+mod crash;
+mod ctgov_client;
+mod daemon;
+mod golden;
+mod normalize_fixtures;
+mod notify;
+mod sync;
