@@ -12,6 +12,10 @@
 //!
 //! `BENCH_ALERT_PROFILE=1` instead prints where enqueue time goes (matching vs. raw sled).
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "../tests/support/alert_sink.rs"]
 mod alert_sink;
 

@@ -10,6 +10,10 @@
 //!
 //! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20).
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "../tests/support/fake_ctgov.rs"]
 mod fake_ctgov;
 

@@ -2,6 +2,10 @@
 //! fake CT.gov server, a scriptable webhook receiver and a real SMTP server (aiosmtpd), all on
 //! 127.0.0.1, with real CT.gov fixtures edited between syncs.
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/alert_sink.rs"]
 mod alert_sink;
 #[path = "support/env.rs"]

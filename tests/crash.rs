@@ -2,6 +2,10 @@
 //! leaves a store that fails `trialwatch verify`, and a later sync completes the work.
 //! (Like sled's own crash test: the parent kills a child mid-write and checks invariants.)
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/fake_ctgov.rs"]

@@ -3,6 +3,10 @@
 //! a batch, the rate limit and the User-Agent. The second half checks the fake server's own
 //! CT.gov semantics with a plain HTTP client, so other test suites can rely on them.
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/fake_ctgov.rs"]
 mod fake_ctgov;
 

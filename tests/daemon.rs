@@ -2,6 +2,10 @@
 //! CT.gov server, with a cron that fires every second, a temporary data directory, and real
 //! signals (`kill -TERM`, `kill -HUP`). Every wait polls with a deadline instead of sleeping.
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/alert_sink.rs"]
 mod alert_sink;
 #[path = "support/env.rs"]

@@ -1,6 +1,10 @@
 //! Golden test against a real mirror page: NCT02985775 synced from the fake CT.gov server with
 //! the clock at the page's `last_seen_at` must render byte for byte as the page.
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/fake_ctgov.rs"]

@@ -5,6 +5,10 @@
 //!
 //! Needs aiosmtpd: `bash .ci/install-test-deps.sh`.
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/smtp_server.rs"]
 mod smtp_server;
 #[path = "support/webhook_receiver.rs"]

@@ -1,6 +1,10 @@
 //! Black-box tests of `trialwatch sync` and the read commands: the real binary against the fake
 //! CT.gov server, fed with real CT.gov fixtures that are changed between syncs.
 
+// The shared helpers under tests/support/ are `pub` so that any test crate including them
+// can use them; inside one crate they are not reachable from outside.
+#![allow(unreachable_pub)]
+
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/fake_ctgov.rs"]
