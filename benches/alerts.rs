@@ -11,6 +11,9 @@
 //!    expanding the versions' fan-out records into per-alert entries.
 //!
 //! `BENCH_ALERT_PROFILE=1` instead prints where enqueue time goes (matching vs. raw sled).
+// The shared test support is `pub` so that every crate including it can use it; in one crate
+// some of it is unused, which `unreachable_pub` would flag.
+#![allow(unreachable_pub)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

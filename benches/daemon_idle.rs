@@ -8,6 +8,9 @@
 //! `BENCH_TRIALS` overrides the 10,000; `TRIALWATCH_BENCH_BIN` another binary than the one
 //! cargo built. Under `cargo test --all-targets` it runs as a smoke test (100 trials, 1 s idle
 //! windows), so CI keeps it working without paying for it.
+// The shared test support is `pub` so that every crate including it can use it; in one crate
+// some of it is unused, which `unreachable_pub` would flag.
+#![allow(unreachable_pub)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

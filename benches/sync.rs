@@ -9,6 +9,9 @@
 //! 4. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time.
 //!
 //! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20).
+// The shared test support is `pub` so that every crate including it can use it; in one crate
+// some of it is unused, which `unreachable_pub` would flag.
+#![allow(unreachable_pub)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

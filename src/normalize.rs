@@ -34,6 +34,7 @@ pub enum NormalizeError {
     Json {
         /// `syntax error`, `unexpected end of input` or `wrong shape`.
         kind: &'static str,
+        /// serde_json's error, with the line and column where the study stopped making sense.
         #[source]
         source: serde_json::Error,
     },

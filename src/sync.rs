@@ -33,13 +33,17 @@ const PROCESSING_PARALLELISM: usize = 2;
 /// What one sync did, printed by `trialwatch sync` and kept in the store for `status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SyncReport {
+    /// When the sync began (the sync's clock), shown by `status` as the last sync.
     pub started_at: DateTime<Utc>,
+    /// How long the whole run took, to spot a slow CT.gov or a growing watch list.
     pub duration_ms: u64,
     /// Trials asked for.
     pub requested: usize,
     /// Trials fetched whole and normalized.
     pub fetched: usize,
+    /// Trials whose record changed, so a new version was stored.
     pub new_versions: usize,
+    /// Trials fetched whose record matched the latest stored version (nothing stored).
     pub unchanged: usize,
     /// Trials that could not be synced, with the reason (nothing stored for them changed).
     pub failed: Vec<TrialFailure>,
@@ -55,13 +59,17 @@ pub struct SyncReport {
     pub delivery: Option<crate::outbox::DeliveryReport>,
 }
 
+/// One trial a sync could not handle, and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrialFailure {
+    /// The trial that failed; its stored history is untouched.
     pub nct_id: NctId,
+    /// What went wrong, in words the user can act on.
     pub error: String,
 }
 
 impl SyncReport {
+    /// Whether every trial synced; `trialwatch sync` exits 2 otherwise.
     pub fn all_ok(&self) -> bool {
         self.failed.is_empty()
     }

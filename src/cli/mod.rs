@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::model::NctId;
 use crate::store::Store;
 
+/// The whole command line: global options and the command to run.
 #[derive(Parser, Debug)]
 #[command(
     name = "trialwatch",
@@ -51,6 +52,7 @@ enum LogFormat {
     Json,
 }
 
+/// What the user asked trialwatch to do; the daemon receives the same values over its socket.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Fetch all watched trials (or the given ones) and store what changed
@@ -63,17 +65,21 @@ pub enum Command {
     },
     /// Manage the watch list kept in the store (merged with the configuration's)
     Watch {
+        /// Add, remove or list trials
         #[command(subcommand)]
         action: watch::WatchAction,
     },
     /// List the stored versions of a trial, oldest first
     History {
+        /// The trial's NCT ID
         nct: String,
+        /// Print the versions as JSON
         #[arg(long)]
         json: bool,
     },
     /// Show a trial as the Markdown mirror page or as the normalized record
     Show {
+        /// The trial's NCT ID
         nct: String,
         /// Show this version instead of the latest
         #[arg(long, conflicts_with = "at")]
@@ -81,14 +87,19 @@ pub enum Command {
         /// Show the version that was current at this time (RFC 3339, or YYYY-MM-DD = end of that day, UTC)
         #[arg(long)]
         at: Option<String>,
+        /// What to show: the Markdown mirror page or the normalized record as JSON
         #[arg(long, value_enum, default_value_t = query::ShowFormat::Markdown)]
         format: query::ShowFormat,
     },
     /// Field changes between two versions (default: the latest against the one before)
     Diff {
+        /// The trial's NCT ID
         nct: String,
+        /// The older version (default: the one before TO)
         from: Option<u32>,
+        /// The newer version (default: the latest)
         to: Option<u32>,
+        /// Print the changes as JSON
         #[arg(long)]
         json: bool,
     },
@@ -109,25 +120,33 @@ pub enum Command {
         /// Only changes of at least this severity: minor, notable or critical
         #[arg(long, value_name = "LEVEL")]
         min_severity: Option<String>,
+        /// Print the changes as JSON
         #[arg(long)]
         json: bool,
     },
     /// Subscribe an email address or a webhook to alerts (kept in the store)
     Subscribe {
+        /// Where the alerts go
         #[command(subcommand)]
         target: subscribe::SubscribeTarget,
     },
     /// List subscriptions: the configuration's and the store's
     Subscriptions {
+        /// Print the subscriptions as JSON
         #[arg(long)]
         json: bool,
     },
     /// Remove a subscription added with `subscribe`, and the alerts it still owes
-    Unsubscribe { id: String },
+    Unsubscribe {
+        /// The subscription's ID as `trialwatch subscriptions` shows it
+        id: String,
+    },
     /// Show pending and dead alerts; retry, drop or deliver them
     Outbox {
+        /// Print the outbox or the report as JSON
         #[arg(long, global = true)]
         json: bool,
+        /// What to do with the alerts (default: list them)
         #[command(subcommand)]
         action: Option<outbox::OutboxAction>,
     },
@@ -137,6 +156,7 @@ pub enum Command {
     Fields,
     /// Check the store's invariants (read-only); exit 2 when something is broken
     Verify {
+        /// Print the report as JSON
         #[arg(long)]
         json: bool,
     },
@@ -145,6 +165,7 @@ pub enum Command {
     Daemon,
     /// Whether the daemon runs, the last and next sync, CT.gov's data version, store size
     Status {
+        /// Print the status as JSON
         #[arg(long)]
         json: bool,
     },
@@ -204,11 +225,14 @@ fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
 /// Shared context of the commands: the validated config and the store, opened on first use
 /// (or handed in already open, when a running daemon executes a command for the CLI).
 pub struct Ctx {
+    /// The configuration every command reads (watch list, SMTP, alert settings, data_dir).
     pub cfg: Config,
     store: std::sync::OnceLock<Store>,
 }
 
 impl Ctx {
+    /// A context for `cfg`; pass `store` when it is already open (the daemon's), so the
+    /// command does not try to open the sled store a second time.
     pub fn new(cfg: Config, store: Option<Store>) -> Ctx {
         let cell = std::sync::OnceLock::new();
         if let Some(s) = store {
@@ -217,6 +241,8 @@ impl Ctx {
         Ctx { cfg, store: cell }
     }
 
+    /// The store, opened at `cfg.data_dir` on first use; commands that never touch it
+    /// (`check-config`, `fields`) run without one.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());

@@ -13,6 +13,7 @@ use super::Ctx;
 use crate::outbox::{Delivery, DeliveryReport, requeue};
 use crate::store::{OutboxEntry, Store};
 
+/// What `trialwatch outbox` does with the alerts instead of listing them.
 #[derive(Subcommand, Debug)]
 pub enum OutboxAction {
     /// Put alerts (dead letters or waiting ones) back in line now, then deliver what is due
@@ -26,6 +27,7 @@ pub enum OutboxAction {
     },
     /// Remove alerts from the outbox without delivering them
     Drop {
+        /// Alert IDs as `trialwatch outbox` shows them
         #[arg(required = true)]
         id: Vec<String>,
     },

@@ -63,9 +63,17 @@ fn records_around(
     Ok((old, new))
 }
 
+/// How `trialwatch show` prints a trial.
+///
+/// The variants' docs are kept out of `--help` (`help = None`): a described value would switch
+/// clap to its long layout and change the whole `show --help` page; `--format` says it instead.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum ShowFormat {
+    /// The mirror page, as written for people.
+    #[value(help = None::<&str>)]
     Markdown,
+    /// The normalized record, as stored and diffed.
+    #[value(help = None::<&str>)]
     Json,
 }
 

@@ -19,11 +19,14 @@ use crate::model::{
 };
 use crate::outbox::Subscriptions;
 
+/// Where `trialwatch subscribe` sends the alerts.
 #[derive(Subcommand, Debug)]
 pub enum SubscribeTarget {
     /// Email alerts to ADDRESS (needs an [smtp] section in the configuration)
     Email {
+        /// The mailbox that receives the alerts
         address: String,
+        /// Which changes it hears about
         #[command(flatten)]
         filter: Filter,
         /// Group alerts into one message a day instead of one per change
@@ -32,10 +35,12 @@ pub enum SubscribeTarget {
     },
     /// POST alerts as signed JSON to URL
     Webhook {
+        /// The http(s) endpoint that receives the alerts
         url: String,
         /// File holding the signing secret (read at each delivery; only the path is stored)
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
+        /// Which changes it hears about
         #[command(flatten)]
         filter: Filter,
     },

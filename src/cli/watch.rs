@@ -9,20 +9,24 @@ use serde::Serialize;
 
 use super::{Ctx, parse_nct};
 
+/// What `trialwatch watch` does to the store's watch list.
 #[derive(Subcommand, Debug)]
 pub enum WatchAction {
     /// Add trials to the watch list
     Add {
+        /// NCT IDs to start watching
         #[arg(required = true)]
         nct: Vec<String>,
     },
     /// Remove trials from the watch list (their stored history is kept)
     Remove {
+        /// NCT IDs to stop watching
         #[arg(required = true)]
         nct: Vec<String>,
     },
     /// List watched trials: the configuration's and the store's
     List {
+        /// Print the watch list as JSON
         #[arg(long)]
         json: bool,
     },

@@ -17,6 +17,7 @@ pub struct Alert {
     /// Which subscription owes this alert; named in the email footer so a reader knows why
     /// they got it.
     pub subscription_id: String,
+    /// The trial that changed, for the subject line and the webhook's `nct_id`.
     pub nct_id: NctId,
     /// The trial's stored version this alert reports (1, 2, 3…), to match `trialwatch history`.
     pub version: u32,

@@ -23,6 +23,7 @@ pub struct BadNctId {
 }
 
 impl NctId {
+    /// The ID as text (`NCT02241018`), for display, URLs and the CT.gov API.
     pub fn as_str(&self) -> &str {
         &self.0
     }

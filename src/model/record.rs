@@ -59,18 +59,22 @@ impl Record {
         old
     }
 
+    /// The trial's NCT ID as CT.gov wrote it, for keying and messages.
     pub fn nct_id(&self) -> Option<&str> {
         self.text("identification.nctId")
     }
 
+    /// The brief title, so people recognise the trial without its ID.
     pub fn title(&self) -> Option<&str> {
         self.text("identification.briefTitle")
     }
 
+    /// The recruitment status (`RECRUITING`, `COMPLETED`, …), the field most users follow.
     pub fn overall_status(&self) -> Option<&str> {
         self.text("status.overallStatus")
     }
 
+    /// When CT.gov last posted an update, so a version can be matched to the website's history.
     pub fn last_update_post_date(&self) -> Option<&str> {
         self.text("status.lastUpdatePostDate")
     }
@@ -86,12 +90,16 @@ impl Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
+    /// The path is new: `new` holds its value.
     Added,
+    /// The path is gone: `old` holds its last value.
     Removed,
+    /// The path holds a different value: both `old` and `new` are set.
     Changed,
 }
 
 impl ChangeKind {
+    /// The lowercase name used in JSON output and on the terminal.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Added => "added",
@@ -110,10 +118,14 @@ impl fmt::Display for ChangeKind {
 /// One changed value at one field path. `old` is absent for `added`, `new` for `removed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
+    /// The field path (`section.key`) that changed, as listed by `trialwatch fields`.
     pub path: String,
+    /// Whether the value appeared, disappeared or changed; decides which of `old`/`new` is set.
     pub kind: ChangeKind,
+    /// The value before the change, for the reader to compare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old: Option<Value>,
+    /// The value after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<Value>,
 }
@@ -138,14 +150,17 @@ pub struct VersionMeta {
 pub struct FieldPattern(String);
 
 impl FieldPattern {
+    /// A pattern as written in the configuration or on the command line; `*` is the only wildcard.
     pub fn new(pattern: impl Into<String>) -> Self {
         FieldPattern(pattern.into())
     }
 
+    /// The pattern as written, for messages and for a subscription's stable ID.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Whether `path` is covered by this pattern (`*` matches any run of characters, dots included).
     pub fn matches(&self, path: &str) -> bool {
         glob_match(self.0.as_bytes(), path.as_bytes())
     }
@@ -225,6 +240,7 @@ impl WatchedFields {
         self.0.iter().position(|p| p.matches(path))
     }
 
+    /// Whether a change at `path` belongs on the mirror page and in default alerts.
     pub fn is_watched(&self, path: &str) -> bool {
         self.rank(path).is_some()
     }

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Anything not listed as notable or critical: worth recording, rarely worth acting on.
     Minor,
+    /// Worth a look: e.g. a status change, results posted, a site added or removed, enrolment
+    /// or dates moved a lot.
     Notable,
+    /// The trial stopped early or its primary outcomes changed: act now.
     Critical,
 }
 
@@ -20,6 +24,7 @@ impl Severity {
     /// Every severity, least severe first.
     pub const ALL: [Severity; 3] = [Severity::Minor, Severity::Notable, Severity::Critical];
 
+    /// The lowercase name used in configuration, `--min-severity`, JSON and alerts.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Minor => "minor",

@@ -15,10 +15,14 @@ use super::{FieldChange, FieldPattern, NctId, Severity, WatchedFields};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
+    /// Alerts are emailed through the configured `[smtp]` server.
     Email {
+        /// The mailbox that receives them, already checked by `validate_email`.
         address: String,
     },
+    /// Alerts are `POST`ed as signed JSON.
     Webhook {
+        /// The http(s) endpoint; its path and query may hold a token, so it stays out of logs.
         url: String,
         /// The file holding the signing secret, read at each delivery so a rotated secret
         /// applies at once; the secret itself is never stored.
@@ -28,6 +32,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// `email` or `webhook`: the word listings show and the subscription ID hashes.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Email { .. } => "email",
@@ -48,8 +53,10 @@ impl Target {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestMode {
+    /// One alert per new version, sent as soon as the sync finds it.
     #[default]
     Immediate,
+    /// One message a day gathering the day's alerts, for readers who want less mail.
     Daily,
 }
 
@@ -92,7 +99,9 @@ pub struct Subscription {
     /// Derived from the content (destination and filters), so a config-declared subscription
     /// keeps its ID, and its pending alerts, across restarts; subscribing twice is a no-op.
     pub id: String,
+    /// Where it was declared, so `unsubscribe` can refuse to drop a config-declared one.
     pub origin: Origin,
+    /// Where its alerts go.
     pub target: Target,
     /// Only these trials; empty means every watched trial.
     #[serde(default)]
@@ -102,6 +111,7 @@ pub struct Subscription {
     pub fields: Vec<FieldPattern>,
     /// Changes below this severity are not sent; a version with none left alerts nobody.
     pub min_severity: Severity,
+    /// Whether alerts go out one by one or once a day.
     pub digest: DigestMode,
     /// When `trialwatch subscribe` added it (absent for config-declared ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +119,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A subscription with its content-derived ID (`cfg-…` or `sub-…`); the trial list is
+    /// sorted and deduplicated so the same filters always give the same ID.
     pub fn new(
         origin: Origin,
         target: Target,
@@ -149,10 +161,12 @@ impl Subscription {
         }
     }
 
+    /// Whether changes to this trial concern the subscriber at all.
     pub fn wants_trial(&self, nct: &NctId) -> bool {
         self.nct.is_empty() || self.nct.contains(nct)
     }
 
+    /// Whether a change at `path` passes the field filter (the watched fields when it has none).
     pub fn wants_path(&self, path: &str, watched: &WatchedFields) -> bool {
         if self.fields.is_empty() {
             watched.is_watched(path)

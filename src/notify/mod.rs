@@ -31,9 +31,17 @@ use crate::model::Alert;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// One email per alert, or one digest for several.
-    Email { to: String },
+    Email {
+        /// The recipient's mailbox (`user@example.org` or `Name <user@example.org>`).
+        to: String,
+    },
     /// One JSON `POST` per alert, signed when a secret is set.
-    Webhook { url: String, secret: Option<Secret> },
+    Webhook {
+        /// The endpoint that receives the `POST`; only its origin appears in error messages.
+        url: String,
+        /// The key the body is signed with (`X-Trialwatch-Signature`); `None` sends unsigned.
+        secret: Option<Secret>,
+    },
 }
 
 /// Why one delivery failed, and whether trying again later may succeed.
@@ -52,6 +60,7 @@ pub struct DeliveryError {
 }
 
 impl DeliveryError {
+    /// A failure worth retrying later (the outbox backs off and tries again).
     pub fn transient(message: impl Into<String>) -> Self {
         DeliveryError {
             transient: true,
@@ -60,6 +69,7 @@ impl DeliveryError {
         }
     }
 
+    /// A failure that will repeat: the alert goes to the dead letters at once.
     pub fn permanent(message: impl Into<String>) -> Self {
         DeliveryError {
             transient: false,
@@ -68,6 +78,7 @@ impl DeliveryError {
         }
     }
 
+    /// Whether the outbox should retry this alert rather than make it a dead letter.
     pub fn is_transient(&self) -> bool {
         self.transient
     }
@@ -77,28 +88,55 @@ impl DeliveryError {
 /// setting and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SetupError {
+    /// `smtp.host` is empty, so there is nowhere to send mail.
     #[error("smtp.host is empty: set it to the SMTP server's name, e.g. smtp.example.org")]
     EmptyHost,
     #[error(
         "smtp.from `{value}` is not a mailbox ({reason}): write it as `trialwatch <trialwatch@example.org>`"
     )]
-    BadFrom { value: String, reason: String },
+    /// `smtp.from` is not an address receivers would accept as a sender.
+    BadFrom {
+        /// The `smtp.from` value as configured.
+        value: String,
+        /// Why lettre would not parse it as a mailbox.
+        reason: String,
+    },
     #[error(
         "smtp.username and smtp.password must be set together: set both to log in, or neither for a relay that needs no AUTH"
     )]
+    /// Only one of `smtp.username` / `smtp.password` is set.
     HalfCredentials,
     #[error(
         "smtp.security = \"none\" would send the password unencrypted to `{host}`: use \"starttls\" or \"tls\", or drop username/password for a local relay"
     )]
-    PlaintextAuth { host: String },
+    /// A login over an unencrypted connection was configured; refused so the password never
+    /// travels in clear.
+    PlaintextAuth {
+        /// The server the password would have been sent to.
+        host: String,
+    },
     #[error(
         "smtp.extra_root_cert_pem holds no usable certificate ({reason}): give a PEM file with `-----BEGIN CERTIFICATE-----`"
     )]
-    BadRootCert { reason: String },
+    /// The extra root certificate for a private SMTP server's CA cannot be used.
+    BadRootCert {
+        /// What was wrong with the PEM file.
+        reason: String,
+    },
+    /// The TLS parameters for the SMTP connection could not be built.
     #[error("could not set up TLS for smtp.host `{host}`: {reason}")]
-    Tls { host: String, reason: String },
+    Tls {
+        /// The SMTP server the TLS set-up was for.
+        host: String,
+        /// The TLS library's explanation.
+        reason: String,
+    },
+    /// The shared HTTP client for webhooks could not be built.
     #[error("could not build the HTTP client for webhooks: {reason}")]
-    HttpClient { reason: String },
+    HttpClient {
+        /// reqwest's explanation (usually a TLS back-end problem).
+        reason: String,
+    },
 }
 
 /// Sends alerts. Cheap to clone: the SMTP transport and the HTTP client are built once, and

@@ -50,8 +50,12 @@ use crate::util::text::{error_chain, one_line};
 
 /// The payload's `schema` field; bumped only for a change a receiver must know about.
 pub const SCHEMA_VERSION: u32 = 1;
+/// Carries the alert id, so a receiver can drop a retried delivery it already has.
 pub const EVENT_ID_HEADER: &str = "X-Trialwatch-Event-Id";
+/// Unix seconds when the request was signed; part of the signed text, so receivers can
+/// refuse old (replayed) requests.
 pub const TIMESTAMP_HEADER: &str = "X-Trialwatch-Timestamp";
+/// `sha256=<hex>` HMAC of the timestamp and body; sent only when the subscription has a secret.
 pub const SIGNATURE_HEADER: &str = "X-Trialwatch-Signature";
 /// How much of an error answer's body goes into the error message.
 const MAX_ANSWER_SNIPPET: usize = 200;
@@ -59,19 +63,24 @@ const MAX_ANSWER_SNIPPET: usize = 200;
 /// The JSON body of one webhook call, in the field order receivers see.
 #[derive(Debug, Serialize)]
 pub struct Payload<'a> {
+    /// [`SCHEMA_VERSION`], so a receiver can tell which payload shape it got.
     pub schema: u32,
     /// The alert id: the same on every retry, so receivers can drop repeats.
     pub event_id: &'a str,
+    /// The trial that changed.
     pub nct_id: &'a NctId,
+    /// The stored version this alert reports, to match `trialwatch history`.
     pub version: u32,
     /// RFC 3339 in UTC (`2024-05-01T06:00:00Z`).
     pub detected_at: String,
+    /// Title, status and link, so a receiver can show the trial without looking it up.
     pub trial: &'a TrialInfo,
     /// `{"path", "kind", "old"?, "new"?, "severity", "summary"}` each.
     pub changes: &'a [AlertChange],
 }
 
 impl<'a> Payload<'a> {
+    /// The payload for `alert`, borrowing from it (the body is built again on each retry).
     pub fn new(alert: &'a Alert) -> Self {
         Payload {
             schema: SCHEMA_VERSION,

@@ -3,6 +3,9 @@
 //! webhook receiver, the SMTP server harness, the test environment and the daemon harness).
 //!
 //! Run one area with `cargo test --test it alerts::`, one test with its name.
+// The shared test support is `pub` so that every crate including it can use it; in one crate
+// some of it is unused, which `unreachable_pub` would flag.
+#![allow(unreachable_pub)]
 
 #[path = "../support/mod.rs"]
 mod support;
