@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::diff::is_long_text;
 use crate::model::{ChangeKind, FieldChange, Record, Severity};
 use crate::render::text::value_brief;
+use crate::util::text::plural;
 
 /// `status.overallStatus` values that mean the trial stopped early: critical.
 pub const STOPPED_STATUSES: &[&str] = &["TERMINATED", "SUSPENDED", "WITHDRAWN"];
@@ -162,10 +163,16 @@ fn date_shift(change: &FieldChange) -> (Severity, String) {
     let days = (to - from).num_days();
     let text = match days {
         0 => format!("{label} {before} → {after}"),
-        d if d > 0 => format!("{label} slipped {}, {before} → {after}", plural_days(d)),
+        d if d > 0 => format!(
+            "{label} slipped {}, {before} → {after}",
+            plural(usize::try_from(d).unwrap_or(usize::MAX), "day")
+        ),
         d => format!(
             "{label} moved earlier by {}, {before} → {after}",
-            plural_days(-d)
+            plural(
+                usize::try_from(d.unsigned_abs()).unwrap_or(usize::MAX),
+                "day"
+            )
         ),
     };
     let sev = if days.abs() >= DATE_NOTABLE_DAYS {
@@ -174,14 +181,6 @@ fn date_shift(change: &FieldChange) -> (Severity, String) {
         Severity::Minor
     };
     (sev, text)
-}
-
-fn plural_days(n: i64) -> String {
-    if n == 1 {
-        "1 day".to_string()
-    } else {
-        format!("{n} days")
-    }
 }
 
 fn site(change: &FieldChange) -> (Severity, String) {

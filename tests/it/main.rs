@@ -15,6 +15,7 @@ mod crash;
 mod ctgov_client;
 mod daemon;
 mod golden;
+mod layers;
 mod normalize_fixtures;
 mod notify;
 mod sync;
