@@ -91,7 +91,7 @@ fn write_config(dir: &Path, base_url: &str, ids: &[String]) -> PathBuf {
         &cfg,
         format!(
             "data_dir = {:?}\n[ctgov]\nbase_url = {base_url:?}\nrequests_per_minute = 0\nbatch_size = 100\n\
-             [watch]\nnct_file = {:?}\n",
+             [watch]\nnct_file = {:?}\nbackfill = false\n",
             dir.join("data").display().to_string(),
             list.display().to_string()
         ),
@@ -279,6 +279,7 @@ fn main() {
                     .iter()
                     .zip(&prev)
                     .map(|((nct, record, canonical, raw_v), prev)| NewVersion {
+                        provenance: Default::default(),
                         nct,
                         record,
                         canonical,

@@ -54,6 +54,13 @@ pub struct SyncReport {
     /// Alerts enqueued for subscribers with the new versions.
     #[serde(default)]
     pub alerts_enqueued: usize,
+    /// Versions fetched from CT.gov's record history for trials synced for the first time
+    /// (`[watch] backfill`).
+    #[serde(default)]
+    pub backfilled_versions: usize,
+    /// One line per trial whose history could not be backfilled; the sync itself succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backfill_warnings: Vec<String>,
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
@@ -82,8 +89,9 @@ pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
 
 /// Outcome of processing one fetched study.
 enum Processed {
-    /// A new version, with the number of alerts it enqueued.
-    New(usize),
+    /// A new version, with the number of alerts it enqueued and whether it is the trial's
+    /// first.
+    New(usize, bool),
     Unchanged,
     Failed(TrialFailure),
 }
@@ -98,6 +106,7 @@ pub async fn run(
     ids: Vec<NctId>,
     now: DateTime<Utc>,
     progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    backfill: bool,
 ) -> anyhow::Result<SyncReport> {
     let t0 = Instant::now();
     let plan = Arc::new(EnqueuePlan::new(subs, store, now)?);
@@ -116,13 +125,17 @@ pub async fn run(
 
     let done = Arc::new(AtomicUsize::new(0));
     let mut workers: JoinSet<Vec<(NctId, Processed, Option<NctId>)>> = JoinSet::new();
-    let collect = |results: Vec<(NctId, Processed, Option<NctId>)>, report: &mut SyncReport| {
+    let mut first_versions: Vec<NctId> = Vec::new();
+    let mut collect = |results: Vec<(NctId, Processed, Option<NctId>)>, report: &mut SyncReport| {
         for (nct, p, alias_of) in results {
             if let Some(canonical) = alias_of {
                 report.aliases.push((nct.clone(), canonical));
             }
             match p {
-                Processed::New(alerts) => {
+                Processed::New(alerts, first) => {
+                    if first {
+                        first_versions.push(nct.clone());
+                    }
                     report.fetched += 1;
                     report.new_versions += 1;
                     report.alerts_enqueued += alerts;
@@ -160,6 +173,32 @@ pub async fn run(
         collect(res?, &mut report);
     }
     fetcher.await?;
+    if backfill && !first_versions.is_empty() {
+        // A trial's story from its registration: CT.gov's history before its first snapshot.
+        // History, not news: nothing here alerts, and a trial CT.gov keeps no history for (or
+        // refuses it) is one warning, not a failed sync.
+        let b = crate::backfill::run(
+            client,
+            store,
+            first_versions,
+            crate::backfill::Selection::All,
+            now,
+            None,
+        )
+        .await;
+        report.backfilled_versions = b.trials.iter().map(|t| t.stored).sum();
+        report.backfill_warnings = b
+            .trials
+            .iter()
+            .filter_map(|t| {
+                t.problem
+                    .as_ref()
+                    // A trial without history is normal, not worth a warning in a sync.
+                    .filter(|p| **p != crate::backfill::Problem::NoHistory)
+                    .map(|p| p.message(&t.nct_id))
+            })
+            .collect();
+    }
     store.flush()?;
 
     report.failed.sort_by(|a, b| a.nct_id.cmp(&b.nct_id));
@@ -231,6 +270,7 @@ fn process_batch(
                 ..
             } = s;
             NewVersion {
+                provenance: Default::default(),
                 nct: &study.requested,
                 record: &*record,
                 canonical: &canonical[..],
@@ -254,7 +294,7 @@ fn process_batch(
                 );
                 out.push((
                     study.requested.clone(),
-                    Processed::New(s.alert_count),
+                    Processed::New(s.alert_count, version == 1),
                     alias_of,
                 ));
             }
@@ -349,9 +389,9 @@ fn prepare_study(
                 .map_err(|e| e.to_string())?;
             return Ok(None);
         }
-        Some(t) if t.latest_version > 0 => store
-            .record(nct, t.latest_version)
-            .map_err(|e| e.to_string())?,
+        Some(t) if t.latest_version > 0 => {
+            store.record(nct, t.head()).map_err(|e| e.to_string())?
+        }
         _ => None,
     };
     let changes = diff(old.as_ref(), &record);

@@ -41,10 +41,15 @@ pub(super) fn render_version(
         .record(nct, version)
         .map_err(|e| e.to_string())?
         .ok_or_else(missing)?;
-    let old = if version > 1 {
-        store.record(nct, version - 1).map_err(|e| e.to_string())?
-    } else {
-        None
+    // The version before it in the trial's timeline (not always `version - 1` once CT.gov's
+    // older versions were backfilled in front).
+    let before = store
+        .trial(nct)
+        .map_err(|e| e.to_string())?
+        .and_then(|t| t.before(version));
+    let old = match before {
+        Some(v) => store.record(nct, v).map_err(|e| e.to_string())?,
+        None => None,
     };
     let changes = meta
         .changes
