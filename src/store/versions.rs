@@ -377,9 +377,17 @@ impl Store {
             let dict = self.raw_in(nv.nct, keyframe, &table)?.unwrap_or_default();
             encode(nv.raw, Codec::Keyframe, &dict)
         };
-        // A first version's changes are every path of its record, `added`: derived from the
-        // record on read rather than stored twice (see `StoredMeta`).
-        let derived = version == 1 && meta.changes == crate::diff::diff(None, nv.record);
+        // A timeline's first version's changes are every path of its record, `added`: derived
+        // from the record on read rather than stored twice (see `StoredMeta`). That is version 1,
+        // or the oldest CT.gov version a backfill puts before it (cheap test first: a later
+        // version's changes are rarely all additions).
+        let derived = (version == 1
+            || (!meta.changes.is_empty()
+                && meta
+                    .changes
+                    .iter()
+                    .all(|c| c.kind == crate::model::ChangeKind::Added)))
+            && meta.changes == crate::diff::diff(None, nv.record);
         let stored = StoredMeta {
             meta: VersionMeta {
                 changes: if derived { Vec::new() } else { meta.changes },
