@@ -308,14 +308,19 @@ async fn backfill_into(
             .map(|e| e.version)
             .max()
     });
-    // CT.gov's versions older than the first stored one: before its number when known, else
-    // posted before it was first seen.
+    // CT.gov's versions older than the first stored one: before its number when known. When
+    // only its posting day names it, that version is fetched too and compared: the same
+    // content (markup aside) means it is the stored one; other content means CT.gov edited the
+    // record after posting it without a new version (docs/ctgov-api.md §8), and it is stored.
+    // With no match at all: the versions posted before the trial was first seen.
+    let known_anchor = anchor.provenance.ctgov_version;
     let older: Vec<&HistoryEntry> = index
         .entries
         .iter()
-        .filter(|e| match anchor_ctgov {
-            Some(a) => e.version < a,
-            None => e.date < anchor.detected_at.date_naive(),
+        .filter(|e| match (known_anchor, anchor_ctgov) {
+            (Some(a), _) => e.version < a,
+            (None, Some(a)) => e.version <= a,
+            (None, None) => e.date <= anchor.detected_at.date_naive(),
         })
         .collect();
     let wanted: Vec<&HistoryEntry> = match selection {
@@ -405,6 +410,8 @@ async fn backfill_into(
     // The newest fetched version is the successor itself when their contents agree (markup
     // aside): it is not stored again, and the successor takes its CT.gov number.
     let mut successor_meta = successor.clone();
+    let candidate_fetched = anchor_entry
+        .is_some_and(|a| fetched.iter().any(|(e, _, _)| e.version == a.version));
     if let Some((last_entry, last_record, _)) = fetched.last()
         && successor.provenance.ctgov_version.is_none()
         && anchor_entry.is_none_or(|a| a.version == last_entry.version)
@@ -420,6 +427,7 @@ async fn backfill_into(
         fetched.pop();
     } else if let (Some(e), None) = (anchor_entry, successor.provenance.ctgov_version)
         && successor.version == anchor.version
+        && !candidate_fetched
     {
         successor_meta.provenance.ctgov_version = Some(e.version);
         successor_meta.provenance.ctgov_posted = Some(e.date);

@@ -7,6 +7,8 @@
 //! `#[path = "../tests/support/mod.rs"] mod support;` from `benches/*.rs`.
 #![allow(dead_code)]
 
+// Studies in the registry's size mix and disk usage, for the benchmarks.
+pub mod bench;
 // `trialwatch daemon` as a child process: start, signal, stop, wait for it.
 pub mod daemon;
 // A temporary data directory and config pointing at a fake CT.gov, and fixture helpers.
