@@ -17,6 +17,8 @@ pub mod env;
 pub mod fake_ctgov;
 // A real SMTP server (aiosmtpd, `smtp_server.py`) as a child process, and the test CA.
 pub mod smtp_server;
+// CT.gov's website HTML for Markdown texts, and API v2 studies as record-history versions.
+pub mod website_html;
 // A real webhook receiver (axum) that records, verifies signatures and answers from a script.
 pub mod webhook_receiver;
 
