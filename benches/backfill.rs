@@ -33,7 +33,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_trialwatch");
 fn edited(raw: &str, k: usize, versions: usize) -> String {
     let mut v: Value = serde_json::from_str(raw).unwrap();
     let ps = &mut v["protocolSection"];
-    let day = chrono::NaiveDate::from_ymd_opt(2016, 1, 4).unwrap() + chrono::Days::new(k as u64 * 90);
+    let day =
+        chrono::NaiveDate::from_ymd_opt(2016, 1, 4).unwrap() + chrono::Days::new(k as u64 * 90);
     ps["statusModule"]["lastUpdatePostDateStruct"] =
         serde_json::json!({"date": day.to_string(), "type": "ACTUAL"});
     if k + 1 < versions {
@@ -98,7 +99,10 @@ fn main() {
     };
     let n = env_or("BENCH_TRIALS", 1000, 20);
     let versions = env_or("BENCH_VERSIONS", 20, 4).max(2);
-    println!("machine: {} cores; trials: {n} x {versions} versions", std::thread::available_parallelism().map_or(0, |p| p.get()));
+    println!(
+        "machine: {} cores; trials: {n} x {versions} versions",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
 
     let server = FakeCtGov::start();
     let studies = make_studies(n);
@@ -151,7 +155,11 @@ fn main() {
     assert_eq!(index_requests, n, "one index request per trial");
     assert_eq!(version_requests, n * versions, "one request per version");
     assert_eq!(requests.len(), n + n * versions, "nothing else");
-    assert_eq!(stored as usize, n * (versions - 1), "the newest is the observed snapshot");
+    assert_eq!(
+        stored as usize,
+        n * (versions - 1),
+        "the newest is the observed snapshot"
+    );
 
     let after = dir_size(&dir.path().join("data"));
     let per_version = (after - before) as f64 / stored as f64;
@@ -173,5 +181,8 @@ fn main() {
         times[20].as_secs_f64() * 1000.0
     );
     let (_, verify) = run(&cfg, &["verify"]);
-    assert!(verify.contains("OK") || verify.contains("ok"), "verify: {verify}");
+    assert!(
+        verify.contains("OK") || verify.contains("ok"),
+        "verify: {verify}"
+    );
 }

@@ -161,8 +161,18 @@ impl BackfillReport {
     /// The one-line summary `trialwatch backfill` prints.
     pub fn summary(&self) -> String {
         let ok = self.trials.iter().filter(|t| t.problem.is_none()).count();
+        let none = self
+            .trials
+            .iter()
+            .filter(|t| t.problem == Some(Problem::NoHistory))
+            .count();
+        let without = if none > 0 {
+            format!(" ({none} without a CT.gov history)")
+        } else {
+            String::new()
+        };
         format!(
-            "backfilled {} of {}: {} fetched, {} stored, {} already stored ({})",
+            "backfilled {} of {}{without}: {} fetched, {} stored, {} already stored ({})",
             ok,
             plural(self.trials.len(), "trial"),
             plural(self.trials.iter().map(|t| t.fetched).sum(), "version"),
@@ -314,16 +324,18 @@ async fn backfill_into(
     // record after posting it without a new version (docs/ctgov-api.md §8), and it is stored.
     // With no match at all: the versions posted before the trial was first seen.
     let known_anchor = anchor.provenance.ctgov_version;
-    let older: Vec<&HistoryEntry> = index
-        .entries
-        .iter()
-        .filter(|e| match (known_anchor, anchor_ctgov) {
-            (Some(a), _) => e.version < a,
-            (None, Some(a)) => e.version <= a,
-            (None, None) => e.date <= anchor.detected_at.date_naive(),
-        })
-        .collect();
-    let wanted: Vec<&HistoryEntry> = match selection {
+    let candidate: Option<&HistoryEntry> = match (known_anchor, anchor_ctgov) {
+        (Some(_), _) => None,
+        (None, Some(a)) => index.entries.iter().find(|e| e.version == a),
+        (None, None) => index
+            .entries
+            .iter()
+            .filter(|e| e.date <= anchor.detected_at.date_naive())
+            .max_by_key(|e| e.version),
+    };
+    let below = known_anchor.or(candidate.map(|c| c.version)).unwrap_or(0);
+    let older: Vec<&HistoryEntry> = index.entries.iter().filter(|e| e.version < below).collect();
+    let mut wanted: Vec<&HistoryEntry> = match selection {
         Selection::All => older,
         Selection::Last(n) => {
             let skip = older.len().saturating_sub(n as usize);
@@ -331,6 +343,8 @@ async fn backfill_into(
         }
         Selection::Since(d) => older.into_iter().filter(|e| e.date >= d).collect(),
     };
+    // The candidate is fetched whatever the selection: only its content tells.
+    wanted.extend(candidate);
     out.already_stored = wanted.iter().filter(|e| known.contains(&e.version)).count();
     // Only a run of versions right before the earliest stored CT.gov version can go in one
     // insert; versions older than what an earlier `last:N` stored come before it.
@@ -410,8 +424,8 @@ async fn backfill_into(
     // The newest fetched version is the successor itself when their contents agree (markup
     // aside): it is not stored again, and the successor takes its CT.gov number.
     let mut successor_meta = successor.clone();
-    let candidate_fetched = anchor_entry
-        .is_some_and(|a| fetched.iter().any(|(e, _, _)| e.version == a.version));
+    let candidate_fetched =
+        anchor_entry.is_some_and(|a| fetched.iter().any(|(e, _, _)| e.version == a.version));
     if let Some((last_entry, last_record, _)) = fetched.last()
         && successor.provenance.ctgov_version.is_none()
         && anchor_entry.is_none_or(|a| a.version == last_entry.version)

@@ -95,6 +95,13 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
             crate::util::text::plural(r.backfilled_versions, "older version")
         )?;
     }
+    if r.gap_repaired > 0 {
+        writeln!(
+            out,
+            "gap repair: {} stored from CT.gov's record history (earlier syncs missed them)",
+            crate::util::text::plural_of(r.gap_repaired, "missed version", "missed versions")
+        )?;
+    }
     for w in &r.backfill_warnings {
         writeln!(out, "warning: {w}")?;
     }

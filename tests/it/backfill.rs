@@ -278,9 +278,10 @@ fn sync_backfills_a_chain_of_real_versions_in_timeline_order() {
 
     let requests = env.server.requests();
     let (list, index, bodies, other) = request_kinds(&requests);
-    assert_eq!((list, index, bodies), (1, 1, 3), "{requests:#?}");
+    // Version 3 is fetched too: only its content shows it is the observed snapshot.
+    assert_eq!((list, index, bodies), (1, 1, 4), "{requests:#?}");
     assert!(other.is_empty(), "{other:?}");
-    assert_eq!(version_fetches(&requests, ID), [0, 1, 2]);
+    assert_eq!(version_fetches(&requests, ID), [0, 1, 2, 3]);
     env.ok(&["verify"]);
 }
 
@@ -421,13 +422,13 @@ fn a_backfill_killed_mid_run_resumes_without_refetching_or_duplicating() {
         assert_eq!(ctgov, (0..10).collect::<Vec<u64>>(), "{id}");
         let (f1, f2) = (version_fetches(&run1, id), version_fetches(&run2, id));
         if done.contains(id) {
-            assert_eq!(f1, (0..9).collect::<Vec<u32>>(), "{id}: run 1");
+            assert_eq!(f1, (0..10).collect::<Vec<u32>>(), "{id}: run 1");
             assert!(
                 f2.is_empty(),
                 "{id} was done by run 1 but run 2 fetched {f2:?}"
             );
         } else {
-            assert_eq!(f2, (0..9).collect::<Vec<u32>>(), "{id}: run 2");
+            assert_eq!(f2, (0..10).collect::<Vec<u32>>(), "{id}: run 2");
         }
     }
 }
@@ -621,7 +622,9 @@ fn backfill_reports_each_failed_trial_and_exits_2() {
         assert!(!text.contains(id.as_str()), "{id} was backfilled: {text}");
     }
     assert!(
-        text.contains("backfilled 3 of 8 trials: 3 versions fetched, 3 stored"),
+        text.contains(
+            "backfilled 3 of 8 trials (2 without a CT.gov history): 6 versions fetched, 3 stored"
+        ),
         "{text}"
     );
     t.assert_backfilled(&env);
@@ -777,7 +780,8 @@ fn last_n_then_all_fills_in_without_refetching() {
     env.ok(&["sync"]);
     env.server.clear_requests();
     env.ok(&["backfill", "--versions", "last:2"]);
-    assert_eq!(version_fetches(&env.server.requests(), ID), [1, 2]);
+    // The newest two older versions, and version 3 to compare with the snapshot.
+    assert_eq!(version_fetches(&env.server.requests(), ID), [1, 2, 3]);
     let ctgov: Vec<Option<u64>> = history(&env, ID)
         .iter()
         .map(|e| e["ctgov_version"].as_u64())
@@ -793,6 +797,114 @@ fn last_n_then_all_fills_in_without_refetching() {
     assert_eq!(
         paths(&h[1]),
         BTreeSet::from(["status.overallStatus".to_string()])
+    );
+    env.ok(&["verify"]);
+}
+
+/// Gap repair: syncs stopped (the daemon was down) while CT.gov posted two versions; the next
+/// sync stores the missed one before the new one, each with its own changes and one alert, and
+/// the repaired version's alert says when CT.gov posted it.
+#[test]
+fn a_sync_after_missed_versions_repairs_the_gap_with_one_alert_per_version() {
+    let env = TestEnv::with_options(
+        &[ID],
+        "",
+        "backfill = true",
+        "[alerts]\nretry_base_secs = 0.05\nretry_cap_secs = 0.2\nwebhook_timeout_secs = 5\n",
+    );
+    let versions = chain();
+    let all = as_history(&versions, POSTED, false);
+    // First the trial as it was at CT.gov version 1.
+    env.server.put_study(versions[1].clone());
+    env.server.put_history(ID, all[..2].to_vec());
+    env.ok(&["sync"]);
+    let sink = WebhookReceiver::start();
+    env.ok(&["subscribe", "webhook", &sink.url("/h")]);
+    let before: Vec<u64> = history(&env, ID)
+        .iter()
+        .map(|e| e["ctgov_version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(before, [0, 1]);
+
+    // CT.gov posts versions 2 and 3 while nothing syncs; the next sync sees version 3.
+    env.server.put_history(ID, all.clone());
+    env.server.put_study(versions[3].clone());
+    env.server.clear_requests();
+    let out = env.ok(&["sync"]);
+    assert!(out.contains("gap repair: 1 missed version stored"), "{out}");
+    let requests = env.server.requests();
+    assert_eq!(version_fetches(&requests, ID), [2], "{requests:#?}");
+
+    let h = history(&env, ID);
+    let tail: Vec<Provenance> = h[2..]
+        .iter()
+        .map(|e| {
+            (
+                e["version"].as_u64().unwrap(),
+                e["source"].as_str().unwrap(),
+                e["ctgov_version"].as_u64(),
+                e["ctgov_posted"].as_str(),
+                e["backfilled"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let posted2 = days_before(POSTED, 1);
+    assert_eq!(
+        tail,
+        [
+            (3, "ctgov", Some(2), Some(posted2.as_str()), false),
+            (4, "observed", Some(3), Some(POSTED), false),
+        ],
+        "{h:#?}"
+    );
+    // Each version's changes are against the one before it: the enrollment and completion date
+    // moved in the repaired version 2; the observed one carries the rest.
+    assert!(
+        paths(&h[2]).contains("design.enrollmentCount"),
+        "{:#}",
+        h[2]
+    );
+    let enrollment = |e: &Value| {
+        e["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["path"] == "design.enrollmentCount")
+            .map(|c| (c["old"].clone(), c["new"].clone()))
+    };
+    assert_eq!(
+        enrollment(&h[2]),
+        Some((json!(100), json!(150))),
+        "{:#}",
+        h[2]
+    );
+    assert_eq!(
+        enrollment(&h[3]),
+        Some((json!(150), json!(24))),
+        "{:#}",
+        h[3]
+    );
+
+    sink.wait_for(2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let hits = sink.requests();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let mut got: Vec<(u64, Option<String>)> = hits
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            (
+                b["version"].as_u64().unwrap(),
+                b["ctgov_posted"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, [(3, Some(posted2.clone())), (4, None)]);
+    let text = env.ok(&["history", ID]);
+    assert!(
+        text.contains(&format!("v3  CT.gov v2 posted {posted2} · gap repaired")),
+        "{text}"
     );
     env.ok(&["verify"]);
 }

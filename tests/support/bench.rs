@@ -76,4 +76,3 @@ pub fn dir_size(p: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
-
