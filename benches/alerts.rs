@@ -83,6 +83,7 @@ fn commit_batch(
                 .unwrap_or_default();
             n += alerts.len();
             NewVersion {
+                provenance: Default::default(),
                 nct,
                 record: rec,
                 canonical,

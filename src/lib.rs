@@ -15,9 +15,11 @@
 //! | pure transforms | [`normalize`], [`diff`], [`render`], [`severity`] | study JSON → `Record`; record × record → changes; text for people; how much a change matters |
 //! | storage | [`store`] | versioned snapshots: the only module that knows sled |
 //! | delivery | [`notify`], [`outbox`] | email and webhook wire formats; who hears what, retries, the one delivery entry point |
+//! | history | [`backfill`] | CT.gov's record history put into a trial's timeline |
 //! | one run | [`sync`] | fetch → decide → plan alerts → one commit per batch |
 //! | processes | [`daemon`], [`cli`] | the long-running service; the commands |
 
+pub mod backfill;
 pub mod cli;
 pub mod clock;
 pub mod config;

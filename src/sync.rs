@@ -20,8 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::ctgov::client::{CtGovClient, FetchedStudy, StudyOutcome};
-use crate::diff::diff;
-use crate::model::NctId;
+use crate::model::{NctId, Provenance, Record, Source};
 use crate::normalize::{normalize_json, source_fingerprint};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, record_hash};
@@ -54,6 +53,17 @@ pub struct SyncReport {
     /// Alerts enqueued for subscribers with the new versions.
     #[serde(default)]
     pub alerts_enqueued: usize,
+    /// Versions fetched from CT.gov's record history for trials synced for the first time
+    /// (`[watch] backfill`).
+    #[serde(default)]
+    pub backfilled_versions: usize,
+    /// Versions CT.gov posted that earlier syncs missed, fetched from its record history and
+    /// stored before the new one (each alerts like a new version).
+    #[serde(default)]
+    pub gap_repaired: usize,
+    /// One line per trial whose history could not be backfilled; the sync itself succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backfill_warnings: Vec<String>,
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
@@ -82,8 +92,11 @@ pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
 
 /// Outcome of processing one fetched study.
 enum Processed {
-    /// A new version, with the number of alerts it enqueued.
-    New(usize),
+    /// A new version, with the number of alerts it enqueued and whether it is the trial's
+    /// first.
+    New(usize, bool),
+    /// A new version to store after a look at CT.gov's history index (gap repair).
+    Deferred(Box<(FetchedStudy, Staged)>),
     Unchanged,
     Failed(TrialFailure),
 }
@@ -98,6 +111,7 @@ pub async fn run(
     ids: Vec<NctId>,
     now: DateTime<Utc>,
     progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    backfill: bool,
 ) -> anyhow::Result<SyncReport> {
     let t0 = Instant::now();
     let plan = Arc::new(EnqueuePlan::new(subs, store, now)?);
@@ -116,13 +130,26 @@ pub async fn run(
 
     let done = Arc::new(AtomicUsize::new(0));
     let mut workers: JoinSet<Vec<(NctId, Processed, Option<NctId>)>> = JoinSet::new();
-    let collect = |results: Vec<(NctId, Processed, Option<NctId>)>, report: &mut SyncReport| {
+    let mut first_versions: Vec<NctId> = Vec::new();
+    let mut deferred: Vec<(FetchedStudy, Staged, Option<NctId>)> = Vec::new();
+    let collect = |results: Vec<(NctId, Processed, Option<NctId>)>,
+                   report: &mut SyncReport,
+                   first_versions: &mut Vec<NctId>,
+                   deferred: &mut Vec<(FetchedStudy, Staged, Option<NctId>)>| {
         for (nct, p, alias_of) in results {
+            if let Processed::Deferred(d) = p {
+                let (study, staged) = *d;
+                deferred.push((study, staged, alias_of));
+                continue;
+            }
             if let Some(canonical) = alias_of {
                 report.aliases.push((nct.clone(), canonical));
             }
             match p {
-                Processed::New(alerts) => {
+                Processed::New(alerts, first) => {
+                    if first {
+                        first_versions.push(nct.clone());
+                    }
                     report.fetched += 1;
                     report.new_versions += 1;
                     report.alerts_enqueued += alerts;
@@ -132,6 +159,7 @@ pub async fn run(
                     report.unchanged += 1;
                 }
                 Processed::Failed(f) => report.failed.push(f),
+                Processed::Deferred(_) => {}
             }
         }
     };
@@ -139,7 +167,7 @@ pub async fn run(
     while let Some(batch) = rx.recv().await {
         while workers.len() >= PROCESSING_PARALLELISM {
             if let Some(res) = workers.join_next().await {
-                collect(res?, &mut report);
+                collect(res?, &mut report, &mut first_versions, &mut deferred);
             }
         }
         let store = store.clone();
@@ -148,7 +176,7 @@ pub async fn run(
         let progress = progress.clone();
         workers.spawn_blocking(move || {
             let n = batch.len();
-            let out = process_batch(&store, &plan, batch, now);
+            let out = process_batch(&store, &plan, batch, now, backfill);
             let d = done.fetch_add(n, Ordering::Relaxed) + n;
             if let Some(p) = progress {
                 p(d.min(total), total);
@@ -157,9 +185,50 @@ pub async fn run(
         });
     }
     while let Some(res) = workers.join_next().await {
-        collect(res?, &mut report);
+        collect(res?, &mut report, &mut first_versions, &mut deferred);
     }
     fetcher.await?;
+    // New versions CT.gov posted since the stored one: look at its history index first, and
+    // store any version the syncs missed before the new one, each alerting like a new version.
+    for (study, staged, alias_of) in std::mem::take(&mut deferred) {
+        let results = repair_and_commit(client, store, &plan, study, staged, alias_of, now).await;
+        report.gap_repaired += results.1;
+        if let Some(w) = results.2 {
+            report.backfill_warnings.push(w);
+        }
+        collect(
+            vec![results.0],
+            &mut report,
+            &mut first_versions,
+            &mut Vec::new(),
+        );
+    }
+    if backfill && !first_versions.is_empty() {
+        // A trial's story from its registration: CT.gov's history before its first snapshot.
+        // History, not news: nothing here alerts, and a trial CT.gov keeps no history for (or
+        // refuses it) is one warning, not a failed sync.
+        let b = crate::backfill::run(
+            client,
+            store,
+            first_versions,
+            crate::backfill::Selection::All,
+            now,
+            None,
+        )
+        .await;
+        report.backfilled_versions = b.trials.iter().map(|t| t.stored).sum();
+        report.backfill_warnings = b
+            .trials
+            .iter()
+            .filter_map(|t| {
+                t.problem
+                    .as_ref()
+                    // A trial without history is normal, not worth a warning in a sync.
+                    .filter(|p| **p != crate::backfill::Problem::NoHistory)
+                    .map(|p| p.message(&t.nct_id))
+            })
+            .collect();
+    }
     store.flush()?;
 
     report.failed.sort_by(|a, b| a.nct_id.cmp(&b.nct_id));
@@ -179,6 +248,7 @@ fn process_batch(
     plan: &EnqueuePlan,
     batch: Vec<StudyOutcome>,
     now: DateTime<Utc>,
+    repair: bool,
 ) -> Vec<(NctId, Processed, Option<NctId>)> {
     let mut out = Vec::with_capacity(batch.len());
     let mut found = Vec::new();
@@ -209,6 +279,11 @@ fn process_batch(
         let alias_of = (study.nct_id != study.requested).then(|| study.nct_id.clone());
         match prepare_study(store, plan, study, now) {
             Ok(None) => out.push((nct, Processed::Unchanged, alias_of)),
+            Ok(Some(s)) if repair && s.posted_anew => out.push((
+                nct,
+                Processed::Deferred(Box::new((study.clone(), s))),
+                alias_of,
+            )),
             Ok(Some(s)) => staged.push((study, s, alias_of)),
             Err(error) => {
                 tracing::warn!(trial.nct = %nct, error = %error, "trial not synced");
@@ -231,6 +306,7 @@ fn process_batch(
                 ..
             } = s;
             NewVersion {
+                provenance: Default::default(),
                 nct: &study.requested,
                 record: &*record,
                 canonical: &canonical[..],
@@ -254,7 +330,7 @@ fn process_batch(
                 );
                 out.push((
                     study.requested.clone(),
-                    Processed::New(s.alert_count),
+                    Processed::New(s.alert_count, version == 1),
                     alias_of,
                 ));
             }
@@ -269,6 +345,200 @@ fn process_batch(
         }
     }
     out
+}
+
+/// Store a trial's new version after checking CT.gov's history index for versions posted
+/// between the stored one and it (the daemon was down, or two were posted between syncs): those
+/// are fetched and stored first, in order, each with its own changes and alerts. Returns the
+/// trial's outcome, how many versions were repaired, and a warning when the index or a
+/// version could not be read (the new version is then stored on its own, as before).
+async fn repair_and_commit(
+    client: &CtGovClient,
+    store: &Store,
+    plan: &EnqueuePlan,
+    study: FetchedStudy,
+    staged: Staged,
+    alias_of: Option<NctId>,
+    now: DateTime<Utc>,
+) -> ((NctId, Processed, Option<NctId>), usize, Option<String>) {
+    let nct = study.requested.clone();
+    let mut warning = None;
+    let mut repaired: Vec<(Record, Vec<u8>, String, crate::ctgov::history::HistoryEntry)> =
+        Vec::new();
+    let mut observed = Provenance::default();
+    match find_gap(client, store, &nct, &staged.record, now).await {
+        Ok((gap, matched)) => {
+            if let Some(e) = matched {
+                observed.ctgov_version = Some(e.version);
+                observed.ctgov_posted = Some(e.date);
+            }
+            for e in gap {
+                match client.history_version(&nct, e.version).await {
+                    Ok(Some(body)) => match crate::backfill::read_version(&nct, e.version, &body) {
+                        Ok(record) => {
+                            let canonical = record.canonical_bytes();
+                            repaired.push((record, canonical, body, e));
+                        }
+                        Err(p) => {
+                            warning = Some(p.message(&nct));
+                            repaired.clear();
+                            break;
+                        }
+                    },
+                    Ok(None) | Err(_) => {
+                        warning = Some(format!(
+                            "{nct}: CT.gov version {} (posted {}) was missed by earlier syncs and could not be fetched; the new version is stored after the one before it",
+                            e.version, e.date
+                        ));
+                        repaired.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        Err(w) => warning = w,
+    }
+    let result = commit_chain(
+        store, plan, &study, staged, &repaired, observed, alias_of, now,
+    );
+    (result, repaired.len(), warning)
+}
+
+/// CT.gov's versions posted after the trial's stored head and before `new` (its
+/// `lastUpdatePostDate` names it in the index), and the index entry `new` is. `Err` holds a
+/// warning when it matters that the index could not be read.
+async fn find_gap(
+    client: &CtGovClient,
+    store: &Store,
+    nct: &NctId,
+    new: &Record,
+    now: DateTime<Utc>,
+) -> Result<
+    (
+        Vec<crate::ctgov::history::HistoryEntry>,
+        Option<crate::ctgov::history::HistoryEntry>,
+    ),
+    Option<String>,
+> {
+    let index = match client.history_index(nct).await {
+        Ok(Some(i)) if !i.entries.is_empty() => i,
+        // No history to compare with: nothing to repair, and nothing worth a warning.
+        Ok(_) => return Ok((Vec::new(), None)),
+        Err(e) => {
+            tracing::warn!(trial.nct = %nct, error = %e, "CT.gov's history index could not be read; no gap repair");
+            return Err(None);
+        }
+    };
+    let _ = store.set_ctgov_history(nct, crate::backfill::summary_of(&index, now));
+    let newest_on = |day: Option<&str>| {
+        let day = chrono::NaiveDate::parse_from_str(day?, "%Y-%m-%d").ok()?;
+        index
+            .entries
+            .iter()
+            .filter(|e| e.date == day)
+            .max_by_key(|e| e.version)
+            .cloned()
+    };
+    let matched = newest_on(new.last_update_post_date());
+    let head = store
+        .trial(nct)
+        .ok()
+        .flatten()
+        .and_then(|t| store.version(nct, t.head()).ok().flatten());
+    let head_ctgov = head.as_ref().and_then(|h| {
+        h.provenance
+            .ctgov_version
+            .or_else(|| newest_on(h.last_update_post_date.as_deref()).map(|e| e.version))
+    });
+    let gap = match (head_ctgov, &matched) {
+        (Some(h), Some(m)) if m.version > h + 1 => index
+            .entries
+            .iter()
+            .filter(|e| e.version > h && e.version < m.version)
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok((gap, matched))
+}
+
+/// Store the repaired versions, then the new one, in one atomic commit; each version's changes
+/// against the one before it and the alerts they owe.
+#[allow(clippy::too_many_arguments)]
+fn commit_chain(
+    store: &Store,
+    plan: &EnqueuePlan,
+    study: &FetchedStudy,
+    mut staged: Staged,
+    repaired: &[(Record, Vec<u8>, String, crate::ctgov::history::HistoryEntry)],
+    observed: Provenance,
+    alias_of: Option<NctId>,
+    now: DateTime<Utc>,
+) -> (NctId, Processed, Option<NctId>) {
+    let nct = study.requested.clone();
+    let head = match store.latest_record(&nct) {
+        Ok(r) => r,
+        Err(e) => return failed(store, nct, now, e.to_string(), alias_of),
+    };
+    let mut prev: Option<(&Record, Source)> = head.as_ref().map(|r| (r, Source::Observed));
+    let mut items = Vec::with_capacity(repaired.len() + 1);
+    let mut alerts_total = 0;
+    for (record, canonical, body, entry) in repaired {
+        let changes = crate::backfill::changes_between(prev, record, Source::Ctgov);
+        let alerts = plan.owed(&nct, prev.map(|p| p.0), record, &changes);
+        alerts_total += alerts.len();
+        items.push(NewVersion {
+            nct: &study.requested,
+            record,
+            canonical,
+            raw: body.as_bytes(),
+            changes,
+            detected_at: now,
+            resolved_id: alias_of.clone(),
+            source_fingerprint: None,
+            alerts,
+            provenance: Provenance {
+                source: Source::Ctgov,
+                ctgov_version: Some(entry.version),
+                ctgov_posted: Some(entry.date),
+                backfilled: false,
+            },
+        });
+        prev = Some((record, Source::Ctgov));
+    }
+    if !repaired.is_empty() {
+        staged.changes = crate::backfill::changes_between(prev, &staged.record, Source::Observed);
+        staged.alerts = plan.owed(&nct, prev.map(|p| p.0), &staged.record, &staged.changes);
+    }
+    alerts_total += staged.alerts.len();
+    items.push(NewVersion {
+        nct: &study.requested,
+        record: &staged.record,
+        canonical: &staged.canonical,
+        raw: study.raw.get().as_bytes(),
+        changes: staged.changes,
+        detected_at: now,
+        resolved_id: alias_of.clone(),
+        source_fingerprint: staged.fingerprint,
+        alerts: staged.alerts,
+        provenance: observed,
+    });
+    match store.commit_versions(items) {
+        Ok(versions) => {
+            tracing::info!(
+                trial.nct = %nct,
+                trial.version = versions.last().copied().unwrap_or(0),
+                trial.repaired = repaired.len(),
+                alerts.enqueued = alerts_total,
+                "new version stored"
+            );
+            (nct, Processed::New(alerts_total, false), alias_of)
+        }
+        Err(e) => {
+            let error = format!("the new version could not be stored: {e}");
+            failed(store, nct, now, error, alias_of)
+        }
+    }
 }
 
 /// Record on the trial why it was not synced (its stored versions are untouched), and report it.
@@ -310,6 +580,10 @@ struct Staged {
     /// `alerts.len()`, kept once `alerts` moved into the commit.
     alert_count: usize,
     fingerprint: Option<String>,
+    /// CT.gov posted a new version since the stored one (its `lastUpdatePostDate` moved) of a
+    /// trial a sync already observed: more than one may have been posted since, so the sync
+    /// checks CT.gov's history index before storing it (gap repair).
+    posted_anew: bool,
 }
 
 /// Normalize one study and compare it with the stored record: `None` when it did not change
@@ -349,12 +623,25 @@ fn prepare_study(
                 .map_err(|e| e.to_string())?;
             return Ok(None);
         }
-        Some(t) if t.latest_version > 0 => store
-            .record(nct, t.latest_version)
-            .map_err(|e| e.to_string())?,
+        Some(t) if t.latest_version > 0 => {
+            store.record(nct, t.head()).map_err(|e| e.to_string())?
+        }
         _ => None,
     };
-    let changes = diff(old.as_ref(), &record);
+    // Across sources (a gap-repaired head came from CT.gov's history HTML) markup is no change.
+    let head_source = match (&state, &old) {
+        (Some(t), Some(_)) => store
+            .version(nct, t.head())
+            .map_err(|e| e.to_string())?
+            .map(|m| m.provenance.source)
+            .unwrap_or_default(),
+        _ => Source::Observed,
+    };
+    let changes = crate::backfill::changes_between(
+        old.as_ref().map(|o| (o, head_source)),
+        &record,
+        Source::Observed,
+    );
     if changes.is_empty() {
         // Same record under a different hash can only mean a hash format change: treat as seen.
         store
@@ -363,6 +650,8 @@ fn prepare_study(
         return Ok(None);
     }
     let alerts = plan.owed(nct, old.as_ref(), &record, &changes);
+    let posted_anew = state.as_ref().is_some_and(|t| t.has_observed())
+        && old.as_ref().map(|o| o.last_update_post_date()) != Some(record.last_update_post_date());
     Ok(Some(Staged {
         record,
         canonical,
@@ -370,5 +659,6 @@ fn prepare_study(
         alert_count: alerts.len(),
         alerts,
         fingerprint,
+        posted_anew,
     }))
 }

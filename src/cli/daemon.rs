@@ -147,6 +147,7 @@ impl Executor for CliExecutor {
             exclusive: matches!(
                 command,
                 Command::Sync { .. }
+                    | Command::Backfill { .. }
                     | Command::Verify { .. }
                     | Command::Outbox {
                         action: Some(_),

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
 //! (bad config, unusable store, bad arguments), printed with its whole cause chain.
 
+mod backfill;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
 pub mod query;
@@ -63,6 +64,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fetch CT.gov's record history of trials into their timelines (default: the watch list)
+    ///
+    /// One request for each trial's history index and one per version not stored yet, under the
+    /// same rate limit as sync. Safe to interrupt and run again. Example:
+    /// `trialwatch backfill NCT02241018 --versions since:2016-01-01`
+    Backfill {
+        /// Backfill only these trials (default: the whole watch list)
+        nct: Vec<String>,
+        /// Which CT.gov versions: all, last:N (the newest N before the first stored one) or
+        /// since:DATE (posted on or after YYYY-MM-DD)
+        #[arg(long, default_value = "all", value_name = "WHICH")]
+        versions: String,
+        /// Print the per-trial report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the watch list kept in the store (merged with the configuration's)
     Watch {
         /// Add, remove or list trials
@@ -117,6 +134,9 @@ pub enum Command {
         /// Also list first snapshots (every field `added`)
         #[arg(long)]
         include_first: bool,
+        /// Also list versions backfilled from CT.gov's record history
+        #[arg(long)]
+        include_backfill: bool,
         /// Only changes of at least this severity: minor, notable or critical
         #[arg(long, value_name = "LEVEL")]
         min_severity: Option<String>,
@@ -261,6 +281,11 @@ pub(crate) fn parse_nct(s: &str) -> anyhow::Result<NctId> {
 pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match command {
         Command::Sync { nct, json } => sync::run(ctx, &nct, json, out),
+        Command::Backfill {
+            nct,
+            versions,
+            json,
+        } => backfill::run(ctx, &nct, &versions, json, out),
         Command::Watch { action } => watch::run(ctx, action, out),
         Command::History { nct, json } => query::history(ctx, &nct, json, out),
         Command::Show {
@@ -280,6 +305,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             nct,
             field,
             include_first,
+            include_backfill,
             min_severity,
             json,
         } => query::changes(
@@ -289,6 +315,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
                 ncts: &nct,
                 fields: &field,
                 include_first,
+                include_backfill,
                 min_severity: min_severity.as_deref(),
             },
             json,

@@ -55,10 +55,13 @@ fn records_around(
         .record(id, version)
         .for_trial(id)?
         .with_context(|| format!("{id} version {version} is missing from the store"))?;
-    let old = if version > 1 {
-        store.record(id, version - 1).for_trial(id)?
-    } else {
-        None
+    let before = store
+        .trial(id)
+        .for_trial(id)?
+        .and_then(|t| t.before(version));
+    let old = match before {
+        Some(v) => store.record(id, v).for_trial(id)?,
+        None => None,
     };
     Ok((old, new))
 }
@@ -101,6 +104,14 @@ struct HistoryEntry<'a> {
     version: u32,
     detected_at: DateTime<Utc>,
     last_update_post_date: Option<&'a str>,
+    /// `observed` or `ctgov` (from CT.gov's record history).
+    source: &'static str,
+    /// CT.gov's own version number, when known.
+    ctgov_version: Option<u32>,
+    /// The day CT.gov posted this version, when known.
+    ctgov_posted: Option<NaiveDate>,
+    /// From before trialwatch watched the trial: history, not news.
+    backfilled: bool,
     changes: Vec<AssessedChange<'a>>,
 }
 
@@ -124,6 +135,10 @@ pub(crate) fn history(
                 version: v.version,
                 detected_at: v.detected_at,
                 last_update_post_date: v.last_update_post_date.as_deref(),
+                source: v.provenance.source.as_str(),
+                ctgov_version: v.provenance.ctgov_version,
+                ctgov_posted: v.provenance.ctgov_posted,
+                backfilled: v.provenance.backfilled,
                 changes: assessed(&v.changes, prev.as_ref(), &rec),
             });
             prev = Some(rec);
@@ -139,8 +154,11 @@ pub(crate) fn history(
         if let Some(canonical) = &state.resolved_id {
             writeln!(out, "(CT.gov answers this ID as {canonical})")?;
         }
-        for v in &versions {
-            writeln!(out, "{}", text::history_line(v, 3))?;
+        if let Some(sentence) = outcome_sentence(&state) {
+            writeln!(out, "({sentence})")?;
+        }
+        for (i, v) in versions.iter().enumerate() {
+            writeln!(out, "{}", text::history_line(v, 3, i == 0))?;
         }
         writeln!(
             out,
@@ -149,6 +167,12 @@ pub(crate) fn history(
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What CT.gov's history index says of the primary outcomes, when trialwatch read it.
+fn outcome_sentence(state: &crate::store::TrialState) -> Option<String> {
+    let h = state.ctgov_history.as_ref()?;
+    h.outcome_switch.map(|o| o.sentence())
 }
 
 /// A bare date means the end of that day (UTC); otherwise RFC 3339.
@@ -195,8 +219,12 @@ pub(crate) fn show(
                 None => bail!("{id} had no stored version yet at {t}"),
             }
         }
-        (None, None) => state.latest_version,
+        (None, None) => state.head(),
     };
+    if let Some(sentence) = outcome_sentence(&state) {
+        // On stderr: stdout is the page or the record, byte for byte.
+        eprintln!("{id}: {sentence}");
+    }
     let record = store
         .record(&id, version)
         .for_trial(&id)?
@@ -204,22 +232,21 @@ pub(crate) fn show(
     match format {
         ShowFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?,
         ShowFormat::Markdown => {
-            let versions: Vec<VersionMeta> = store
-                .versions(&id)
-                .for_trial(&id)?
-                .into_iter()
-                .filter(|v| v.version <= version)
-                .collect();
+            let all = store.versions(&id).for_trial(&id)?;
+            // The timeline up to this version, and the one after it (if any).
+            let cut = all
+                .iter()
+                .position(|v| v.version == version)
+                .map_or(all.len(), |i| i + 1);
+            let successor = all.get(cut).map(|v| v.detected_at);
+            let versions: Vec<VersionMeta> = all.into_iter().take(cut).collect();
             // The latest version was last seen at the last sync; an older one when its successor came.
-            let last_seen_at = if version == state.latest_version {
+            let last_seen_at = if version == state.head() {
                 state.last_seen_at
             } else {
-                store
-                    .version(&id, version + 1)
-                    .for_trial(&id)?
-                    .map_or(state.last_seen_at, |v| v.detected_at)
+                successor.unwrap_or(state.last_seen_at)
             };
-            let now = if version == state.latest_version {
+            let now = if version == state.head() {
                 crate::clock::now()
             } else {
                 last_seen_at
@@ -259,9 +286,10 @@ pub(crate) fn diff(
 ) -> anyhow::Result<ExitCode> {
     let (store, id, state) = trial_store(ctx, nct)?;
     let latest = state.latest_version;
+    let head = state.head();
     let (from, to) = match (from, to) {
-        (None, _) => (latest.saturating_sub(1), latest),
-        (Some(f), None) => (f, latest),
+        (None, _) => (state.before(head).unwrap_or(0), head),
+        (Some(f), None) => (f, head),
         (Some(f), Some(t)) => (f, t),
     };
     for v in [from, to] {
@@ -284,7 +312,18 @@ pub(crate) fn diff(
     };
     let old = load(from)?;
     let new = load(to)?.with_context(|| format!("{id} version {to} is missing"))?;
-    let changes = crate::diff::diff(old.as_ref(), &new);
+    // Across sources (CT.gov's history HTML, API v2 Markdown) markup alone is no change.
+    let source = |v: u32| -> anyhow::Result<crate::model::Source> {
+        Ok(store
+            .version(&id, v)
+            .for_trial(&id)?
+            .map(|m| m.provenance.source)
+            .unwrap_or_default())
+    };
+    let changes = match &old {
+        Some(o) => crate::backfill::changes_between(Some((o, source(from)?)), &new, source(to)?),
+        None => crate::diff::diff(None, &new),
+    };
     if json {
         let body = DiffOut {
             nct_id: &id,
@@ -319,6 +358,8 @@ pub(crate) struct ChangesFilter<'a> {
     pub ncts: &'a [String],
     pub fields: &'a [String],
     pub include_first: bool,
+    /// Also versions backfilled from CT.gov's record history (history, not news).
+    pub include_backfill: bool,
     pub min_severity: Option<&'a str>,
 }
 
@@ -363,12 +404,32 @@ pub(crate) fn changes(
     let store = ctx.open_store()?;
     let versions = store.versions_since(since)?;
     let mut found: Vec<(NctId, &VersionMeta, AssessedChange)> = Vec::new();
+    let mut states: std::collections::HashMap<NctId, Option<crate::store::TrialState>> =
+        std::collections::HashMap::new();
     for (nct, meta) in &versions {
         if !ncts.is_empty() && !ncts.contains(nct) {
             continue;
         }
-        if meta.version == 1 && !filter.include_first {
+        if meta.provenance.backfilled && !filter.include_backfill {
             continue;
+        }
+        if !filter.include_first {
+            let state = match states.get(nct) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = store.trial(nct)?;
+                    states.insert(nct.clone(), s.clone());
+                    s
+                }
+            };
+            // A trial's first snapshot (every field `added`), and the first version trialwatch
+            // observed after a backfill (whose changes are CT.gov's past, not news).
+            let first = state.as_ref().is_none_or(|t| {
+                meta.version == t.first_observed || t.before(meta.version).is_none()
+            });
+            if first {
+                continue;
+            }
         }
         let wanted: Vec<&FieldChange> = meta
             .changes

@@ -51,7 +51,15 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut report = rt.block_on(run_sync(&client, &store, subs.clone(), ids, now, progress))?;
+    let mut report = rt.block_on(run_sync(
+        &client,
+        &store,
+        subs.clone(),
+        ids,
+        now,
+        progress,
+        ctx.cfg.watch.backfill,
+    ))?;
     report.delivery = Some(rt.block_on(delivery.run(&ctx.cfg, &store))?);
     if show_progress {
         eprintln!();
@@ -80,6 +88,23 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
         r.failed.len(),
         r.requests
     )?;
+    if r.backfilled_versions > 0 {
+        writeln!(
+            out,
+            "history: {} backfilled from CT.gov's record history",
+            crate::util::text::plural(r.backfilled_versions, "older version")
+        )?;
+    }
+    if r.gap_repaired > 0 {
+        writeln!(
+            out,
+            "gap repair: {} stored from CT.gov's record history (earlier syncs missed them)",
+            crate::util::text::plural_of(r.gap_repaired, "missed version", "missed versions")
+        )?;
+    }
+    for w in &r.backfill_warnings {
+        writeln!(out, "warning: {w}")?;
+    }
     for (watched, canonical) in &r.aliases {
         writeln!(
             out,

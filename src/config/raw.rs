@@ -94,6 +94,7 @@ pub(super) struct Watch {
     #[serde(default)]
     pub(super) nct_ids: Vec<String>,
     pub(super) nct_file: Option<String>,
+    pub(super) backfill: Option<bool>,
 }
 
 /// `[mirror]`.

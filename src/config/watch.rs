@@ -15,6 +15,9 @@ pub struct WatchConfig {
     pub nct_ids: Vec<NctId>,
     /// Kept so SIGHUP and messages can name the file the IDs came from.
     pub nct_file: Option<PathBuf>,
+    /// `backfill` (default true): a trial's first sync also fetches its CT.gov record history
+    /// (`crate::backfill`), and a sync that finds a new version repairs the versions it missed.
+    pub backfill: bool,
 }
 
 /// Check `[watch]`: parse the inline IDs, read `nct_file` and merge both, first-given order.
@@ -46,6 +49,7 @@ pub(super) fn validate_watch(
     WatchConfig {
         nct_ids: ids,
         nct_file,
+        backfill: raw.backfill.unwrap_or(true),
     }
 }
 

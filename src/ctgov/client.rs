@@ -105,8 +105,10 @@ pub struct CtGovClient {
 struct Inner {
     /// The validated settings (batch size, retry policy) every call reads.
     cfg: CtgovConfig,
-    /// `{base_url}/api/v2` without a trailing slash; every URL starts with it.
+    /// `{base_url}/api/v2` without a trailing slash; every API v2 URL starts with it.
     api: String,
+    /// `{base_url}/api/int`: the website's internal endpoints (record history).
+    int: String,
     /// One connection pool for all calls, carrying the User-Agent, timeout and redirect policy.
     http: reqwest::Client,
     /// One budget for all calls and clones: CT.gov throttles per IP, not per request kind.
@@ -116,7 +118,7 @@ struct Inner {
 }
 
 /// What one attempt's parser makes of a 200 body.
-type Parser<'a, T> = &'a (dyn Fn(&str) -> Result<T, String> + Sync);
+pub(super) type Parser<'a, T> = &'a (dyn Fn(&str) -> Result<T, String> + Sync);
 
 impl CtGovClient {
     /// Checks the settings and builds the HTTP client.
@@ -166,6 +168,7 @@ impl CtGovClient {
         Ok(CtGovClient {
             inner: Arc::new(Inner {
                 api: format!("{base}/api/v2"),
+                int: format!("{base}/api/int"),
                 limiter: RateLimiter::new(cfg.requests_per_minute),
                 requests: AtomicU64::new(0),
                 http,
@@ -437,8 +440,14 @@ impl CtGovClient {
         Ok(url)
     }
 
+    /// A URL under `{base_url}/api/int` (the record-history endpoints).
+    pub(super) fn int_url(&self, path: &str) -> Result<Url, FetchError> {
+        Url::parse(&format!("{}{path}", self.inner.int))
+            .map_err(|e| FetchError::Config(format!("cannot build a CT.gov URL for {path}: {e}")))
+    }
+
     /// GET with rate limiting and retries. `Ok(None)` only for a 404 when `accept_404`.
-    async fn get<T>(
+    pub(super) async fn get<T>(
         &self,
         url: &Url,
         subject: &str,

@@ -11,6 +11,7 @@
 
 pub mod client;
 mod error;
+pub mod history;
 mod limiter;
 mod page;
 pub mod wire;

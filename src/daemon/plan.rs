@@ -165,6 +165,7 @@ mod tests {
         let canonical = rec.canonical_bytes();
         store
             .commit_version(crate::store::NewVersion {
+                provenance: Default::default(),
                 nct: &nct,
                 record: &rec,
                 canonical: &canonical,

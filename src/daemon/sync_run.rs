@@ -96,7 +96,7 @@ enum Outcome {
     },
     Synced {
         kind: SyncKind,
-        report: Option<SyncReport>,
+        report: Option<Box<SyncReport>>,
         data_timestamp: Option<String>,
     },
     Cancelled,
@@ -191,10 +191,12 @@ async fn scheduled_run(
                 Ok(s) => Arc::new(s),
                 Err(e) => return Outcome::Failed(e.into()),
             };
-            match crate::sync::run(&client, store, subs, ids, started, None).await {
+            match crate::sync::run(&client, store, subs, ids, started, None, cfg.watch.backfill)
+                .await
+            {
                 Ok(report) => Outcome::Synced {
                     kind,
-                    report: Some(report),
+                    report: Some(Box::new(report)),
                     data_timestamp,
                 },
                 Err(e) => Outcome::Failed(e),

@@ -1,7 +1,7 @@
 //! A pending alert as it is stored in the outbox and handed to the notifier: which version of
 //! which trial one subscription must hear about, with the changes it watches.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{FieldChange, NctId, Severity};
@@ -27,6 +27,10 @@ pub struct Alert {
     pub trial: TrialInfo,
     /// The changes this subscription watches, in canonical path order.
     pub changes: Vec<AlertChange>,
+    /// When CT.gov posted this version, for a version trialwatch fetched from CT.gov's record
+    /// history because syncs missed it (the daemon was down, or two were posted in between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctgov_posted: Option<NaiveDate>,
 }
 
 /// The trial as of the new version, for the message's heading.
@@ -80,6 +84,7 @@ mod tests {
                 severity: Severity::Critical,
                 summary: "status RECRUITING → COMPLETED".into(),
             }],
+            ctgov_posted: None,
         };
         let json = serde_json::to_value(&alert).unwrap();
         assert_eq!(json["changes"][0]["path"], "status.overallStatus");

@@ -5,16 +5,18 @@
 //! every other module can use it without creating a cycle, and it owns no I/O.
 
 mod alert;
+mod history;
 mod nct;
 mod record;
 mod severity;
 mod subscription;
 
 pub use alert::{Alert, AlertChange, TrialInfo};
+pub use history::{HistorySummary, OutcomeSwitch};
 pub use nct::{BadNctId, NctId};
 pub use record::{
-    ChangeKind, DEFAULT_WATCHED_FIELDS, FieldChange, FieldPattern, Record, VersionMeta,
-    WatchedFields,
+    ChangeKind, DEFAULT_WATCHED_FIELDS, FieldChange, FieldPattern, Provenance, Record, Source,
+    VersionMeta, WatchedFields,
 };
 pub use severity::{BadSeverity, Severity};
 pub use subscription::{

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -140,8 +140,58 @@ pub struct VersionMeta {
     /// CT.gov's `lastUpdatePostDate` of this version, so a user can match it to the website.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_post_date: Option<String>,
-    /// Field changes against the previous version (for version 1: every path `added`).
+    /// Field changes against the version before it in the trial's timeline (for the first:
+    /// every path `added`).
     pub changes: Vec<FieldChange>,
+    /// Where the version came from: a sync, or CT.gov's record history.
+    #[serde(flatten)]
+    pub provenance: Provenance,
+}
+
+/// Where a stored version came from, and how it relates to CT.gov's own version numbers
+/// (`docs/ctgov-api.md` §9). Stored with each version; every field defaults to "observed by a
+/// sync, CT.gov version unknown", which is what every version of an older store is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// `observed` (a sync fetched it from API v2) or `ctgov` (fetched from CT.gov's record
+    /// history: a backfill, or a gap repair after the daemon missed versions).
+    #[serde(default, skip_serializing_if = "Source::is_observed")]
+    pub source: Source,
+    /// CT.gov's version number (from 0), when CT.gov's history index names this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctgov_version: Option<u32>,
+    /// The day CT.gov posted this version, from the history index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctgov_posted: Option<NaiveDate>,
+    /// History, not news: a version from before trialwatch watched the trial. It never alerts
+    /// and `changes` leaves it out unless asked (`--include-backfill`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfilled: bool,
+}
+
+/// Which source a version was fetched from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Fetched by a sync from API v2; `detected_at` is when.
+    #[default]
+    Observed,
+    /// Fetched from CT.gov's record history (`/api/int/studies/{nct}/history/{v}`).
+    Ctgov,
+}
+
+impl Source {
+    /// The name used in JSON and in `history`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Observed => "observed",
+            Source::Ctgov => "ctgov",
+        }
+    }
+
+    fn is_observed(&self) -> bool {
+        *self == Source::Observed
+    }
 }
 
 /// A field-path pattern where `*` matches any run of characters (`locations.*`).

@@ -210,11 +210,21 @@ fn render_trial(trial: &TrialGroup<'_>, text: &mut String, html: &mut String) {
         );
     }
     for alert in &trial.alerts {
-        let when = alert.detected_at.format("%Y-%m-%d %H:%M UTC");
-        let _ = writeln!(text, "\nVersion {}, detected {when}", alert.version);
+        // A version fetched afterwards from CT.gov's history says when CT.gov posted it.
+        let when = match alert.ctgov_posted {
+            Some(day) => format!(
+                "posted by CT.gov on {day}, found {} (a sync had missed it)",
+                alert.detected_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => format!(
+                "detected {}",
+                alert.detected_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        };
+        let _ = writeln!(text, "\nVersion {}, {when}", alert.version);
         let _ = writeln!(
             html,
-            "<h3 style=\"margin-bottom: 0.2em\">Version {}, detected {when}</h3>\n<ul>",
+            "<h3 style=\"margin-bottom: 0.2em\">Version {}, {when}</h3>\n<ul>",
             alert.version
         );
         for change in by_severity(&alert.changes) {
@@ -602,6 +612,7 @@ mod tests {
             },
             nct_id,
             changes,
+            ctgov_posted: None,
         }
     }
 

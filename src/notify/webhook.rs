@@ -77,6 +77,10 @@ pub struct Payload<'a> {
     pub trial: &'a TrialInfo,
     /// `{"path", "kind", "old"?, "new"?, "severity", "summary"}` each.
     pub changes: &'a [AlertChange],
+    /// `YYYY-MM-DD` CT.gov posted the version, present only for a version trialwatch missed
+    /// and fetched from CT.gov's record history afterwards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctgov_posted: Option<String>,
 }
 
 impl<'a> Payload<'a> {
@@ -90,6 +94,7 @@ impl<'a> Payload<'a> {
             detected_at: rfc3339(alert.detected_at),
             trial: &alert.trial,
             changes: &alert.changes,
+            ctgov_posted: alert.ctgov_posted.map(|d| d.to_string()),
         }
     }
 }

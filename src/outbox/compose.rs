@@ -18,6 +18,8 @@ use crate::store::{OutboxEntry, Store};
 #[derive(Debug)]
 pub(super) struct RenderedVersion {
     detected_at: DateTime<Utc>,
+    /// CT.gov's posting day of a gap-repaired version (see `Alert::ctgov_posted`).
+    ctgov_posted: Option<chrono::NaiveDate>,
     trial: TrialInfo,
     changes: Vec<AlertChange>,
 }
@@ -41,10 +43,15 @@ pub(super) fn render_version(
         .record(nct, version)
         .map_err(|e| e.to_string())?
         .ok_or_else(missing)?;
-    let old = if version > 1 {
-        store.record(nct, version - 1).map_err(|e| e.to_string())?
-    } else {
-        None
+    // The version before it in the trial's timeline (not always `version - 1` once CT.gov's
+    // older versions were backfilled in front).
+    let before = store
+        .trial(nct)
+        .map_err(|e| e.to_string())?
+        .and_then(|t| t.before(version));
+    let old = match before {
+        Some(v) => store.record(nct, v).map_err(|e| e.to_string())?,
+        None => None,
     };
     let changes = meta
         .changes
@@ -60,6 +67,9 @@ pub(super) fn render_version(
         .collect();
     Ok(RenderedVersion {
         detected_at: meta.detected_at,
+        ctgov_posted: (meta.provenance.source == crate::model::Source::Ctgov)
+            .then_some(meta.provenance.ctgov_posted)
+            .flatten(),
         trial: TrialInfo {
             title: new.title().map(str::to_string),
             overall_status: new.overall_status().map(str::to_string),
@@ -85,5 +95,6 @@ pub(super) fn alert_for(entry: &OutboxEntry, rendered: &RenderedVersion) -> Aler
             .filter(|c| wanted.contains(c.change.path.as_str()))
             .cloned()
             .collect(),
+        ctgov_posted: rendered.ctgov_posted,
     }
 }

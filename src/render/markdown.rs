@@ -273,7 +273,8 @@ fn recent_changes(versions: &[VersionMeta], now: DateTime<Utc>, opts: &PageOptio
     let cutoff = now - Duration::days(i64::from(opts.recent_days));
     let mut recent: Vec<&VersionMeta> = versions
         .iter()
-        .filter(|v| v.detected_at >= cutoff && v.detected_at <= now)
+        // Backfilled versions are CT.gov's past, fetched now: not what trialwatch detected.
+        .filter(|v| !v.provenance.backfilled && v.detected_at >= cutoff && v.detected_at <= now)
         .collect();
     recent.sort_by(|a, b| {
         b.detected_at
@@ -553,6 +554,7 @@ mod tests {
             detected_at,
             last_update_post_date: None,
             changes,
+            provenance: Default::default(),
         }
     }
 

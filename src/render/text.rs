@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::textdiff::text_diff;
 use crate::diff::{is_long_text, value_text};
-use crate::model::{ChangeKind, FieldChange, VersionMeta};
+use crate::model::{ChangeKind, FieldChange, Source, VersionMeta};
 use crate::util::text::{one_line, plural};
 
 /// A one-line value is cut to this many characters (the last one being `…`).
@@ -141,15 +141,38 @@ fn object_changes(old: &Map<String, Value>, new: &Map<String, Value>) -> String 
 /// Lists up to `max_changes` [`change_line`]s in the order stored (table order) and counts the
 /// rest; with `max_changes == 0` it only counts. Version 1 reads `first snapshot (N fields)`.
 /// A version without a CT.gov update date shows `ct.gov ?`.
-pub fn history_line(v: &VersionMeta, max_changes: usize) -> String {
+///
+/// `first`: whether this is the first version of the trial's timeline. A version from CT.gov's
+/// record history reads `v7  CT.gov v6 posted 2019-03-12 · backfilled` (or `· gap repaired`),
+/// an observed one that CT.gov's index names adds `· CT.gov v6`.
+pub fn history_line(v: &VersionMeta, max_changes: usize, first: bool) -> String {
     let posted = v.last_update_post_date.as_deref().unwrap_or("?");
-    let head = format!(
-        "{:<3} {}  ct.gov {posted}",
-        format!("v{}", v.version),
-        v.detected_at.format("%Y-%m-%d %H:%M UTC"),
-    );
+    let p = &v.provenance;
+    let head = match (p.source, p.ctgov_version) {
+        (Source::Ctgov, ctgov) => format!(
+            "{:<3} CT.gov v{} posted {} · {}",
+            format!("v{}", v.version),
+            ctgov.map_or("?".to_string(), |n| n.to_string()),
+            p.ctgov_posted.map_or("?".to_string(), |d| d.to_string()),
+            if p.backfilled {
+                "backfilled"
+            } else {
+                "gap repaired"
+            },
+        ),
+        (Source::Observed, Some(n)) => format!(
+            "{:<3} {}  ct.gov {posted} · CT.gov v{n}",
+            format!("v{}", v.version),
+            v.detected_at.format("%Y-%m-%d %H:%M UTC"),
+        ),
+        (Source::Observed, None) => format!(
+            "{:<3} {}  ct.gov {posted}",
+            format!("v{}", v.version),
+            v.detected_at.format("%Y-%m-%d %H:%M UTC"),
+        ),
+    };
     let n = v.changes.len();
-    let body = if v.version == 1 {
+    let body = if first {
         format!("first snapshot ({})", plural(n, "field"))
     } else if n == 0 {
         "no field changes".to_string()
@@ -377,6 +400,7 @@ mod tests {
             detected_at: Utc.with_ymd_and_hms(2026, 5, 12, 6, 28, 15).unwrap(),
             last_update_post_date: Some("2020-03-10".into()),
             changes,
+            provenance: Default::default(),
         }
     }
 
@@ -394,15 +418,15 @@ mod tests {
             changes.push(changed("status.lastUpdatePostDate", json!(i), json!(i + 1)));
         }
         assert_eq!(
-            history_line(&meta(3, changes.clone()), 2),
+            history_line(&meta(3, changes.clone()), 2, false),
             "v3  2026-05-12 06:28 UTC  ct.gov 2020-03-10  status.overallStatus RECRUITING → COMPLETED; design.enrollmentCount 41 → 20 (+4 more)"
         );
         assert_eq!(
-            history_line(&meta(12, changes[..1].to_vec()), 3),
+            history_line(&meta(12, changes[..1].to_vec()), 3, false),
             "v12 2026-05-12 06:28 UTC  ct.gov 2020-03-10  status.overallStatus RECRUITING → COMPLETED"
         );
         assert_eq!(
-            history_line(&meta(3, changes), 0),
+            history_line(&meta(3, changes), 0, false),
             "v3  2026-05-12 06:28 UTC  ct.gov 2020-03-10  6 changes"
         );
         let first: Vec<FieldChange> = ["identification.nctId", "status.overallStatus"]
@@ -412,11 +436,11 @@ mod tests {
         let mut v1 = meta(1, first);
         v1.last_update_post_date = None;
         assert_eq!(
-            history_line(&v1, 5),
+            history_line(&v1, 5, true),
             "v1  2026-05-12 06:28 UTC  ct.gov ?  first snapshot (2 fields)"
         );
         assert_eq!(
-            history_line(&meta(2, vec![]), 5),
+            history_line(&meta(2, vec![]), 5, false),
             "v2  2026-05-12 06:28 UTC  ct.gov 2020-03-10  no field changes"
         );
     }

@@ -23,6 +23,7 @@ fn t(s: &str) -> DateTime<Utc> {
 
 fn version_of<'a>(nct: &'a NctId, r: &'a Record, c: &'a [u8], raw: &'a [u8]) -> NewVersion<'a> {
     NewVersion {
+        provenance: Default::default(),
         nct,
         record: r,
         canonical: c,
@@ -172,6 +173,7 @@ fn versions_are_numbered_and_read_back() {
         let c = r.canonical_bytes();
         let v = store
             .commit_version(NewVersion {
+                provenance: Default::default(),
                 nct: &nct,
                 record: &r,
                 canonical: &c,
@@ -232,6 +234,7 @@ fn seen_and_failed_keep_versions() {
     let c = r.canonical_bytes();
     store
         .commit_version(NewVersion {
+            provenance: Default::default(),
             nct: &nct,
             record: &r,
             canonical: &c,
@@ -274,6 +277,7 @@ fn delta_encoded_versions_read_back_exactly() {
         let c = r.canonical_bytes();
         let n = store
             .commit_version(NewVersion {
+                provenance: Default::default(),
                 nct: &nct,
                 record: &r,
                 canonical: &c,
@@ -348,6 +352,7 @@ fn alerts_are_stored_with_their_version_and_found_by_due_time() {
     };
     store
         .commit_version(NewVersion {
+            provenance: Default::default(),
             nct: &nct,
             record: &r,
             canonical: &c,

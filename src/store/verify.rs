@@ -74,8 +74,18 @@ impl Store {
                         .push(format!("{nct} v{v}: not in the time index"));
                 }
             }
+            if !t.timeline.is_empty() {
+                let mut sorted = t.timeline.clone();
+                sorted.sort_unstable();
+                if !sorted.iter().copied().eq(1..=t.latest_version) {
+                    rep.problems.push(format!(
+                        "{nct}: the timeline {:?} does not list versions 1 to {} once each",
+                        t.timeline, t.latest_version
+                    ));
+                }
+            }
             if t.latest_version > 0 {
-                match self.record_in(nct, t.latest_version, &table) {
+                match self.record_in(nct, t.head(), &table) {
                     Ok(Some(r)) if record_hash(&r.canonical_bytes()) == t.record_hash => {}
                     Ok(Some(_)) => rep
                         .problems

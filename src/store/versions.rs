@@ -18,7 +18,7 @@ use super::keys::{
 };
 use super::pack::BlobRef;
 use super::{FanOut, OwedAlert, Result, Store, corrupt};
-use crate::model::{FieldChange, NctId, Record, VersionMeta};
+use crate::model::{FieldChange, HistorySummary, NctId, Provenance, Record, Source, VersionMeta};
 
 /// Per-trial bookkeeping, read on every sync to decide "changed or not" without decompressing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,75 @@ pub struct TrialState {
     /// the same, the record is unchanged and need not be normalized again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_fingerprint: Option<String>,
+    /// The trial's versions in timeline order (by when CT.gov posted them), when that is not
+    /// their numbers' order: a backfill into a trial that already had versions puts CT.gov's
+    /// older versions before them, under new numbers (a number a user has seen never changes
+    /// meaning). Empty means 1, 2, 3…
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<u32>,
+    /// The first version a sync fetched itself: it and every version before it in the timeline
+    /// alert nobody. 0 while no sync stored one (only backfilled versions). Stores written before
+    /// backfills existed lack the key: there every version is observed, the first is version 1.
+    #[serde(default = "first_version")]
+    pub first_observed: u32,
+    /// What CT.gov's history index said when trialwatch last read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctgov_history: Option<HistorySummary>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+impl TrialState {
+    /// A trial the store knows of but holds no version of yet.
+    pub(super) fn empty(nct: &NctId, at: DateTime<Utc>) -> TrialState {
+        TrialState {
+            nct_id: nct.clone(),
+            latest_version: 0,
+            record_hash: String::new(),
+            first_seen_at: at,
+            last_seen_at: at,
+            resolved_id: None,
+            last_error: None,
+            last_error_at: None,
+            source_fingerprint: None,
+            timeline: Vec::new(),
+            first_observed: 0,
+            ctgov_history: None,
+        }
+    }
+
+    /// The version numbers in timeline order, oldest first.
+    pub fn order(&self) -> Vec<u32> {
+        if self.timeline.is_empty() {
+            (1..=self.latest_version).collect()
+        } else {
+            self.timeline.clone()
+        }
+    }
+
+    /// The timeline's newest version: what `show` shows and the next sync compares against.
+    /// 0 when there is none.
+    pub fn head(&self) -> u32 {
+        self.timeline.last().copied().unwrap_or(self.latest_version)
+    }
+
+    /// The version just before `version` in the timeline, if any.
+    pub fn before(&self, version: u32) -> Option<u32> {
+        if self.timeline.is_empty() {
+            return version
+                .checked_sub(1)
+                .filter(|v| *v > 0 && *v <= self.latest_version);
+        }
+        let i = self.timeline.iter().position(|v| *v == version)?;
+        i.checked_sub(1).map(|i| self.timeline[i])
+    }
+
+    /// Whether a sync already stored a version of this trial itself (so a new one is news).
+    pub fn has_observed(&self) -> bool {
+        self.first_observed > 0 && self.latest_version > 0
+    }
 }
 
 /// A new version to write: everything one atomic batch needs.
@@ -69,6 +138,8 @@ pub struct NewVersion<'a> {
     /// The alerts this version owes, written in the same atomic batch as the version itself,
     /// so a crash can never store a change and lose its alerts (or the reverse).
     pub alerts: Vec<OwedAlert>,
+    /// Where it came from (a sync, or CT.gov's record history) and its CT.gov version.
+    pub provenance: Provenance,
 }
 
 /// `(trial, version)` pairs committed at one detection time.
@@ -83,6 +154,11 @@ struct Pending {
     times: Vec<TimeEntries>,
     /// Trials staged so far: a second version of one waits for the next batch.
     trials: Vec<NctId>,
+    /// Trial states as staged, so a version staged after another of the same trial in this
+    /// batch builds on it.
+    states: Vec<TrialState>,
+    /// Version tables as staged, for the same reason.
+    tables: Vec<(NctId, Vec<VersionBlobs>)>,
 }
 
 impl Store {
@@ -131,17 +207,15 @@ impl Store {
 
     /// Write new versions of several trials in one atomic sled batch, after one fdatasync of
     /// the pack files that hold their blobs (so a sync pays one disk flush per batch, not per
-    /// trial). Returns each version number, in order. Two versions of one trial in `items` are
-    /// written one after the other.
+    /// trial). Returns each version number, in order. Versions of one trial in `items` follow
+    /// each other in its timeline, in the order given.
     pub fn commit_versions(&self, items: Vec<NewVersion<'_>>) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(items.len());
         let mut pending = Pending::default();
         for nv in items {
-            if pending.trials.contains(nv.nct) {
-                // Its previous version must be readable before this one is built.
-                self.apply_versions(std::mem::take(&mut pending))?;
-            }
-            out.push(self.stage_version(nv, &mut pending)?);
+            // A second version of one trial builds on the first as staged (its blobs are
+            // already readable in the packs), so a whole chain is one atomic batch.
+            out.push(self.stage_version(nv, None, &mut pending)?);
         }
         if !pending.trials.is_empty() {
             self.apply_versions(pending)?;
@@ -166,10 +240,86 @@ impl Store {
         Ok(())
     }
 
-    /// Append one version's blobs to the packs and its sled entries to `pending`.
-    fn stage_version(&self, nv: NewVersion<'_>, pending: &mut Pending) -> Result<u32> {
-        let prev = self.trial(nv.nct)?;
-        let mut table = self.table(nv.nct)?;
+    /// Write CT.gov's older versions of a trial that already has some, in one atomic batch:
+    /// `items` (oldest first) go into the timeline just before version `successor.version`,
+    /// under the next free numbers, and that version's metadata becomes `successor` (its
+    /// changes now against the last of `items`; its CT.gov version, when the history index
+    /// names it). With no `items` only the successor's metadata is rewritten. Returns the new
+    /// numbers.
+    pub fn insert_versions_before(
+        &self,
+        nct: &NctId,
+        items: Vec<NewVersion<'_>>,
+        successor: VersionMeta,
+    ) -> Result<Vec<u32>> {
+        let before = successor.version;
+        let nct = nct.clone();
+        if items.iter().any(|nv| *nv.nct != nct) {
+            return Err(corrupt(&key(b'V', &nct), "an insert mixes trials".into()));
+        }
+        let mut pending = Pending::default();
+        let mut out = Vec::with_capacity(items.len());
+        for nv in items {
+            out.push(self.stage_version(nv, Some(before), &mut pending)?);
+        }
+        // The successor's metadata is rewritten: same version, changes against its new
+        // predecessor (a new blob; the old one becomes unreferenced pack bytes).
+        let mut table = self.staged_table(&nct, &pending)?;
+        let state = self.staged_state(&nct, &pending)?;
+        let Some(state) = state else {
+            return Err(corrupt(
+                &key(b't', &nct),
+                "an insert into an unknown trial".into(),
+            ));
+        };
+        let Some(i) = (before as usize)
+            .checked_sub(1)
+            .filter(|i| *i < table.len())
+        else {
+            return Err(corrupt(
+                &key(b'V', &nct),
+                format!("version {before} is not stored"),
+            ));
+        };
+        let stored = StoredMeta {
+            meta: successor,
+            changes_from_record: false,
+        };
+        table[i].meta = self
+            .packs
+            .append(&encode(&to_json(&stored), Codec::Plain, &[]))?;
+        pending.batch.insert(key(b'V', &nct), encode_table(&table));
+        pending.batch.insert(key(b't', &nct), to_json(&state));
+        self.apply_versions(pending)?;
+        Ok(out)
+    }
+
+    /// The trial's state as staged in `pending`, or as stored.
+    fn staged_state(&self, nct: &NctId, pending: &Pending) -> Result<Option<TrialState>> {
+        match pending.states.iter().rev().find(|t| t.nct_id == *nct) {
+            Some(t) => Ok(Some(t.clone())),
+            None => self.trial(nct),
+        }
+    }
+
+    /// The trial's version table as staged in `pending`, or as stored.
+    fn staged_table(&self, nct: &NctId, pending: &Pending) -> Result<Vec<VersionBlobs>> {
+        match pending.tables.iter().rev().find(|(n, _)| n == nct) {
+            Some((_, t)) => Ok(t.clone()),
+            None => self.table(nct),
+        }
+    }
+
+    /// Append one version's blobs to the packs and its sled entries to `pending`: at the
+    /// timeline's end, or (`before`) just before that version.
+    fn stage_version(
+        &self,
+        nv: NewVersion<'_>,
+        before: Option<u32>,
+        pending: &mut Pending,
+    ) -> Result<u32> {
+        let prev = self.staged_state(nv.nct, pending)?;
+        let mut table = self.staged_table(nv.nct, pending)?;
         let version = prev.as_ref().map_or(0, |t| t.latest_version) + 1;
         if table.len() + 1 != version as usize {
             return Err(corrupt(
@@ -181,22 +331,44 @@ impl Store {
                 ),
             ));
         }
+        let observed = nv.provenance.source == Source::Observed;
         let meta = VersionMeta {
             version,
             detected_at: nv.detected_at,
             last_update_post_date: nv.record.last_update_post_date().map(str::to_string),
             changes: nv.changes,
+            provenance: nv.provenance,
         };
-        let state = TrialState {
-            nct_id: nv.nct.clone(),
-            latest_version: version,
-            record_hash: record_hash(nv.canonical),
-            first_seen_at: prev.as_ref().map_or(nv.detected_at, |t| t.first_seen_at),
-            last_seen_at: nv.detected_at,
-            resolved_id: nv.resolved_id,
-            last_error: None,
-            last_error_at: None,
-            source_fingerprint: nv.source_fingerprint,
+        let mut state = match &prev {
+            Some(t) => t.clone(),
+            None => TrialState::empty(nv.nct, nv.detected_at),
+        };
+        if version == 1 && !observed {
+            // A trial whose story starts with CT.gov's history: no observed version yet.
+            state.first_observed = 0;
+        }
+        let mut order = state.order();
+        match before.and_then(|b| order.iter().position(|v| *v == b)) {
+            Some(i) => order.insert(i, version),
+            None => {
+                // At the end: the new head.
+                order.push(version);
+                state.record_hash = record_hash(nv.canonical);
+                state.last_seen_at = nv.detected_at;
+                state.resolved_id = nv.resolved_id;
+                state.last_error = None;
+                state.last_error_at = None;
+                state.source_fingerprint = nv.source_fingerprint;
+                if observed && !state.has_observed() {
+                    state.first_observed = version;
+                }
+            }
+        }
+        state.latest_version = version;
+        state.timeline = if order.iter().copied().eq(1..=version) {
+            Vec::new()
+        } else {
+            order
         };
         let keyframe = keyframe_of(version);
         let raw_value = if keyframe == version {
@@ -205,9 +377,17 @@ impl Store {
             let dict = self.raw_in(nv.nct, keyframe, &table)?.unwrap_or_default();
             encode(nv.raw, Codec::Keyframe, &dict)
         };
-        // A first version's changes are every path of its record, `added`: derived from the
-        // record on read rather than stored twice (see `StoredMeta`).
-        let derived = version == 1 && meta.changes == crate::diff::diff(None, nv.record);
+        // A timeline's first version's changes are every path of its record, `added`: derived
+        // from the record on read rather than stored twice (see `StoredMeta`). That is version 1,
+        // or the oldest CT.gov version a backfill puts before it (cheap test first: a later
+        // version's changes are rarely all additions).
+        let derived = (version == 1
+            || (!meta.changes.is_empty()
+                && meta
+                    .changes
+                    .iter()
+                    .all(|c| c.kind == crate::model::ChangeKind::Added)))
+            && meta.changes == crate::diff::diff(None, nv.record);
         let stored = StoredMeta {
             meta: VersionMeta {
                 changes: if derived { Vec::new() } else { meta.changes },
@@ -232,6 +412,8 @@ impl Store {
         let batch = &mut pending.batch;
         batch.insert(key(b't', nv.nct), to_json(&state));
         batch.insert(key(b'V', nv.nct), encode_table(&table));
+        pending.states.push(state);
+        pending.tables.push((nv.nct.clone(), table));
         if !nv.alerts.is_empty() {
             let fan = FanOut::new(nv.detected_at, nv.alerts);
             batch.insert(vkey(b'g', nv.nct, version), to_json(&fan));
@@ -274,17 +456,9 @@ impl Store {
 
     /// Record why a sync could not fetch `nct`. Stored versions are untouched.
     pub fn mark_failed(&self, nct: &NctId, at: DateTime<Utc>, error: &str) -> Result<()> {
-        let mut t = self.trial(nct)?.unwrap_or_else(|| TrialState {
-            nct_id: nct.clone(),
-            latest_version: 0,
-            record_hash: String::new(),
-            first_seen_at: at,
-            last_seen_at: at,
-            resolved_id: None,
-            last_error: None,
-            last_error_at: None,
-            source_fingerprint: None,
-        });
+        let mut t = self
+            .trial(nct)?
+            .unwrap_or_else(|| TrialState::empty(nct, at));
         t.last_error = Some(error.to_string());
         t.last_error_at = Some(at);
         self.db.insert(key(b't', nct), to_json(&t))?;
@@ -372,21 +546,29 @@ impl Store {
         self.meta_in(nct, version, &self.table(nct)?)
     }
 
-    /// All versions of a trial, oldest first.
+    /// All versions of a trial in timeline order, oldest first (by when CT.gov posted them;
+    /// for a trial without backfilled history, the numbers' order).
     pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
         let table = self.table(nct)?;
-        (1..=table.len() as u32)
+        let order = match self.trial(nct)? {
+            Some(t) if !t.timeline.is_empty() => t.timeline,
+            _ => (1..=table.len() as u32).collect(),
+        };
+        order
+            .into_iter()
             .filter_map(|v| self.meta_in(nct, v, &table).transpose())
             .collect()
     }
 
-    /// The version that was current at `at` (the newest detected at or before it).
+    /// The version that was current at `at`: the newest in the timeline that CT.gov had posted
+    /// by then (versions from CT.gov's history, and observed versions CT.gov's index names), or
+    /// that a sync had seen by then (other observed versions).
     pub fn version_at(&self, nct: &NctId, at: DateTime<Utc>) -> Result<Option<VersionMeta>> {
         Ok(self
             .versions(nct)?
             .into_iter()
             .rev()
-            .find(|v| v.detected_at <= at))
+            .find(|v| effective_time(v) <= at))
     }
 
     /// The normalized record of one version.
@@ -394,12 +576,22 @@ impl Store {
         self.record_in(nct, version, &self.table(nct)?)
     }
 
-    /// The normalized record of the trial's latest version.
+    /// The normalized record of the trial's newest version (the timeline's head).
     pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
         match self.trial(nct)? {
-            Some(t) if t.latest_version > 0 => self.record(nct, t.latest_version),
+            Some(t) if t.latest_version > 0 => self.record(nct, t.head()),
             _ => Ok(None),
         }
+    }
+
+    /// Record what CT.gov's history index said of a trial (outcome switching, its newest
+    /// CT.gov version), or why it could not be read.
+    pub fn set_ctgov_history(&self, nct: &NctId, summary: HistorySummary) -> Result<()> {
+        if let Some(mut t) = self.trial(nct)? {
+            t.ctgov_history = Some(summary);
+            self.db.insert(key(b't', nct), to_json(&t))?;
+        }
+        Ok(())
     }
 
     /// The study JSON exactly as CT.gov sent it for `version`.
@@ -462,4 +654,14 @@ impl Store {
     pub(super) fn has_version(&self, nct: &NctId, version: u32) -> Result<bool> {
         Ok(self.entry(nct, version)?.is_some())
     }
+}
+
+/// When a version became current, for `show --at`: CT.gov's posting day (its end, UTC) when
+/// known, else when a sync saw it.
+fn effective_time(v: &VersionMeta) -> DateTime<Utc> {
+    v.provenance
+        .ctgov_posted
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|t| t.and_utc())
+        .unwrap_or(v.detected_at)
 }

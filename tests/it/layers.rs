@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "store",
     "notify",
     "outbox",
+    "backfill",
     "sync",
     "daemon",
     "cli",

@@ -11,6 +11,7 @@
 mod support;
 
 mod alerts;
+mod backfill;
 mod crash;
 mod ctgov_client;
 mod daemon;

@@ -355,6 +355,7 @@ fn duplicate_site_keys_in_a_real_study_merge_into_a_list() {
 
 fn first_import(record: &Record, at: DateTime<Utc>) -> VersionMeta {
     VersionMeta {
+        provenance: Default::default(),
         version: 1,
         detected_at: at,
         last_update_post_date: record.last_update_post_date().map(str::to_string),

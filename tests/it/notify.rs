@@ -107,6 +107,7 @@ fn status_alert() -> Alert {
                 "status RECRUITING → COMPLETED",
             ),
         ],
+        ctgov_posted: None,
     }
 }
 
@@ -129,6 +130,7 @@ fn enrollment_alert() -> Alert {
             Severity::Minor,
             "enrollment 120 → 134",
         )],
+        ctgov_posted: None,
     }
 }
 
@@ -156,6 +158,7 @@ fn other_trial_alert() -> Alert {
             Severity::Notable,
             "primary completion date set to 2025-12",
         )],
+        ctgov_posted: None,
     }
 }
 

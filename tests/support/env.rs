@@ -52,7 +52,19 @@ impl TestEnv {
         Self::with_config(watch, "", "")
     }
 
+    /// Tests that are not about backfills run with `[watch] backfill = false`: the fake
+    /// server serves no record history unless a test puts one.
     pub fn with_config(watch: &[&str], ctgov_extra: &str, tail: &str) -> TestEnv {
+        Self::with_options(watch, ctgov_extra, "backfill = false", tail)
+    }
+
+    /// Like [`TestEnv::with_config`], with `watch_extra` as the rest of the `[watch]` table.
+    pub fn with_options(
+        watch: &[&str],
+        ctgov_extra: &str,
+        watch_extra: &str,
+        tail: &str,
+    ) -> TestEnv {
         let server = FakeCtGov::start();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
@@ -75,7 +87,7 @@ impl TestEnv {
         .collect();
         let text = format!(
             "data_dir = {data:?}\n[ctgov]\nbase_url = {url:?}\n{defaults}{ctgov_extra}\n\
-             [watch]\nnct_ids = [{ids}]\n{tail}\n",
+             [watch]\nnct_ids = [{ids}]\n{watch_extra}\n{tail}\n",
             data = dir.path().join("data").display().to_string(),
             url = server.base_url(),
             ids = ids.join(", "),

@@ -7,6 +7,8 @@
 //! `#[path = "../tests/support/mod.rs"] mod support;` from `benches/*.rs`.
 #![allow(dead_code)]
 
+// Studies in the registry's size mix and disk usage, for the benchmarks.
+pub mod bench;
 // `trialwatch daemon` as a child process: start, signal, stop, wait for it.
 pub mod daemon;
 // A temporary data directory and config pointing at a fake CT.gov, and fixture helpers.
@@ -15,6 +17,8 @@ pub mod env;
 pub mod fake_ctgov;
 // A real SMTP server (aiosmtpd, `smtp_server.py`) as a child process, and the test CA.
 pub mod smtp_server;
+// CT.gov's website HTML for Markdown texts, and API v2 studies as record-history versions.
+pub mod website_html;
 // A real webhook receiver (axum) that records, verifies signatures and answers from a script.
 pub mod webhook_receiver;
 

@@ -129,6 +129,16 @@ struct Inner {
     max_page_size: usize,
     /// Source of opaque page tokens.
     rng: Option<fastrand::Rng>,
+    /// Record histories (`/api/int/studies/{id}/history[/{v}]`) by NCT number.
+    histories: HashMap<u32, History>,
+}
+
+/// One study's record history as the website's internal endpoints serve it.
+struct History {
+    /// The index body, served as is.
+    index: Bytes,
+    /// Version bodies (`{"studyVersion":v,"study":…}`) by version number.
+    versions: BTreeMap<u32, Bytes>,
 }
 
 impl FakeCtGov {
@@ -298,6 +308,81 @@ impl FakeCtGov {
         self.lock().max_page_size = n.clamp(1, MAX_PAGE_SIZE);
     }
 
+    /// Stores (or replaces) a study's record history: `versions[i]` is CT.gov version `i`, posted
+    /// on the given day (`YYYY-MM-DD`), its study JSON as the history serves it (HTML markup;
+    /// see `support::website_html::history_study`). Each is served wrapped as
+    /// `{"studyVersion":i,"study":…}` (the study's bytes as given) and the index is built from
+    /// them like CT.gov's: `status` from `statusModule.overallStatus`, `moduleLabels` empty for
+    /// version 0 and naming the modules that changed from the version before for the others,
+    /// `lastUpdateVersions.primaryOutcomes` the last version whose primary outcomes changed (0
+    /// if none), `originalData.primaryOutcomes` version 0's, with `primaryOutcomesSame: true`
+    /// when version 0's primary outcomes equal the last version's. The API v2 study
+    /// (`put_study`) is not touched. Returns the canonical ID.
+    ///
+    /// # Panics
+    /// On a malformed ID, date or study JSON (a broken test).
+    pub fn put_history<D: AsRef<str>>(&self, id: &str, versions: Vec<(D, String)>) -> String {
+        let n = parse_nct_number(id).expect("fake CT.gov: put_history: bad ID");
+        let studies: Vec<(String, serde_json::Value, String)> = versions
+            .into_iter()
+            .map(|(d, raw)| {
+                let date = d.as_ref().to_string();
+                assert!(
+                    chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok(),
+                    "fake CT.gov: put_history: `{date}` is not YYYY-MM-DD"
+                );
+                let v: serde_json::Value = serde_json::from_str(&raw)
+                    .unwrap_or_else(|e| panic!("fake CT.gov: put_history: not JSON: {e}"));
+                (date, v, raw)
+            })
+            .collect();
+        let index = history_index(&studies);
+        let versions = studies
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, raw))| {
+                let body = format!("{{\"studyVersion\":{i},\"study\":{}}}", raw.trim());
+                (i as u32, Bytes::from(body))
+            })
+            .collect();
+        self.lock().histories.insert(
+            n,
+            History {
+                index: Bytes::from(index.to_string()),
+                versions,
+            },
+        );
+        canonical(n)
+    }
+
+    /// Replaces the history index body of a study with `body`, served as is (for odd indexes:
+    /// `{}`, `{"changes":[]}`, `{"changes":null}`); its versions, if any, stay.
+    ///
+    /// # Panics
+    /// On a malformed ID.
+    pub fn put_history_index_raw(&self, id: &str, body: impl Into<String>) {
+        let n = parse_nct_number(id).expect("fake CT.gov: put_history_index_raw: bad ID");
+        let body = Bytes::from(body.into());
+        let mut st = self.lock();
+        match st.histories.get_mut(&n) {
+            Some(h) => h.index = body,
+            None => {
+                st.histories.insert(
+                    n,
+                    History {
+                        index: body,
+                        versions: BTreeMap::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets a study's record history; later history requests for it get 404.
+    pub fn remove_history(&self, id: &str) -> bool {
+        parse_nct_number(id).is_some_and(|n| self.lock().histories.remove(&n).is_some())
+    }
+
     /// Queues a fault for the next request it applies to (faults are consumed in order).
     pub fn push_fault(&self, fault: Fault) {
         self.lock().faults.push_back((None, fault));
@@ -424,10 +509,24 @@ enum Route {
     Study(String),
     List,
     Version,
+    /// `/api/int/studies/{id}/history`.
+    HistoryIndex(String),
+    /// `/api/int/studies/{id}/history/{v}` (`v` as sent).
+    HistoryVersion(String, String),
     Unknown,
 }
 
 fn route_of(path: &str) -> Route {
+    if let Some(rest) = path.strip_prefix("/api/int/studies/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return match parts.as_slice() {
+            [id, "history"] if !id.is_empty() => Route::HistoryIndex((*id).to_string()),
+            [id, "history", v] if !id.is_empty() && !v.is_empty() => {
+                Route::HistoryVersion((*id).to_string(), (*v).to_string())
+            }
+            _ => Route::Unknown,
+        };
+    }
     match path.strip_prefix("/api/v2") {
         Some("/studies") => Route::List,
         Some("/version") => Route::Version,
@@ -516,8 +615,96 @@ fn answer(shared: &Shared, route: &Route, uri: &Uri, empty_page: bool) -> Respon
                     .into(),
             )
         }
+        Route::HistoryIndex(id) => history(shared, id, None),
+        Route::HistoryVersion(id, v) => history(shared, id, Some(v)),
         Route::Unknown => text(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `GET /api/int/studies/{id}/history[/{v}]`: the stored index or version body; 404 with a
+/// short text for an unknown study or version (the internal API has no 400s we know of).
+fn history(shared: &Shared, id: &str, version: Option<&str>) -> Response {
+    let st = shared.lock();
+    let Some(h) = parse_nct_number(id).and_then(|n| st.histories.get(&n)) else {
+        return text(StatusCode::NOT_FOUND, format!("Study {id} not found"));
+    };
+    match version {
+        None => json(h.index.clone()),
+        Some(v) => match v.parse::<u32>().ok().and_then(|v| h.versions.get(&v)) {
+            Some(body) => json(body.clone()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                format!("Version {v} of study {id} not found"),
+            ),
+        },
+    }
+}
+
+/// CT.gov's section label for a protocol module, as the history index's `moduleLabels` say.
+fn module_label(module: &str) -> String {
+    match module {
+        "identificationModule" => "Study Identification".into(),
+        "statusModule" => "Study Status".into(),
+        "sponsorCollaboratorsModule" => "Sponsor/Collaborators".into(),
+        "oversightModule" => "Oversight".into(),
+        "descriptionModule" => "Study Description".into(),
+        "conditionsModule" => "Conditions".into(),
+        "designModule" => "Study Design".into(),
+        "armsInterventionsModule" => "Arms and Interventions".into(),
+        "outcomesModule" => "Outcome Measures".into(),
+        "eligibilityModule" => "Eligibility".into(),
+        "contactsLocationsModule" => "Contacts/Locations".into(),
+        "referencesModule" => "References".into(),
+        "ipdSharingStatementModule" => "IPD Sharing Statement".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The history index for `(date, study)` versions 0, 1, …, built as [`FakeCtGov::put_history`]
+/// documents.
+fn history_index(studies: &[(String, serde_json::Value, String)]) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let ps = |s: &Value| s.get("protocolSection").cloned().unwrap_or(Value::Null);
+    let outcomes = |s: &Value| ps(s)["outcomesModule"]["primaryOutcomes"].clone();
+    let mut changes = Vec::new();
+    let mut last_outcomes_change = 0usize;
+    for (i, (date, study, _)) in studies.iter().enumerate() {
+        let mut labels: Vec<String> = Vec::new();
+        if i > 0 {
+            let (before, now) = (ps(&studies[i - 1].1), ps(study));
+            let mut keys: BTreeSet<&String> = BTreeSet::new();
+            for side in [&before, &now] {
+                if let Some(m) = side.as_object() {
+                    keys.extend(m.keys());
+                }
+            }
+            labels = keys
+                .into_iter()
+                .filter(|k| before.get(k.as_str()) != now.get(k.as_str()))
+                .map(|k| module_label(k))
+                .collect();
+            if outcomes(&studies[i - 1].1) != outcomes(study) {
+                last_outcomes_change = i;
+            }
+        }
+        let mut entry = json!({"version": i, "date": date, "moduleLabels": labels});
+        if let Some(status) = ps(study)["statusModule"]["overallStatus"].as_str() {
+            entry["status"] = json!(status);
+        }
+        changes.push(entry);
+    }
+    let mut original = json!({});
+    if let (Some(first), Some(last)) = (studies.first(), studies.last()) {
+        original["primaryOutcomes"] = outcomes(&first.1);
+        if outcomes(&first.1) == outcomes(&last.1) {
+            original["primaryOutcomesSame"] = json!(true);
+        }
+    }
+    json!({
+        "changes": changes,
+        "lastUpdateVersions": {"primaryOutcomes": last_outcomes_change},
+        "originalData": original,
+    })
 }
 
 /// `GET /api/v2/studies/{id}`.

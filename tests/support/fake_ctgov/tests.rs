@@ -276,3 +276,147 @@ async fn faults_are_consumed_in_order_by_matching_requests() {
     server.clear_requests();
     assert!(server.requests().is_empty());
 }
+
+/// A real study with its status, enrollment and primary outcomes set, for history versions.
+fn version_of(raw: &str, status: &str, enrollment: u64, outcome: Option<&str>) -> String {
+    let mut v: Value = serde_json::from_str(raw).unwrap();
+    let ps = &mut v["protocolSection"];
+    ps["statusModule"]["overallStatus"] = serde_json::json!(status);
+    ps["designModule"]["enrollmentInfo"]["count"] = serde_json::json!(enrollment);
+    if let Some(m) = outcome {
+        ps["outcomesModule"]["primaryOutcomes"][0]["measure"] = serde_json::json!(m);
+    }
+    serde_json::to_string(&v).unwrap()
+}
+
+#[tokio::test]
+async fn history_index_and_versions_are_built_from_the_studies() {
+    let server = FakeCtGov::start();
+    let raw = fixture("NCT03418623.json");
+    let v0 = version_of(&raw, "NOT_YET_RECRUITING", 100, Some("Old measure"));
+    let v1 = version_of(&raw, "RECRUITING", 100, Some("Old measure"));
+    let v2 = version_of(&raw, "RECRUITING", 150, None);
+    let id = server.put_history(
+        "nct3418623",
+        vec![
+            ("2019-03-10", v0.clone()),
+            ("2019-03-11", v1),
+            ("2019-03-12", v2.clone()),
+        ],
+    );
+    assert_eq!(id, "NCT03418623");
+    let index = get_json(&server, "/api/int/studies/NCT03418623/history").await;
+    let changes = index["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(changes[0]["version"], 0);
+    assert_eq!(changes[0]["date"], "2019-03-10");
+    assert_eq!(changes[0]["status"], "NOT_YET_RECRUITING");
+    assert_eq!(changes[0]["moduleLabels"], serde_json::json!([]));
+    assert_eq!(changes[1]["status"], "RECRUITING");
+    assert_eq!(
+        changes[1]["moduleLabels"],
+        serde_json::json!(["Study Status"])
+    );
+    assert_eq!(
+        changes[2]["moduleLabels"],
+        serde_json::json!(["Study Design", "Outcome Measures"])
+    );
+    // Primary outcomes changed at version 2 and differ from version 0's.
+    assert_eq!(index["lastUpdateVersions"]["primaryOutcomes"], 2);
+    assert_eq!(
+        index["originalData"]["primaryOutcomes"][0]["measure"],
+        "Old measure"
+    );
+    assert!(index["originalData"].get("primaryOutcomesSame").is_none());
+
+    let body = get_json(&server, "/api/int/studies/NCT03418623/history/2").await;
+    assert_eq!(body["studyVersion"], 2);
+    let want: Value = serde_json::from_str(&v2).unwrap();
+    assert_eq!(body["study"], want);
+    let (status, ctype, text) = get(&server, "/api/int/studies/NCT03418623/history/3").await;
+    assert_eq!(
+        (status, text.as_str()),
+        (404, "Version 3 of study NCT03418623 not found")
+    );
+    assert!(ctype.starts_with("text/plain"));
+
+    // Same primary outcomes first and last: `primaryOutcomesSame`, last change 0.
+    server.put_history(
+        "NCT03418623",
+        vec![("2019-03-10", v0.clone()), ("2019-03-11", v0)],
+    );
+    let index = get_json(&server, "/api/int/studies/NCT03418623/history").await;
+    assert_eq!(index["originalData"]["primaryOutcomesSame"], true);
+    assert_eq!(index["lastUpdateVersions"]["primaryOutcomes"], 0);
+    assert_eq!(index["changes"][1]["moduleLabels"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn unknown_histories_are_404_and_odd_indexes_are_served_as_is() {
+    let server = FakeCtGov::start();
+    server.put_study(fixture("NCT03418623.json"));
+    let (status, ctype, body) = get(&server, "/api/int/studies/NCT03418623/history").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "Study NCT03418623 not found")
+    );
+    assert!(ctype.starts_with("text/plain"));
+    assert_eq!(
+        get(&server, "/api/int/studies/NCT03418623/history/0")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        get(&server, "/api/int/studies/NCT03418623/other").await.0,
+        404
+    );
+    for odd in ["{}", r#"{"changes":[]}"#, r#"{"changes":null}"#] {
+        server.put_history_index_raw("NCT03418623", odd);
+        let (status, ctype, body) = get(&server, "/api/int/studies/NCT03418623/history").await;
+        assert_eq!(
+            (status, ctype.as_str(), body.as_str()),
+            (200, "application/json", odd)
+        );
+    }
+    assert!(server.remove_history("NCT03418623"));
+    assert_eq!(
+        get(&server, "/api/int/studies/NCT03418623/history").await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn faults_apply_to_the_history_routes() {
+    let server = FakeCtGov::start();
+    let raw = fixture("NCT03418623.json");
+    server.put_history("NCT03418623", vec![("2019-03-10", raw)]);
+    server.push_fault_for("/history/0", Fault::Status(403, "Forbidden".into()));
+    server.push_fault_for(
+        "/history",
+        Fault::TooManyRequests {
+            retry_after_secs: Some(7),
+        },
+    );
+    let (status, _, body) = get(&server, "/api/int/studies/NCT03418623/history").await;
+    assert_eq!(status, 429, "{body}");
+    let (status, _, body) = get(&server, "/api/int/studies/NCT03418623/history/0").await;
+    assert_eq!((status, body.as_str()), (403, "Forbidden"));
+    assert_eq!(server.pending_faults(), 0);
+    server.push_fault_for(
+        "/history/0",
+        Fault::Delay(std::time::Duration::from_millis(300)),
+    );
+    let t0 = std::time::Instant::now();
+    let body = get_json(&server, "/api/int/studies/NCT03418623/history/0").await;
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(body["studyVersion"], 0);
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/history"))
+            .count(),
+        3
+    );
+}

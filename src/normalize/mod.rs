@@ -17,6 +17,9 @@
 //! (markdown from `/api/v2`, HTML from the internal history endpoint); converting between the
 //! two is not this module's business.
 
+pub mod history;
+pub mod markup;
+
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};

@@ -1,0 +1,78 @@
+//! Shared by the benchmarks: studies made from the real fixtures under new IDs in a size mix
+//! like the registry's, and disk usage.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Fixture files and how many of every 1,000 generated trials use each. The weights give a mean
+/// near the registry's ~30 KB with the 1.5 MB PALLAS record at 1 in 1,000.
+pub const MIX: &[(&str, u32)] = &[
+    ("NCT00973089.json", 140), // 7 KB
+    ("NCT03418623.json", 150), // 9 KB
+    ("NCT03475563.json", 120), // 10 KB
+    ("NCT06171568.json", 120), // 11 KB
+    ("NCT04207047.json", 100), // 14 KB
+    ("NCT05594173.json", 80),  // 26 KB
+    ("NCT03630471.json", 80),  // 36 KB
+    ("NCT00763412.json", 60),  // 43 KB
+    ("NCT03064438.json", 50),  // 62 KB
+    ("NCT02210780.json", 55),  // 98 KB
+    ("NCT02552212.json", 44),  // 151 KB
+    ("NCT02513394.json", 1),   // 1.5 MB
+];
+
+pub fn fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ctgov")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn nct_of(raw: &str) -> String {
+    let v: Value = serde_json::from_str(raw).unwrap();
+    v["protocolSection"]["identificationModule"]["nctId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `n` studies under IDs NCT7xxxxxxx, following MIX.
+pub fn make_studies(n: usize) -> Vec<(String, String)> {
+    let sources: Vec<(String, String, u32)> = MIX
+        .iter()
+        .map(|(f, w)| {
+            let raw = fixture(f);
+            let id = nct_of(&raw);
+            (raw, id, *w)
+        })
+        .collect();
+    let mut slots = Vec::with_capacity(1000);
+    for (i, (_, _, w)) in sources.iter().enumerate() {
+        slots.extend(std::iter::repeat_n(i, *w as usize));
+    }
+    (0..n)
+        .map(|i| {
+            let (raw, old, _) = &sources[slots[(i * 7919) % slots.len()]];
+            let id = format!("NCT{:08}", 70_000_000 + i);
+            (id.clone(), raw.replace(old.as_str(), &id))
+        })
+        .collect()
+}
+
+pub fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() {
+                        dir_size(&e.path())
+                    } else {
+                        m.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
