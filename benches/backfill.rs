@@ -18,12 +18,12 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::bench::{dir_size, make_studies};
+use support::bench::{dir_size, make_studies, write_config};
 use support::fake_ctgov::FakeCtGov;
 use support::website_html::history_study;
 
@@ -50,23 +50,6 @@ fn edited(raw: &str, k: usize, versions: usize) -> String {
         }
     }
     serde_json::to_string(&v).unwrap()
-}
-
-fn write_config(dir: &Path, base_url: &str, ids: &[String]) -> PathBuf {
-    let list = dir.join("watchlist.txt");
-    std::fs::write(&list, ids.join("\n")).unwrap();
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = {:?}\n[ctgov]\nbase_url = {base_url:?}\nrequests_per_minute = 0\nbatch_size = 100\n\
-             [watch]\nnct_file = {:?}\nbackfill = false\n",
-            dir.join("data").display().to_string(),
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
-    cfg
 }
 
 fn run(cfg: &Path, args: &[&str]) -> (Duration, String) {

@@ -309,14 +309,9 @@ async fn backfill_into(
     // The CT.gov version the first stored one is: already known, or the newest posted on its
     // `lastUpdatePostDate`.
     let anchor_ctgov = anchor.provenance.ctgov_version.or_else(|| {
-        let day = anchor.last_update_post_date.as_deref()?;
-        let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
         index
-            .entries
-            .iter()
-            .filter(|e| e.date == day)
+            .newest_posted_on(anchor.last_update_post_date.as_deref())
             .map(|e| e.version)
-            .max()
     });
     // CT.gov's versions older than the first stored one: before its number when known. When
     // only its posting day names it, that version is fetched too and compared: the same

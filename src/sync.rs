@@ -430,15 +430,7 @@ async fn find_gap(
         }
     };
     let _ = store.set_ctgov_history(nct, crate::backfill::summary_of(&index, now));
-    let newest_on = |day: Option<&str>| {
-        let day = chrono::NaiveDate::parse_from_str(day?, "%Y-%m-%d").ok()?;
-        index
-            .entries
-            .iter()
-            .filter(|e| e.date == day)
-            .max_by_key(|e| e.version)
-            .cloned()
-    };
+    let newest_on = |day: Option<&str>| index.newest_posted_on(day).cloned();
     let matched = newest_on(new.last_update_post_date());
     let head = store
         .trial(nct)

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use super::{Ctx, parse_nct};
+use super::Ctx;
 use crate::backfill::{Problem, Selection};
 use crate::sync::client_from_config;
 
@@ -20,16 +20,7 @@ pub(crate) fn run(
     let selection: Selection = versions
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--versions: {e}"))?;
-    let explicit = args
-        .iter()
-        .map(|s| parse_nct(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let store = ctx.open_store()?;
-    let ids = if explicit.is_empty() {
-        crate::sync::watched_ids(&ctx.cfg, &store)?
-    } else {
-        explicit
-    };
+    let (store, ids) = super::named_or_watched(ctx, args)?;
     if ids.is_empty() {
         writeln!(
             out,

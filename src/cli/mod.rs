@@ -273,6 +273,22 @@ impl Ctx {
 }
 
 /// Parse an NCT ID given on the command line, naming the argument on failure.
+/// The open store and the trials a command names, or (none named) the watch list: the
+/// config's and the store's. The IDs are checked before the store is opened.
+pub(crate) fn named_or_watched(ctx: &Ctx, args: &[String]) -> anyhow::Result<(Store, Vec<NctId>)> {
+    let named = args
+        .iter()
+        .map(|s| parse_nct(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let store = ctx.open_store()?;
+    let ids = if named.is_empty() {
+        crate::sync::watched_ids(&ctx.cfg, &store)?
+    } else {
+        named
+    };
+    Ok((store, ids))
+}
+
 pub(crate) fn parse_nct(s: &str) -> anyhow::Result<NctId> {
     s.parse::<NctId>().map_err(anyhow::Error::from)
 }

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::{Ctx, parse_nct};
+use super::Ctx;
 use crate::sync::{SyncReport, client_from_config, run as run_sync};
 
 pub(crate) fn run(
@@ -15,16 +15,7 @@ pub(crate) fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let explicit = args
-        .iter()
-        .map(|s| parse_nct(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let store = ctx.open_store()?;
-    let ids = if explicit.is_empty() {
-        crate::sync::watched_ids(&ctx.cfg, &store)?
-    } else {
-        explicit
-    };
+    let (store, ids) = super::named_or_watched(ctx, args)?;
     if ids.is_empty() {
         writeln!(
             out,

@@ -40,6 +40,18 @@ pub struct HistoryIndex {
     pub outcome_switch: Option<OutcomeSwitch>,
 }
 
+impl HistoryIndex {
+    /// The newest version CT.gov posted on `day` (`YYYY-MM-DD`, a record's
+    /// `lastUpdatePostDate`): the CT.gov version a record with that date is.
+    pub fn newest_posted_on(&self, day: Option<&str>) -> Option<&HistoryEntry> {
+        let day = NaiveDate::parse_from_str(day?, "%Y-%m-%d").ok()?;
+        self.entries
+            .iter()
+            .filter(|e| e.date == day)
+            .max_by_key(|e| e.version)
+    }
+}
+
 /// The index as CT.gov sends it; unknown keys are ignored (the endpoint is unversioned).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

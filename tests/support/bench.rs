@@ -1,7 +1,7 @@
 //! Shared by the benchmarks: studies made from the real fixtures under new IDs in a size mix
 //! like the registry's, and disk usage.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -75,4 +75,23 @@ pub fn dir_size(p: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// A config for the benchmarks: the watch list in a file, no rate limit, batches of 100, no
+/// backfill (a benchmark that wants one runs `trialwatch backfill` itself).
+pub fn write_config(dir: &Path, base_url: &str, ids: &[String]) -> PathBuf {
+    let list = dir.join("watchlist.txt");
+    std::fs::write(&list, ids.join("\n")).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[ctgov]\nbase_url = {base_url:?}\nrequests_per_minute = 0\nbatch_size = 100\n\
+             [watch]\nnct_file = {:?}\nbackfill = false\n",
+            dir.join("data").display().to_string(),
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
 }
