@@ -55,7 +55,7 @@ pub struct TrialState {
     /// The first version a sync fetched itself: it and every version before it in the timeline
     /// alert nobody. 0 while no sync stored one (only backfilled versions). Stores written before
     /// backfills existed lack the key: there every version is observed, the first is version 1.
-    #[serde(default = "first_version")]
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
     pub first_observed: u32,
     /// What CT.gov's history index said when trialwatch last read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +64,10 @@ pub struct TrialState {
 
 fn first_version() -> u32 {
     1
+}
+
+fn is_first_version(v: &u32) -> bool {
+    *v == 1
 }
 
 impl TrialState {
