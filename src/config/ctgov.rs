@@ -27,11 +27,15 @@ pub struct CtgovConfig {
     pub backoff_base: Duration,
     /// Upper bound of any backoff wait (not of a `Retry-After` CT.gov asks for).
     pub backoff_cap: Duration,
+    /// The largest answer body read, in MiB, counted after gzip decoding while it streams in;
+    /// a bigger one fails its request (1..=4096). CT.gov's largest study is ~3.6 MB and a
+    /// 1000-study page ~17 MB, so the default 64 leaves room without letting a bomb fill memory.
+    pub max_body_mb: u64,
 }
 
 impl Default for CtgovConfig {
     /// The documented `[ctgov]` defaults (README, example config): 50 requests/min (the ~50/min
-    /// third parties report), batches of 100, 30 s per request, 5 attempts, backoff 1 s to 60 s.
+    /// third parties report), batches of 100, 30 s per request, 5 attempts, backoff 1 s to 60 s, bodies up to 64 MiB.
     /// The config file's missing keys take exactly these values.
     fn default() -> Self {
         CtgovConfig {
@@ -42,6 +46,7 @@ impl Default for CtgovConfig {
             max_attempts: 5,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
+            max_body_mb: 64,
         }
     }
 }
@@ -112,5 +117,13 @@ pub(super) fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> Ct
             3600.0,
             problems,
         ),
+        max_body_mb: int_in_range(
+            raw.max_body_mb,
+            "ctgov.max_body_mb",
+            d.max_body_mb as i64,
+            1,
+            4096,
+            problems,
+        ) as u64,
     }
 }
