@@ -127,3 +127,36 @@ pub(super) fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> Ct
         ) as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_body(value: Option<i64>) -> (u64, Vec<String>) {
+        let raw = raw::Ctgov {
+            max_body_mb: value,
+            ..raw::Ctgov::default()
+        };
+        let mut problems = Vec::new();
+        let c = validate_ctgov(&raw, &mut problems);
+        (c.max_body_mb, problems)
+    }
+
+    #[test]
+    fn max_body_mb_defaults_to_64_and_takes_1_to_4096() {
+        assert_eq!(max_body(None), (64, vec![]));
+        assert_eq!(max_body(Some(1)), (1, vec![]));
+        assert_eq!(max_body(Some(4096)), (4096, vec![]));
+        for bad in [0, -1, 4097] {
+            let (_, problems) = max_body(Some(bad));
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(problems[0].contains("ctgov.max_body_mb"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn max_body_mb_is_read_from_the_file() {
+        let c = crate::config::Config::from_toml("[ctgov]\nmax_body_mb = 8\n", None).unwrap();
+        assert_eq!(c.ctgov.max_body_mb, 8);
+    }
+}
