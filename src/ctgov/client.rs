@@ -7,6 +7,11 @@
 //! sent it ([`FetchedStudy::raw`]); it does not interpret studies beyond their IDs (that is
 //! `wire` and `normalize`), and it knows nothing about the store.
 //!
+//! Nothing CT.gov (or whatever answers in its place) sends can take memory or time without
+//! bound: every body is read as a stream and given up once its decoded size (after gzip) passes
+//! `max_body_mb`; a paged query fails on a `nextPageToken` it has already followed or after
+//! ⌈ids / pageSize⌉ + 2 pages; redirects are followed only within `base_url`'s origin.
+//!
 //! Requests per sync of N good IDs: ⌈N / batch_size⌉, plus one per extra page, plus one per ID
 //! missing from its batch answer (to tell 404 from an alias) — never one per trial.
 
