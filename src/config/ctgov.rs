@@ -27,11 +27,15 @@ pub struct CtgovConfig {
     pub backoff_base: Duration,
     /// Upper bound of any backoff wait (not of a `Retry-After` CT.gov asks for).
     pub backoff_cap: Duration,
+    /// The largest answer body read, in MiB, counted after gzip decoding while it streams in;
+    /// a bigger one fails its request (1..=4096). CT.gov's largest study is ~3.6 MB and a
+    /// 1000-study page ~17 MB, so the default 64 leaves room without letting a bomb fill memory.
+    pub max_body_mb: u64,
 }
 
 impl Default for CtgovConfig {
     /// The documented `[ctgov]` defaults (README, example config): 50 requests/min (the ~50/min
-    /// third parties report), batches of 100, 30 s per request, 5 attempts, backoff 1 s to 60 s.
+    /// third parties report), batches of 100, 30 s per request, 5 attempts, backoff 1 s to 60 s, bodies up to 64 MiB.
     /// The config file's missing keys take exactly these values.
     fn default() -> Self {
         CtgovConfig {
@@ -42,6 +46,7 @@ impl Default for CtgovConfig {
             max_attempts: 5,
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
+            max_body_mb: 64,
         }
     }
 }
@@ -112,5 +117,46 @@ pub(super) fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> Ct
             3600.0,
             problems,
         ),
+        max_body_mb: int_in_range(
+            raw.max_body_mb,
+            "ctgov.max_body_mb",
+            d.max_body_mb as i64,
+            1,
+            4096,
+            problems,
+        ) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_body(value: Option<i64>) -> (u64, Vec<String>) {
+        let raw = raw::Ctgov {
+            max_body_mb: value,
+            ..raw::Ctgov::default()
+        };
+        let mut problems = Vec::new();
+        let c = validate_ctgov(&raw, &mut problems);
+        (c.max_body_mb, problems)
+    }
+
+    #[test]
+    fn max_body_mb_defaults_to_64_and_takes_1_to_4096() {
+        assert_eq!(max_body(None), (64, vec![]));
+        assert_eq!(max_body(Some(1)), (1, vec![]));
+        assert_eq!(max_body(Some(4096)), (4096, vec![]));
+        for bad in [0, -1, 4097] {
+            let (_, problems) = max_body(Some(bad));
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(problems[0].contains("ctgov.max_body_mb"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn max_body_mb_is_read_from_the_file() {
+        let c = crate::config::Config::from_toml("[ctgov]\nmax_body_mb = 8\n", None).unwrap();
+        assert_eq!(c.ctgov.max_body_mb, 8);
     }
 }

@@ -85,6 +85,7 @@ pub(super) struct Ctgov {
     pub(super) max_attempts: Option<i64>,
     pub(super) backoff_base_ms: Option<i64>,
     pub(super) backoff_cap_secs: Option<f64>,
+    pub(super) max_body_mb: Option<i64>,
 }
 
 /// `[watch]`.

@@ -7,6 +7,11 @@
 //! sent it ([`FetchedStudy::raw`]); it does not interpret studies beyond their IDs (that is
 //! `wire` and `normalize`), and it knows nothing about the store.
 //!
+//! Nothing CT.gov (or whatever answers in its place) sends can take memory or time without
+//! bound: every body is read as a stream and given up once its decoded size (after gzip) passes
+//! `max_body_mb`; a paged query fails on a `nextPageToken` it has already followed or after
+//! ⌈ids / pageSize⌉ + 2 pages; redirects are followed only within `base_url`'s origin.
+//!
 //! Requests per sync of N good IDs: ⌈N / batch_size⌉, plus one per extra page, plus one per ID
 //! missing from its batch answer (to tell 404 from an alias) — never one per trial.
 
@@ -45,6 +50,10 @@ pub const MAX_BATCH_SIZE: usize = 1000;
 /// A `Retry-After` longer than this is not waited out inside a sync: the request fails (as a
 /// transient error) and the next scheduled sync tries again.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Pages followed beyond the ⌈ids / pageSize⌉ a `filter.ids` query needs, for CT.gov's
+/// occasional empty pages that carry a token (and test servers that cut the page size).
+const PAGE_SLACK: usize = 2;
 
 /// How much of an error answer's body is kept (an HTML error page can be large).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -147,6 +156,11 @@ impl CtGovClient {
                 "max_attempts is 0; it must be at least 1 (1 = no retries)".to_string(),
             ));
         }
+        if cfg.max_body_mb == 0 {
+            return Err(FetchError::Config(
+                "max_body_mb is 0; it must be at least 1 (64 is a good value)".to_string(),
+            ));
+        }
         if cfg.timeout.is_zero() {
             return Err(FetchError::Config(
                 "timeout is 0; give CT.gov some seconds to answer (e.g. 60 s)".to_string(),
@@ -162,7 +176,7 @@ impl CtGovClient {
             .default_headers(headers)
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(20)))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(same_origin_redirects(&parsed))
             .build()
             .map_err(|e| FetchError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(CtGovClient {
@@ -351,12 +365,17 @@ impl CtGovClient {
         subject: String,
     ) -> Result<Vec<ListedStudy>, FetchError> {
         let joined = ids.iter().map(NctId::as_str).collect::<Vec<_>>().join("|");
-        let page_size = ids.len().to_string();
+        let page_len = ids.len().max(1);
+        let page_size = page_len.to_string();
         let parse = |body: &str| parse_page(body);
         let mut studies = Vec::with_capacity(ids.len());
         let mut token: Option<String> = None;
-        // Empty pages with a token are legal, but a server that never ends must not hang us.
-        let max_pages = 2 * ids.len() + 10;
+        // Empty pages with a token are legal, but a server that never ends (or goes round in
+        // circles) must not hang us: every token may come once, and one query of `ids.len()` IDs
+        // with `pageSize` = `ids.len()` has ⌈ids / pageSize⌉ = 1 page, plus slack for CT.gov's
+        // occasional empty pages and for servers that cut the page size.
+        let max_pages = ids.len().div_ceil(page_len) + PAGE_SLACK;
+        let mut seen_tokens: HashSet<String> = HashSet::new();
         for page in 1.. {
             let mut params = vec![("filter.ids", joined.as_str())];
             params.extend_from_slice(extra);
@@ -371,14 +390,33 @@ impl CtGovClient {
                 .ok_or_else(|| no_answer(&url, &subject))?;
             studies.extend(answer.studies);
             match answer.next_page_token {
-                Some(next) if token.as_deref() == Some(next.as_str()) || page >= max_pages => {
+                Some(next) if seen_tokens.contains(&next) => {
+                    warn!(trial.ncts = %describe_ids(ids), page, "CT.gov repeated a page token");
                     return Err(FetchError::BadBody {
                         subject,
                         url: url.to_string(),
-                        detail: format!("paging did not end (page {page}, token {next})"),
+                        detail: format!(
+                            "paging went round in circles: page {page} points again to \
+                             nextPageToken {next}, already followed"
+                        ),
                     });
                 }
-                Some(next) => token = Some(next),
+                Some(next) if page >= max_pages => {
+                    warn!(trial.ncts = %describe_ids(ids), page, "CT.gov paging does not end");
+                    return Err(FetchError::BadBody {
+                        subject,
+                        url: url.to_string(),
+                        detail: format!(
+                            "paging did not end: {page} pages for {} IDs (pageSize {page_size}) \
+                             and still a nextPageToken ({next}); at most {max_pages} are followed",
+                            ids.len()
+                        ),
+                    });
+                }
+                Some(next) => {
+                    seen_tokens.insert(next.clone());
+                    token = Some(next);
+                }
                 None => break,
             }
         }
@@ -538,7 +576,37 @@ impl CtGovClient {
             .unwrap_or("")
             .to_ascii_lowercase();
         let retry_after = retry_after(resp.headers(), chrono::Utc::now());
-        let body = resp.bytes().await.map_err(transport)?;
+        if status.is_redirection() {
+            // Only a redirect the policy refused (another origin) comes back as an answer.
+            let location = resp
+                .headers()
+                .get(header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            warn!(
+                http.url = %url,
+                http.status = status.as_u16(),
+                http.location = %location,
+                "CT.gov redirected to another host; not followed"
+            );
+            return Err(FetchError::Redirected {
+                subject: subject.to_string(),
+                url: url.to_string(),
+                status: status.as_u16(),
+                location,
+            });
+        }
+        let body = self
+            .read_body(resp, status.is_success())
+            .await
+            .map_err(|e| match e {
+                BodyError::Transport(e) => transport(e),
+                BodyError::TooLarge => FetchError::TooLarge {
+                    subject: subject.to_string(),
+                    url: url.to_string(),
+                    limit_mb: self.inner.cfg.max_body_mb,
+                },
+            })?;
         debug!(
             http.url = %url,
             http.status = status.as_u16(),
@@ -568,6 +636,77 @@ impl CtGovClient {
             .map_err(|e| bad_body(format!("the body is not UTF-8: {e}")))?;
         parse(text).map(Some).map_err(bad_body)
     }
+}
+
+/// Why a body could not be read whole.
+enum BodyError {
+    /// The connection broke (or the gzip stream did) while reading.
+    Transport(reqwest::Error),
+    /// The decoded body passed `max_body_mb`.
+    TooLarge,
+}
+
+impl CtGovClient {
+    /// Reads the (already gzip-decoded) body chunk by chunk and stops as soon as it passes
+    /// `max_body_mb`, so a huge or endless answer, compressed or not, never fills memory. An
+    /// error answer's body (`!success`) is only needed for its start: reading stops, without an
+    /// error, at [`MAX_ERROR_BODY`].
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+        success: bool,
+    ) -> Result<Vec<u8>, BodyError> {
+        let limit = usize::try_from(self.inner.cfg.max_body_mb.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX);
+        let announced = resp
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        if success && announced > limit {
+            return Err(BodyError::TooLarge);
+        }
+        let mut body = Vec::with_capacity(announced.min(limit).min(16 * 1024 * 1024));
+        while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+            if !success {
+                let room = MAX_ERROR_BODY.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_ERROR_BODY {
+                    break;
+                }
+                continue;
+            }
+            if chunk.len() > limit.saturating_sub(body.len()) {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+/// The origin (scheme, host, port) of a URL, to compare redirect targets with `base_url`'s.
+fn origin(url: &Url) -> (String, Option<String>, Option<u16>) {
+    (
+        url.scheme().to_ascii_lowercase(),
+        url.host_str().map(str::to_ascii_lowercase),
+        url.port_or_known_default(),
+    )
+}
+
+/// Follows up to 5 redirects within `base`'s origin (CT.gov answers an alias ID with a 301 to
+/// the canonical study); a redirect elsewhere is not followed, so the 3xx itself becomes the
+/// answer and `attempt` reports it.
+fn same_origin_redirects(base: &Url) -> reqwest::redirect::Policy {
+    let home = origin(base);
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if origin(attempt.url()) != home {
+            attempt.stop()
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// `get` lacks a value only for an accepted 404, which callers passing `accept_404 = false`
@@ -654,6 +793,7 @@ mod tests {
             // Far below the Retry-After waited for, so only honouring it explains the wait.
             backoff_base: Duration::from_millis(10),
             backoff_cap: Duration::from_millis(40),
+            max_body_mb: 64,
         })
         .unwrap()
     }

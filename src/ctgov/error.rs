@@ -59,6 +59,28 @@ pub enum FetchError {
         /// What was wrong with the body (HTML, not UTF-8, the JSON error).
         detail: String,
     },
+    /// The answer's body (counted after gzip decoding) grew past `[ctgov] max_body_mb`; reading
+    /// stopped there. Not transient: the same answer would be as large next time.
+    TooLarge {
+        /// The trial(s) or resource the request was for, for messages.
+        subject: String,
+        /// The URL asked for, so a user can retry it by hand.
+        url: String,
+        /// The limit that was passed, in MiB (`[ctgov] max_body_mb`).
+        limit_mb: u64,
+    },
+    /// CT.gov answered with a redirect to another origin (scheme, host or port differ from
+    /// `base_url`), which is not followed. Not transient.
+    Redirected {
+        /// The trial(s) or resource the request was for, for messages.
+        subject: String,
+        /// The URL asked for, so a user can retry it by hand.
+        url: String,
+        /// The HTTP status of the redirect (301, 302, 307, …).
+        status: u16,
+        /// Where CT.gov pointed (`Location`), as sent; empty if it sent none.
+        location: String,
+    },
     /// A transient error that persisted through every attempt; `last` is the final one.
     GaveUp {
         /// The trial(s) or resource the request was for, for messages.
@@ -80,6 +102,7 @@ impl FetchError {
             FetchError::Status { status, .. } => is_transient_status(*status),
             FetchError::Transport { retryable, .. } => *retryable,
             FetchError::BadBody { .. } => true,
+            FetchError::TooLarge { .. } | FetchError::Redirected { .. } => false,
             FetchError::GaveUp { last, .. } => last.is_transient(),
         }
     }
@@ -87,7 +110,9 @@ impl FetchError {
     /// The HTTP status of the (last) error answer, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            FetchError::Status { status, .. } => Some(*status),
+            FetchError::Status { status, .. } | FetchError::Redirected { status, .. } => {
+                Some(*status)
+            }
             FetchError::GaveUp { last, .. } => last.status(),
             _ => None,
         }
@@ -176,6 +201,26 @@ impl fmt::Display for FetchError {
                 f,
                 "CT.gov sent something other than the expected JSON for {subject} ({url}): \
                  {detail}; this is usually a passing fault of CT.gov, the next sync retries"
+            ),
+            FetchError::TooLarge {
+                subject,
+                url,
+                limit_mb,
+            } => write!(
+                f,
+                "CT.gov's answer for {subject} ({url}) was not read: the answer is larger than \
+                 {limit_mb} MB, the limit `[ctgov] max_body_mb`; raise it if CT.gov really sends \
+                 that much"
+            ),
+            FetchError::Redirected {
+                subject,
+                url,
+                status,
+                location,
+            } => write!(
+                f,
+                "CT.gov redirected to another host (HTTP {status} to {location}) for {subject} \
+                 ({url}); not followed: check base_url, the next sync tries again"
             ),
             FetchError::GaveUp {
                 subject, attempts, ..

@@ -55,6 +55,7 @@ fn config(server: &FakeCtGov) -> ClientConfig {
         max_attempts: 4,
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(40),
+        max_body_mb: 64,
     }
 }
 
@@ -377,6 +378,7 @@ async fn an_unreachable_server_is_a_transient_failure() {
         max_attempts: 2,
         backoff_base: Duration::from_millis(10),
         backoff_cap: Duration::from_millis(10),
+        max_body_mb: 64,
         ..ClientConfig::default()
     });
 
@@ -609,4 +611,187 @@ async fn fetch_many_stops_when_the_receiver_is_gone() {
     drop(rx);
     task.await.unwrap();
     assert!(server.requests().len() <= 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile answers: bodies past `max_body_mb`, paging that never ends, redirects elsewhere
+// ---------------------------------------------------------------------------------------------
+
+/// A gzip body is capped on its decoded size while it streams in: ~13.5 MB that would inflate to
+/// 2 GiB stop at 16 MiB decoded (more than the compressed size, so only counting decoded bytes
+/// explains the stop) with the limit's name in the message, and are not retried.
+#[tokio::test]
+async fn a_gzip_bomb_stops_at_the_decoded_limit_and_is_not_retried() {
+    let server = FakeCtGov::start();
+    server.push_fault(Fault::GzipBomb);
+    let client = client(ClientConfig {
+        max_body_mb: 16,
+        ..config(&server)
+    });
+
+    let started = Instant::now();
+    let err = client.data_timestamp().await.unwrap_err();
+
+    assert!(
+        matches!(err, FetchError::TooLarge { limit_mb: 16, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "the answer is larger than 16 MB, the limit `[ctgov] max_body_mb`; raise it if CT.gov \
+             really sends that much"
+        ),
+        "{msg}"
+    );
+    assert!(!err.is_transient());
+    assert_eq!(client.request_count(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// An uncompressed answer is capped too: a 1.5 MB study does not fit a 1 MiB limit, and fits
+/// the default one.
+#[tokio::test]
+async fn a_plain_body_past_the_limit_fails_its_batch() {
+    let server = FakeCtGov::start();
+    let big = server.put_study(fixture("NCT02513394.json")); // 1.5 MB
+    let small = client(ClientConfig {
+        max_body_mb: 1,
+        ..config(&server)
+    });
+
+    let outcomes = fetch_all(&small, std::slice::from_ref(&big)).await;
+
+    let [StudyOutcome::Failed { ids, error }] = outcomes.as_slice() else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(ids.len(), 1);
+    assert!(
+        matches!(error, FetchError::TooLarge { limit_mb: 1, .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&big), "{error}");
+
+    let roomy = client(config(&server));
+    let outcomes = fetch_all(&roomy, std::slice::from_ref(&big)).await;
+    assert_eq!(found_ids(&outcomes), [big]);
+}
+
+/// A `nextPageToken` seen before fails the batch at once, naming its trials.
+#[tokio::test]
+async fn a_repeated_page_token_fails_the_batch() {
+    let server = FakeCtGov::start();
+    let ids = put_synthetic(&server, 801..=803);
+    for _ in 0..10 {
+        server.push_fault(Fault::SameNextToken);
+    }
+    let client = client(config(&server));
+
+    let outcomes = fetch_all(&client, &ids).await;
+
+    let [StudyOutcome::Failed { ids: failed, error }] = outcomes.as_slice() else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(failed.len(), 3);
+    let msg = error.to_string();
+    assert!(msg.contains("round in circles"), "{msg}");
+    assert!(msg.contains("tw-same-token"), "{msg}");
+    for id in &ids {
+        assert!(msg.contains(id.as_str()), "{msg}");
+    }
+    assert_eq!(server.requests().len(), 2, "{:#?}", server.requests());
+}
+
+/// Paging that never ends (a new token each time, no studies) stops after ⌈ids / pageSize⌉ + 2
+/// pages, naming the trials.
+#[tokio::test]
+async fn paging_that_never_ends_fails_the_batch_after_a_few_pages() {
+    let server = FakeCtGov::start();
+    let ids = put_synthetic(&server, 811..=815);
+    for _ in 0..50 {
+        server.push_fault(Fault::EndlessPages);
+    }
+    let client = client(config(&server));
+
+    let outcomes = fetch_all(&client, &ids).await;
+
+    let [StudyOutcome::Failed { ids: failed, error }] = outcomes.as_slice() else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(failed.len(), 5);
+    let msg = error.to_string();
+    assert!(
+        msg.contains("paging did not end: 3 pages for 5 IDs"),
+        "{msg}"
+    );
+    for id in &ids {
+        assert!(msg.contains(id.as_str()), "{msg}");
+    }
+    assert_eq!(server.requests().len(), 3, "{:#?}", server.requests());
+    assert_eq!(server.pending_faults(), 47);
+}
+
+/// The updated-since query is bounded the same way.
+#[tokio::test]
+async fn updated_since_paging_that_never_ends_fails() {
+    let server = FakeCtGov::start();
+    let ids = put_synthetic(&server, 821..=822);
+    for _ in 0..50 {
+        server.push_fault(Fault::EndlessPages);
+    }
+    let client = client(config(&server));
+    let asked: Vec<NctId> = ids.iter().map(|s| id(s)).collect();
+    let since = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+
+    let err = client.fetch_updated_since(&asked, since).await.unwrap_err();
+
+    assert!(err.to_string().contains("paging did not end"), "{err}");
+    assert_eq!(server.requests().len(), 3);
+}
+
+/// A redirect to another origin is not followed: the other host gets no request and the error
+/// says so (and is not retried).
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let server = FakeCtGov::start();
+    let other = FakeCtGov::start();
+    let target = format!("{}/api/v2/version", other.base_url());
+    server.push_fault(Fault::RedirectTo(target.clone()));
+    let client = client(config(&server));
+
+    let err = client.data_timestamp().await.unwrap_err();
+
+    assert!(
+        matches!(&err, FetchError::Redirected { status: 302, location, .. } if *location == target),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("CT.gov redirected to another host"), "{msg}");
+    assert!(
+        msg.contains(&target) && msg.contains("not followed"),
+        "{msg}"
+    );
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert_eq!(client.request_count(), 1);
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// A redirect within `base_url`'s own origin is followed (CT.gov's 301 for an alias is one).
+#[tokio::test]
+async fn a_redirect_within_the_same_origin_is_followed() {
+    let server = FakeCtGov::start();
+    server.push_fault(Fault::RedirectTo(format!(
+        "{}/api/v2/version",
+        server.base_url()
+    )));
+    let client = client(config(&server));
+
+    let stamp = client.data_timestamp().await.unwrap();
+
+    assert_eq!(stamp, "2026-09-04T09:00:06");
+    assert_eq!(server.requests().len(), 2);
 }

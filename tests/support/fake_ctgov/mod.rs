@@ -55,12 +55,87 @@ pub enum Fault {
     /// For list requests only: `{"studies":[]}` with a `nextPageToken` that continues where this
     /// page would have started, as real CT.gov sometimes does. Other requests skip this fault.
     EmptyPage,
+    /// For list requests only: `{"studies":[]}` whose `nextPageToken` is always `tw-same-token`,
+    /// whatever token was sent (a server going round in circles). Queue several.
+    SameNextToken,
+    /// For list requests only: `{"studies":[]}` with a fresh `nextPageToken` each time, whatever
+    /// token was sent (paging that never ends). Queue several.
+    EndlessPages,
+    /// 200 `application/json` with `Content-Encoding: gzip` and a [`gzip_bomb`] body: ~13 MB
+    /// that inflate to 2 GiB of zero bytes.
+    GzipBomb,
+    /// 302 with `Location:` this absolute URL (e.g. on another port).
+    RedirectTo(String),
+}
+
+/// A gzip stream of ~13.5 MB that inflates to 2 GiB of zero bytes: one fixed-Huffman deflate
+/// block of a literal 0 followed by length-258/distance-1 matches (13 bits each, so 8 matches
+/// are 13 bytes and the block is one 13-byte pattern repeated). The stream has no end (no final
+/// block, no trailer): a client that reads all of it fails on the cut, one that caps what it
+/// decodes stops long before. Built once per process.
+pub fn gzip_bomb() -> Bytes {
+    static BOMB: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| {
+        let mut bits = BitWriter::default();
+        bits.put(0, 1); // BFINAL = 0
+        bits.put(1, 2); // BTYPE = 01, fixed Huffman
+        bits.put_code(0b0011_0000, 8); // literal 0
+        for _ in 0..24 {
+            bits.put_code(0b1100_0101, 8); // length 258 (symbol 285), no extra bits
+            bits.put_code(0, 5); // distance 1 (code 0), no extra bits
+        }
+        let bytes = bits.bytes;
+        // Bits 0..11 are the header and the literal; from byte 2 on, the 13-byte period.
+        let (prefix, unit) = (&bytes[..2], &bytes[2..15]);
+        debug_assert_eq!(&bytes[15..28], unit);
+        let units = (2usize << 30) / (8 * 258);
+        let mut out = Vec::with_capacity(10 + 2 + units * unit.len());
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        out.extend_from_slice(prefix);
+        for _ in 0..units {
+            out.extend_from_slice(unit);
+        }
+        Bytes::from(out)
+    })
+    .clone()
+}
+
+/// Packs bits LSB-first, as deflate does.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    used: u32,
+}
+
+impl BitWriter {
+    /// `n` bits of `value`, least significant first (header fields, extra bits).
+    fn put(&mut self, value: u32, n: u32) {
+        for i in 0..n {
+            if self.used.is_multiple_of(8) {
+                self.bytes.push(0);
+            }
+            if (value >> i) & 1 == 1 {
+                let last = self.bytes.len() - 1;
+                self.bytes[last] |= 1 << (self.used % 8);
+            }
+            self.used += 1;
+        }
+    }
+
+    /// A Huffman code of `n` bits, most significant first.
+    fn put_code(&mut self, code: u32, n: u32) {
+        for i in (0..n).rev() {
+            self.put((code >> i) & 1, 1);
+        }
+    }
 }
 
 impl Fault {
     fn applies_to(&self, route: &Route) -> bool {
         match self {
-            Fault::EmptyPage => matches!(route, Route::List),
+            Fault::EmptyPage | Fault::SameNextToken | Fault::EndlessPages => {
+                matches!(route, Route::List)
+            }
             _ => true,
         }
     }
@@ -600,6 +675,31 @@ async fn handle(
             answer(&shared, &route, &uri, false)
         }
         Some(Fault::EmptyPage) => answer(&shared, &route, &uri, true),
+        Some(Fault::SameNextToken) => json(Bytes::from_static(
+            br#"{"studies":[],"nextPageToken":"tw-same-token"}"#,
+        )),
+        Some(Fault::EndlessPages) => {
+            let token = shared.lock().new_token(Vec::new(), 0);
+            json(format!(r#"{{"studies":[],"nextPageToken":"{token}"}}"#).into())
+        }
+        Some(Fault::GzipBomb) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            gzip_bomb(),
+        )
+            .into_response(),
+        Some(Fault::RedirectTo(location)) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, location.as_str()),
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            ],
+            "Found",
+        )
+            .into_response(),
     }
 }
 
