@@ -400,16 +400,14 @@ fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
         Err(humantime::DurationError::NumberOverflow) => return Err(too_long()),
         Err(_) => {}
     }
-    if s.trim_start().starts_with('-') {
-        bail!(
-            "--since `{s}` is negative; give how far back to look as a positive duration \
-             (e.g. --since 7d) or a time (--since 2026-05-01)"
-        );
-    }
     match parse_time(s, false, "--since") {
         Ok(t) => Ok(t),
         // A real time outside the years 1 to 9999 gets that message, not the generic one.
         Err(e) if e.to_string().contains("out of range") => Err(e),
+        Err(_) if s.trim_start().starts_with('-') => bail!(
+            "--since `{s}` is negative; give how far back to look as a positive duration \
+             (e.g. --since 7d) or a time (--since 2026-05-01)"
+        ),
         Err(_) => bail!(
             "--since `{s}` is neither a duration (7d, 36h, 2weeks) nor a time (RFC 3339 or YYYY-MM-DD)"
         ),

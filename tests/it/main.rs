@@ -16,6 +16,7 @@ mod crash;
 mod ctgov_client;
 mod daemon;
 mod golden;
+mod input;
 mod layers;
 mod normalize_fixtures;
 mod notify;
