@@ -127,8 +127,7 @@ fn all_output(o: &Output) -> String {
 /// secret key and a broken TOML line do not echo it either.
 #[test]
 fn an_inline_secret_is_refused_and_never_shown() {
-    let smtp =
-        format!("[smtp]\nhost = \"localhost\"\nfrom = \"tw@example.org\"\nusername = \"u\"\n");
+    let smtp = "[smtp]\nhost = \"localhost\"\nfrom = \"tw@example.org\"\nusername = \"u\"\n";
     let cases = [
         (
             format!("{smtp}password = \"{SECRET}\"\n"),
