@@ -175,22 +175,41 @@ fn outcome_sentence(state: &crate::store::TrialState) -> Option<String> {
     h.outcome_switch.map(|o| o.sentence())
 }
 
-/// A bare date means the end of that day (UTC); otherwise RFC 3339.
-fn parse_time(s: &str, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let t = if end_of_day {
+/// A bare date means the end of that day (UTC); otherwise RFC 3339. `flag` names the option
+/// in messages. Times outside the years 1 to 9999 (what RFC 3339 can write) are refused.
+fn parse_time(s: &str, end_of_day: bool, flag: &str) -> anyhow::Result<DateTime<Utc>> {
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        Some(t.with_timezone(&Utc))
+    } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if end_of_day {
             d.and_hms_milli_opt(23, 59, 59, 999)
         } else {
             d.and_hms_opt(0, 0, 0)
-        };
-        if let Some(t) = t {
-            return Ok(t.and_utc());
         }
+        .map(|t| t.and_utc())
+    } else {
+        None
+    };
+    match t {
+        Some(t) => in_range(t, s, flag),
+        None => bail!(
+            "{flag} `{s}` is not a time; use RFC 3339 (2026-05-12T06:28:15Z) or a date (2026-05-12)"
+        ),
     }
-    bail!("`{s}` is not a time; use RFC 3339 (2026-05-12T06:28:15Z) or a date (2026-05-12)")
+}
+
+/// `t` when it lies in the years 1 to 9999, else an error naming `flag` and a valid example.
+fn in_range(t: DateTime<Utc>, s: &str, flag: &str) -> anyhow::Result<DateTime<Utc>> {
+    let earliest = NaiveDate::from_ymd_opt(1, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
+    let latest =
+        NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_milli_opt(23, 59, 59, 999));
+    match (earliest, latest) {
+        (Some(lo), Some(hi)) if t >= lo.and_utc() && t <= hi.and_utc() => Ok(t),
+        _ => bail!(
+            "{flag} `{s}` is out of range: times must lie between 0001-01-01 and 9999-12-31 UTC; \
+             e.g. {flag} 2026-05-12 or {flag} 2026-05-12T06:28:15Z"
+        ),
+    }
 }
 
 pub(crate) fn show(
@@ -213,7 +232,7 @@ pub(crate) fn show(
             v
         }
         (None, Some(at)) => {
-            let t = parse_time(at, true)?;
+            let t = parse_time(at, true, "--at")?;
             match store.version_at(&id, t).for_trial(&id)? {
                 Some(v) => v.version,
                 None => bail!("{id} had no stored version yet at {t}"),
@@ -363,17 +382,36 @@ pub(crate) struct ChangesFilter<'a> {
     pub min_severity: Option<&'a str>,
 }
 
-/// `--since`: a duration back from now (`7d`, `36h`) or a time.
+/// `--since`: a duration back from now (`7d`, `36h`) or a time. A duration that reaches back
+/// before year 1 (or does not fit a number at all) is an error, never an overflow.
 fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        let d = chrono::Duration::from_std(d).context("--since is too long")?;
-        return Ok(now - d);
-    }
-    parse_time(s, false).map_err(|_| {
+    let too_long = || {
         anyhow::anyhow!(
-            "--since `{s}` is neither a duration (7d, 36h, 2weeks) nor a time (RFC 3339 or YYYY-MM-DD)"
+            "--since `{s}` is too long: it reaches back before year 1; \
+             give a shorter duration (e.g. --since 7d or --since 2weeks) or a date (--since 2026-05-01)"
         )
-    })
+    };
+    match humantime::parse_duration(s) {
+        Ok(d) => {
+            let d = chrono::Duration::from_std(d).map_err(|_| too_long())?;
+            let t = now.checked_sub_signed(d).ok_or_else(too_long)?;
+            return in_range(t, s, "--since").map_err(|_| too_long());
+        }
+        Err(humantime::DurationError::NumberOverflow) => return Err(too_long()),
+        Err(_) => {}
+    }
+    match parse_time(s, false, "--since") {
+        Ok(t) => Ok(t),
+        // A real time outside the years 1 to 9999 gets that message, not the generic one.
+        Err(e) if e.to_string().contains("out of range") => Err(e),
+        Err(_) if s.trim_start().starts_with('-') => bail!(
+            "--since `{s}` is negative; give how far back to look as a positive duration \
+             (e.g. --since 7d) or a time (--since 2026-05-01)"
+        ),
+        Err(_) => bail!(
+            "--since `{s}` is neither a duration (7d, 36h, 2weeks) nor a time (RFC 3339 or YYYY-MM-DD)"
+        ),
+    }
 }
 
 pub(crate) fn changes(
@@ -505,8 +543,32 @@ mod tests {
         );
         assert!(parse_since("yesterday-ish", now).is_err());
         assert_eq!(
-            parse_time("2026-05-01", true).unwrap(),
+            parse_time("2026-05-01", true, "--at").unwrap(),
             "2026-05-01T23:59:59.999Z".parse::<DateTime<Utc>>().unwrap()
         );
+    }
+
+    #[test]
+    fn out_of_range_durations_and_times_are_errors_not_panics() {
+        let now: DateTime<Utc> = "2026-05-12T00:00:00Z".parse().unwrap();
+        for s in [
+            "99999999999d",
+            "1000000y",
+            "99999999999999999999999d",
+            "3000y",
+        ] {
+            let e = parse_since(s, now).unwrap_err().to_string();
+            assert!(
+                e.contains("too long") && e.contains("--since 7d"),
+                "{s}: {e}"
+            );
+        }
+        let e = parse_since("-5d", now).unwrap_err().to_string();
+        assert!(e.contains("negative"), "{e}");
+        let e = parse_since("0000-01-01", now).unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
+        assert!(parse_since("9999-12-31T23:59:59Z", now).is_ok());
+        assert!(parse_time("0000-12-31T23:59:59Z", true, "--at").is_err());
+        assert!(parse_time("+10000-01-01", true, "--at").is_err());
     }
 }

@@ -64,7 +64,12 @@ pub struct Config {
     pub subscriptions: Vec<Subscription>,
 }
 
-/// One or more mistakes in the configuration; `Display` lists each on its own line.
+/// How many problems `Display` lists before it only counts the rest: a config with thousands
+/// of mistakes (a pasted list gone wrong) must not make a message of megabytes.
+const PROBLEMS_SHOWN: usize = 20;
+
+/// One or more mistakes in the configuration; `Display` lists each on its own line, at most
+/// [`PROBLEMS_SHOWN`] of them, then how many more there are.
 #[derive(Debug)]
 pub struct ConfigError {
     /// The file the mistakes are in (`None` for the built-in defaults), named first in messages.
@@ -89,8 +94,16 @@ impl fmt::Display for ConfigError {
                 "invalid configuration in {file} ({} problems):",
                 self.problems.len()
             )?;
-            for p in &self.problems {
+            for p in self.problems.iter().take(PROBLEMS_SHOWN) {
                 writeln!(f, "  - {p}")?;
+            }
+            let rest = self.problems.len().saturating_sub(PROBLEMS_SHOWN);
+            if rest > 0 {
+                writeln!(
+                    f,
+                    "  … and {rest} more problem{} (fix these first)",
+                    if rest == 1 { "" } else { "s" }
+                )?;
             }
             Ok(())
         }
@@ -98,6 +111,26 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A TOML error as "line L, column C: message", without the quoted source line the `toml`
+/// crate would print: that line may hold a value that must never be shown (an inline password
+/// under a misspelt key).
+fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', "\n    ");
+    match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let before = text.get(..start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rfind('\n')
+                .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+                + 1;
+            format!("TOML error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML error: {message}"),
+    }
+}
 
 impl Config {
     /// Load from `--config PATH`, else the first default path that exists, else built-in defaults.
@@ -138,12 +171,7 @@ impl Config {
             file: file.map(Path::to_path_buf),
             problems,
         };
-        let raw: raw::File = toml::from_str(text).map_err(|e| {
-            err(vec![format!(
-                "{}",
-                e.to_string().trim_end().replace('\n', "\n    ")
-            )])
-        })?;
+        let raw: raw::File = toml::from_str(text).map_err(|e| err(vec![toml_problem(text, &e)]))?;
         let mut problems = Vec::new();
 
         let data_dir = match raw.data_dir.as_deref() {

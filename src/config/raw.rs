@@ -41,6 +41,9 @@ pub(super) struct Smtp {
     pub(super) port: Option<i64>,
     pub(super) security: Option<String>,
     pub(super) username: Option<String>,
+    /// An inline password: refused (see `smtp::validate_smtp`). Its value is not even kept, so
+    /// no message can show it; only that the key is there.
+    pub(super) password: Option<serde::de::IgnoredAny>,
     pub(super) password_file: Option<String>,
     pub(super) password_env: Option<String>,
     pub(super) from: Option<String>,
@@ -66,6 +69,8 @@ pub(super) struct Subscription {
     pub(super) email: Option<String>,
     pub(super) webhook: Option<String>,
     pub(super) secret_file: Option<String>,
+    /// An inline signing key: refused like `smtp.password`; the value is not kept.
+    pub(super) secret: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     pub(super) nct: Vec<String>,
     #[serde(default)]

@@ -161,6 +161,14 @@ pub(super) fn validate_smtp(
     problems: &mut Vec<String>,
 ) -> Option<SmtpConfig> {
     let before = problems.len();
+    if raw.password.is_some() {
+        problems.push(
+            "`smtp.password` is not allowed: a password does not belong in the config file; \
+             put the password in a file and set `password_file = \"/etc/trialwatch/smtp-password\"`, \
+             or set `password_env = \"SMTP_PASSWORD\"` (the value is not shown here)"
+                .into(),
+        );
+    }
     let host = match raw.host.as_deref().map(str::trim) {
         Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => h.to_string(),
         Some(h) => {

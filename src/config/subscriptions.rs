@@ -25,6 +25,13 @@ pub(super) fn validate_subscriptions(
     for (i, r) in raw.iter().enumerate() {
         let key = format!("subscription[{i}]");
         let before = problems.len();
+        if r.secret.is_some() {
+            problems.push(format!(
+                "`{key}.secret` is not allowed: a signing secret does not belong in the config file; \
+                 put it in a file and set `secret_file = \"/etc/trialwatch/webhook-secret\"` \
+                 (the value is not shown here)"
+            ));
+        }
         let target = match (&r.email, &r.webhook) {
             (Some(addr), None) => {
                 if r.secret_file.is_some() {

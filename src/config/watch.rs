@@ -54,6 +54,7 @@ pub(super) fn validate_watch(
 }
 
 /// Read a watch-list file: one NCT ID a line, blank lines and `#` comments ignored.
+/// A leading UTF-8 byte-order mark (as Windows editors write) is ignored.
 /// Returns every bad line at once, each naming `file:line`.
 pub fn read_watch_file(path: &Path) -> Result<Vec<NctId>, Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -62,6 +63,7 @@ pub fn read_watch_file(path: &Path) -> Result<Vec<NctId>, Vec<String>> {
             path.display().to_string()
         )]
     })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut ids = Vec::new();
     let mut problems = Vec::new();
     for (n, line) in text.lines().enumerate() {

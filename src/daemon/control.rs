@@ -143,7 +143,20 @@ pub fn handle(mut stream: UnixStream, serving: &Serving) {
         let mut out = std::io::BufWriter::new(FrameWriter {
             stream: &mut stream,
         });
-        let r = (job.run)(&cfg, &serving.store, &mut out);
+        // A command that panics must not take its connection down unanswered: the CLI is told,
+        // and the daemon (its store, its schedule, the other commands) carries on.
+        let run = job.run;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&cfg, &serving.store, &mut out)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic_message(panic.as_ref());
+            tracing::error!(command = ?args, panic = %what, "a forwarded command panicked");
+            Err(anyhow::anyhow!(
+                "the command failed inside the daemon (a bug: {what}); the daemon keeps running, \
+                 see its log, and please report this"
+            ))
+        });
         let _ = out.flush();
         r
     };
@@ -151,6 +164,15 @@ pub fn handle(mut stream: UnixStream, serving: &Serving) {
         Ok(code) => finish(&mut stream, None, code),
         Err(e) => finish(&mut stream, Some(&format!("{e:#}")), 1),
     }
+}
+
+/// The text a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 fn finish(stream: &mut UnixStream, error: Option<&str>, code: u8) {
@@ -290,5 +312,76 @@ pub fn forward(socket: &Path, args: Vec<String>) -> Result<ExitCode, ForwardErro
             }
             _ => return Err(ForwardError::Truncated),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panicky;
+
+    impl Executor for Panicky {
+        fn parse(&self, args: &[String]) -> Result<Job, String> {
+            let boom = args.first().is_some_and(|a| a == "boom");
+            Ok(Job {
+                exclusive: true,
+                run: Box::new(move |_, _, out| {
+                    if boom {
+                        panic!("kaboom in a command");
+                    }
+                    writeln!(out, "fine")?;
+                    Ok(0)
+                }),
+            })
+        }
+    }
+
+    /// Sends `args` through `handle` and returns (output, error text, exit code).
+    fn ask(serving: &Serving, args: &[&str]) -> (String, String, u8) {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let req = serde_json::to_vec(&Request {
+            v: PROTOCOL,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        })
+        .unwrap();
+        client.write_all(&req).unwrap();
+        client.write_all(b"\n").unwrap();
+        handle(server, serving);
+        let (mut out, mut err) = (String::new(), String::new());
+        loop {
+            let mut head = [0u8; 5];
+            client.read_exact(&mut head).unwrap();
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut payload = vec![0u8; len];
+            client.read_exact(&mut payload).unwrap();
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            match head[0] {
+                b'o' => out.push_str(&text),
+                b'e' => err.push_str(&text),
+                _ => return (out, err, payload[0]),
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_command_is_answered_as_an_error_and_the_daemon_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cfg = Arc::new(Config::from_toml("", None).unwrap());
+        let serving = Serving {
+            executor: Arc::new(Panicky),
+            config: Arc::new(move || cfg.clone()),
+            store,
+            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let (_, err, code) = ask(&serving, &["boom"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("kaboom in a command"), "{err}");
+        assert!(err.contains("the daemon keeps running"), "{err}");
+        // The exclusive lock was released and the next command runs normally.
+        assert!(serving.sync_lock.try_lock().is_ok());
+        let (out, err, code) = ask(&serving, &["ok"]);
+        assert_eq!((out.as_str(), err.as_str(), code), ("fine\n", "", 0));
     }
 }

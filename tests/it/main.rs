@@ -17,6 +17,7 @@ mod ctgov_client;
 mod daemon;
 mod golden;
 mod hostile_ctgov;
+mod input;
 mod layers;
 mod normalize_fixtures;
 mod notify;
