@@ -50,6 +50,15 @@ pub enum NormalizeError {
     /// The study's `nctId` is not an NCT ID.
     #[error("study's protocolSection.identificationModule.nctId is malformed")]
     BadNctId(#[source] BadNctId),
+    /// The protocol section is hollow: no `statusModule` and none of the modules every
+    /// registered trial has, all missing or `null` at once. That is a broken answer, not a
+    /// trial whose every field was removed, so it is refused instead of stored as removals.
+    #[error(
+        "study {0} is hollow: its protocolSection has an identificationModule but no \
+         statusModule and no sponsor, description, conditions, design, arms/interventions, \
+         outcomes or eligibility module (all missing or null); refused as malformed"
+    )]
+    Hollow(NctId),
 }
 
 impl NormalizeError {
@@ -119,6 +128,19 @@ pub fn source_fingerprint(raw: &str) -> Result<String, NormalizeError> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Whether a protocol section lacks the status module and every module a registered trial has
+/// (the identification module alone, maybe with minor ones: oversight, contacts, references).
+fn is_hollow(p: &wire::ProtocolSection) -> bool {
+    p.status_module.is_none()
+        && p.sponsor_collaborators_module.is_none()
+        && p.description_module.is_none()
+        && p.conditions_module.is_none()
+        && p.design_module.is_none()
+        && p.arms_interventions_module.is_none()
+        && p.outcomes_module.is_none()
+        && p.eligibility_module.is_none()
+}
+
 /// Turns a parsed study into its normalized record (docs/record.md §1–§4).
 pub fn normalize(study: &wire::Study) -> Result<Record, NormalizeError> {
     let raw_id = study
@@ -127,6 +149,11 @@ pub fn normalize(study: &wire::Study) -> Result<Record, NormalizeError> {
         .filter(|s| !s.is_empty())
         .ok_or(NormalizeError::MissingNctId)?;
     let nct: NctId = raw_id.parse().map_err(NormalizeError::BadNctId)?;
+    if let Some(p) = &study.protocol_section
+        && is_hollow(p)
+    {
+        return Err(NormalizeError::Hollow(nct));
+    }
 
     let mut b = Builder::default();
     b.put("identification.nctId", Some(Value::String(nct.to_string())));
