@@ -28,9 +28,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 pub use super::error::FetchError;
-use super::error::describe_ids;
+use super::error::{NOT_UTF8, describe_ids};
 use super::limiter::RateLimiter;
-use super::page::{DataVersion, ListedStudy, parse_page, parse_single};
+use super::page::{
+    BadListed, DataVersion, ListedStudy, Page, parse_page, parse_page_lenient, parse_single_lenient,
+};
 use crate::config::CtgovConfig;
 use crate::model::NctId;
 use crate::util::backoff::full_jitter;
@@ -206,11 +208,36 @@ impl CtGovClient {
     pub async fn fetch_study(&self, id: &NctId) -> Result<Option<FetchedStudy>, FetchError> {
         let url = self.url(&format!("/studies/{id}"), &[])?;
         let subject = describe_ids(std::slice::from_ref(id));
-        let parse = |body: &str| parse_single(body);
-        let Some(study) = self.get(&url, &subject, true, &parse).await? else {
+        let parse = |body: &str| parse_single_lenient(body);
+        let Some((study, answered)) = self.get_from(&url, &subject, true, &parse).await? else {
             debug!(trial.nct = %id, "CT.gov has no such study (404)");
             return Ok(None);
         };
+        let bad_study = |detail: String| FetchError::BadStudy {
+            subject: subject.clone(),
+            url: url.to_string(),
+            detail,
+        };
+        let study = study.map_err(bad_study)?;
+        // Another trial than the one asked for is accepted only as the study `id` is an alias
+        // of: one that lists it in `nctIdAliases`, or the one CT.gov redirected it to.
+        let redirected_to_it = answered != url
+            && answered
+                .path()
+                .trim_end_matches('/')
+                .ends_with(&format!("/studies/{}", study.nct_id));
+        if study.nct_id != *id && !study.aliases.contains(id) && !redirected_to_it {
+            warn!(
+                trial.nct = %id,
+                trial.answered_nct = %study.nct_id,
+                "CT.gov answered with another trial that does not list the asked ID as an alias"
+            );
+            return Err(bad_study(format!(
+                "CT.gov answered {id} with the study of {}, which does not list {id} among its \
+                 nctIdAliases; {id} is not updated from it",
+                study.nct_id
+            )));
+        }
         if study.nct_id != *id {
             info!(
                 trial.nct = %id,
@@ -298,8 +325,14 @@ impl CtGovClient {
         let mut changed = Vec::new();
         for batch in ids.chunks(self.inner.cfg.batch_size.max(1)) {
             let subject = format!("trials updated since {since} among {}", describe_ids(batch));
-            let studies = self
-                .query_pages(batch, &[("filter.advanced", filter.as_str())], subject)
+            let parse = |body: &str| parse_page(body);
+            let (studies, _) = self
+                .query_pages(
+                    batch,
+                    &[("filter.advanced", filter.as_str())],
+                    subject,
+                    &parse,
+                )
                 .await?;
             for s in studies {
                 let hit = std::iter::once(&s.nct_id)
@@ -322,13 +355,17 @@ impl CtGovClient {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<StudyOutcome>> + Send + 'a>> {
         Box::pin(async move {
             match self.fetch_pages(ids).await {
-                Ok(studies) => self.match_studies(ids, studies).await,
-                Err(err) if err.status() == Some(400) && ids.len() > 1 => {
+                Ok((studies, bad)) => self.match_studies(ids, studies, bad).await,
+                Err(err)
+                    if (err.status() == Some(400) || err.is_broken_page()) && ids.len() > 1 =>
+                {
                     let (left, right) = ids.split_at(ids.len() / 2);
                     debug!(
                         batch.ids = ids.len(),
-                        http.status = 400,
-                        "CT.gov rejected a batch; splitting it to isolate the bad ID"
+                        http.status = err.status().unwrap_or(0),
+                        error = %err,
+                        "CT.gov rejected a batch or broke its answer; splitting it to isolate the \
+                         bad ID"
                     );
                     let mut out = self.fetch_batch(left).await;
                     out.extend(self.fetch_batch(right).await);
@@ -350,9 +387,14 @@ impl CtGovClient {
         })
     }
 
-    /// All pages of `filter.ids=ids`; fails whole if any page fails.
-    async fn fetch_pages(&self, ids: &[NctId]) -> Result<Vec<ListedStudy>, FetchError> {
-        self.query_pages(ids, &[], describe_ids(ids)).await
+    /// All pages of `filter.ids=ids`; fails whole if any page fails. Studies that cannot be
+    /// read come back apart (with the URL of their page), to fail alone.
+    async fn fetch_pages(
+        &self,
+        ids: &[NctId],
+    ) -> Result<(Vec<ListedStudy>, Vec<(BadListed, String)>), FetchError> {
+        let parse = |body: &str| parse_page_lenient(body);
+        self.query_pages(ids, &[], describe_ids(ids), &parse).await
     }
 
     /// All pages of `filter.ids=ids` with `extra` query parameters, following
@@ -363,12 +405,13 @@ impl CtGovClient {
         ids: &[NctId],
         extra: &[(&str, &str)],
         subject: String,
-    ) -> Result<Vec<ListedStudy>, FetchError> {
+        parse: Parser<'_, Page>,
+    ) -> Result<(Vec<ListedStudy>, Vec<(BadListed, String)>), FetchError> {
         let joined = ids.iter().map(NctId::as_str).collect::<Vec<_>>().join("|");
         let page_len = ids.len().max(1);
         let page_size = page_len.to_string();
-        let parse = |body: &str| parse_page(body);
         let mut studies = Vec::with_capacity(ids.len());
+        let mut bad = Vec::new();
         let mut token: Option<String> = None;
         // Empty pages with a token are legal, but a server that never ends (or goes round in
         // circles) must not hang us: every token may come once, and one query of `ids.len()` IDs
@@ -385,10 +428,11 @@ impl CtGovClient {
             }
             let url = self.url("/studies", &params)?;
             let answer = self
-                .get(&url, &subject, false, &parse)
+                .get(&url, &subject, false, parse)
                 .await?
                 .ok_or_else(|| no_answer(&url, &subject))?;
             studies.extend(answer.studies);
+            bad.extend(answer.bad.into_iter().map(|b| (b, url.to_string())));
             match answer.next_page_token {
                 Some(next) if seen_tokens.contains(&next) => {
                     warn!(trial.ncts = %describe_ids(ids), page, "CT.gov repeated a page token");
@@ -420,12 +464,19 @@ impl CtGovClient {
                 None => break,
             }
         }
-        Ok(studies)
+        Ok((studies, bad))
     }
 
     /// Pairs each requested ID with its study (by `nctId`, then by `nctIdAliases`); IDs still
-    /// missing get one `GET /studies/{id}` to tell a 404 from an alias.
-    async fn match_studies(&self, ids: &[NctId], studies: Vec<ListedStudy>) -> Vec<StudyOutcome> {
+    /// missing get one `GET /studies/{id}` to tell a 404 from an alias. A study that could not
+    /// be read fails the requested ID its `nctId` names; one whose `nctId` cannot be read leaves
+    /// its ID missing, and that ID's own GET then reports what is wrong with it.
+    async fn match_studies(
+        &self,
+        ids: &[NctId],
+        studies: Vec<ListedStudy>,
+        bad: Vec<(BadListed, String)>,
+    ) -> Vec<StudyOutcome> {
         let mut by_id: HashMap<&NctId, &ListedStudy> = HashMap::with_capacity(studies.len());
         let mut by_alias: HashMap<&NctId, &ListedStudy> = HashMap::new();
         for s in &studies {
@@ -435,7 +486,38 @@ impl CtGovClient {
             }
         }
         let mut out = Vec::with_capacity(ids.len());
+        let mut bad_by_id: HashMap<NctId, (BadListed, String)> = HashMap::new();
+        for (b, url) in bad {
+            let named = b
+                .nct_id
+                .as_deref()
+                .and_then(|n| n.trim().parse::<NctId>().ok())
+                .filter(|n| ids.contains(n) && !by_id.contains_key(n));
+            warn!(
+                page.position = b.position,
+                trial.nct = b.nct_id.as_deref().unwrap_or("?"),
+                error = %b.reason,
+                "CT.gov sent a study that cannot be read; it fails alone"
+            );
+            if let Some(n) = named {
+                bad_by_id.insert(n, (b, url));
+            }
+        }
         for id in ids {
+            if let Some((b, url)) = bad_by_id.remove(id) {
+                out.push(StudyOutcome::Failed {
+                    ids: vec![id.clone()],
+                    error: FetchError::BadStudy {
+                        subject: describe_ids(std::slice::from_ref(id)),
+                        url,
+                        detail: format!(
+                            "study {} of the page (nctId {id}) cannot be read: {}",
+                            b.position, b.reason
+                        ),
+                    },
+                });
+                continue;
+            }
             let hit = by_id.get(id).or_else(|| by_alias.get(id));
             if let Some(s) = hit {
                 if s.nct_id != *id {
@@ -492,6 +574,20 @@ impl CtGovClient {
         accept_404: bool,
         parse: Parser<'_, T>,
     ) -> Result<Option<T>, FetchError> {
+        Ok(self
+            .get_from(url, subject, accept_404, parse)
+            .await?
+            .map(|(v, _)| v))
+    }
+
+    /// [`get`](Self::get), also handing back the URL that answered (after redirects).
+    async fn get_from<T>(
+        &self,
+        url: &Url,
+        subject: &str,
+        accept_404: bool,
+        parse: Parser<'_, T>,
+    ) -> Result<Option<(T, Url)>, FetchError> {
         let cfg = &self.inner.cfg;
         let mut attempt = 0;
         loop {
@@ -547,7 +643,7 @@ impl CtGovClient {
         subject: &str,
         accept_404: bool,
         parse: Parser<'_, T>,
-    ) -> Result<Option<T>, FetchError> {
+    ) -> Result<Option<(T, Url)>, FetchError> {
         let transport = |e: reqwest::Error| FetchError::Transport {
             subject: subject.to_string(),
             url: url.to_string(),
@@ -569,6 +665,7 @@ impl CtGovClient {
             .await
             .map_err(transport)?;
         let status = resp.status();
+        let answered = resp.url().clone();
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -632,9 +729,8 @@ impl CtGovClient {
                 body.len()
             )));
         }
-        let text = std::str::from_utf8(&body)
-            .map_err(|e| bad_body(format!("the body is not UTF-8: {e}")))?;
-        parse(text).map(Some).map_err(bad_body)
+        let text = std::str::from_utf8(&body).map_err(|e| bad_body(format!("{NOT_UTF8}: {e}")))?;
+        parse(text).map(|v| Some((v, answered))).map_err(bad_body)
     }
 }
 

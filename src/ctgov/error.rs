@@ -13,6 +13,9 @@ use crate::model::NctId;
 use crate::util::http::is_transient_status;
 use crate::util::text::one_line;
 
+/// How a body that is not UTF-8 is described in [`FetchError::BadBody`].
+pub(super) const NOT_UTF8: &str = "the body is not UTF-8";
+
 /// How many IDs an error message lists before it says "and N more".
 const IDS_IN_MESSAGES: usize = 20;
 
@@ -59,6 +62,16 @@ pub enum FetchError {
         /// What was wrong with the body (HTML, not UTF-8, the JSON error).
         detail: String,
     },
+    /// A JSON answer holding a study that cannot be used (no readable IDs, another trial than
+    /// the one asked for). Not transient: it is CT.gov's data, a retry would get the same.
+    BadStudy {
+        /// The trial(s) the request was for, for messages.
+        subject: String,
+        /// The URL asked for, so a user can retry it by hand.
+        url: String,
+        /// What was wrong with the study.
+        detail: String,
+    },
     /// The answer's body (counted after gzip decoding) grew past `[ctgov] max_body_mb`; reading
     /// stopped there. Not transient: the same answer would be as large next time.
     TooLarge {
@@ -102,8 +115,22 @@ impl FetchError {
             FetchError::Status { status, .. } => is_transient_status(*status),
             FetchError::Transport { retryable, .. } => *retryable,
             FetchError::BadBody { .. } => true,
-            FetchError::TooLarge { .. } | FetchError::Redirected { .. } => false,
+            FetchError::TooLarge { .. }
+            | FetchError::Redirected { .. }
+            | FetchError::BadStudy { .. } => false,
             FetchError::GaveUp { last, .. } => last.is_transient(),
+        }
+    }
+
+    /// Whether the (last) answer was a 200 whose body as a whole was not a page of studies
+    /// (not UTF-8, not JSON): one broken study can do that, so the batch is split to isolate it.
+    pub(super) fn is_broken_page(&self) -> bool {
+        match self {
+            FetchError::BadBody { detail, .. } => {
+                detail.starts_with(super::page::NOT_A_PAGE) || detail.starts_with(NOT_UTF8)
+            }
+            FetchError::GaveUp { last, .. } => last.is_broken_page(),
+            _ => false,
         }
     }
 
@@ -201,6 +228,15 @@ impl fmt::Display for FetchError {
                 f,
                 "CT.gov sent something other than the expected JSON for {subject} ({url}): \
                  {detail}; this is usually a passing fault of CT.gov, the next sync retries"
+            ),
+            FetchError::BadStudy {
+                subject,
+                url,
+                detail,
+            } => write!(
+                f,
+                "CT.gov's answer for {subject} ({url}) holds a study that cannot be used: \
+                 {detail}; nothing was stored for it"
             ),
             FetchError::TooLarge {
                 subject,

@@ -66,11 +66,28 @@ pub(super) struct ListedStudy {
     pub(super) raw: Box<RawValue>,
 }
 
+/// A study of a list page that could not be read: it fails on its own, never its page.
+#[derive(Debug)]
+pub(super) struct BadListed {
+    /// Its place on the page (1-based), to name it when its `nctId` cannot be read.
+    pub(super) position: usize,
+    /// `identificationModule.nctId` if it is readable text (it may still be no NCT ID).
+    pub(super) nct_id: Option<String>,
+    /// What was wrong with it.
+    pub(super) reason: String,
+}
+
 /// A list page: `{"studies":[…], "nextPageToken"?, "totalCount"?}`.
 pub(super) struct Page {
     pub(super) studies: Vec<ListedStudy>,
+    /// Studies of the page that could not be read, each to fail alone.
+    pub(super) bad: Vec<BadListed>,
     pub(super) next_page_token: Option<String>,
 }
+
+/// What the body of a page is called in the error when it is not JSON (the client splits the
+/// batch on it, as for a 400, to isolate a study that breaks the whole body).
+pub(super) const NOT_A_PAGE: &str = "not a complete page of studies";
 
 pub(super) fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
     let ids: StudyIds = serde_json::from_str(raw.get())
@@ -97,24 +114,58 @@ pub(super) fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
     })
 }
 
+#[cfg(test)]
 pub(super) fn parse_single(body: &str) -> Result<ListedStudy, String> {
-    let raw: &RawValue =
-        serde_json::from_str(body).map_err(|e| format!("the study is not complete JSON: {e}"))?;
-    parse_study(raw)
+    parse_single_lenient(body)?
 }
 
+/// A single study's body: `Err` when it is not JSON (a bad body, retried), `Ok(Err)` when it is
+/// JSON but not a usable study (CT.gov's data: a retry would get the same).
+pub(super) fn parse_single_lenient(body: &str) -> Result<Result<ListedStudy, String>, String> {
+    let raw: &RawValue =
+        serde_json::from_str(body).map_err(|e| format!("the study is not complete JSON: {e}"))?;
+    Ok(parse_study(raw))
+}
+
+/// A page whose studies must all be readable (one that is not fails the page).
 pub(super) fn parse_page(body: &str) -> Result<Page, String> {
+    let page = parse_page_lenient(body)?;
+    match page.bad.first() {
+        Some(b) => Err(b.reason.clone()),
+        None => Ok(page),
+    }
+}
+
+/// A page whose unreadable studies are set aside in `bad`; only a page that is not JSON (or has
+/// no `studies` array) fails.
+pub(super) fn parse_page_lenient(body: &str) -> Result<Page, String> {
     let wire: RawStudiesPage<'_> =
-        serde_json::from_str(body).map_err(|e| format!("not a complete page of studies: {e}"))?;
-    let studies = wire
-        .studies
-        .into_iter()
-        .map(parse_study)
-        .collect::<Result<Vec<_>, _>>()?;
+        serde_json::from_str(body).map_err(|e| format!("{NOT_A_PAGE}: {e}"))?;
+    let mut studies = Vec::with_capacity(wire.studies.len());
+    let mut bad = Vec::new();
+    for (i, raw) in wire.studies.into_iter().enumerate() {
+        match parse_study(raw) {
+            Ok(s) => studies.push(s),
+            Err(reason) => bad.push(BadListed {
+                position: i + 1,
+                nct_id: readable_nct_id(raw),
+                reason,
+            }),
+        }
+    }
     Ok(Page {
         studies,
+        bad,
         next_page_token: wire.next_page_token.filter(|t| !t.is_empty()),
     })
+}
+
+/// `protocolSection.identificationModule.nctId` of a study that failed to parse, if it is text.
+fn readable_nct_id(raw: &RawValue) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    v.pointer("/protocolSection/identificationModule/nctId")?
+        .as_str()
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -130,6 +181,19 @@ mod tests {
         assert_eq!(s.nct_id.as_str(), "NCT00000001");
         assert_eq!(s.aliases[0].as_str(), "NCT00000009");
         assert!(s.raw.get().ends_with(r#""x": [1, 2]}"#));
+    }
+
+    #[test]
+    fn a_lenient_page_sets_bad_studies_aside() {
+        let body = r#"{"studies":[{"protocolSection":{"identificationModule":{"nctId":"NCT00000001"}}},{"protocolSection":{"identificationModule":{"nctId":"NCT00000002","briefTitle":5,"nctIdAliases":7}}},{"protocolSection":null}]}"#;
+        let page = parse_page_lenient(body).unwrap();
+        assert_eq!(page.studies.len(), 1);
+        assert_eq!(page.bad.len(), 2);
+        assert_eq!(page.bad[0].position, 2);
+        assert_eq!(page.bad[0].nct_id.as_deref(), Some("NCT00000002"));
+        assert_eq!(page.bad[1].position, 3);
+        assert_eq!(page.bad[1].nct_id, None);
+        assert!(parse_page_lenient(r#"{"studies":[1,"#).is_err());
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub enum NormalizeError {
     /// The study's `nctId` is not an NCT ID.
     #[error("study's protocolSection.identificationModule.nctId is malformed")]
     BadNctId(#[source] BadNctId),
+    /// The protocol section is hollow: no `statusModule`, and most other modules `null` at
+    /// once. That is a broken answer, not a trial whose every field was removed, so it is
+    /// refused instead of stored as removals.
+    #[error(
+        "study {0} is hollow: its protocolSection has an identificationModule but no \
+         statusModule and most other modules null at once; refused as malformed (nothing \
+         stored)"
+    )]
+    Hollow(NctId),
 }
 
 impl NormalizeError {
@@ -72,7 +81,15 @@ pub fn normalize_json(raw: &str) -> Result<Record, NormalizeError> {
         };
         NormalizeError::Json { kind, source }
     })?;
-    normalize(&study)
+    let record = normalize(&study)?;
+    if is_hollow(raw) {
+        let nct = record
+            .nct_id()
+            .and_then(|n| n.parse().ok())
+            .ok_or(NormalizeError::MissingNctId)?;
+        return Err(NormalizeError::Hollow(nct));
+    }
+    Ok(record)
 }
 
 /// Bumped whenever a change to this module could normalize the same CT.gov JSON differently, so
@@ -117,6 +134,41 @@ pub fn source_fingerprint(raw: &str) -> Result<String, NormalizeError> {
         Some(true) => 2,
     }]);
     Ok(hex::encode(h.finalize()))
+}
+
+/// Modules explicitly `null` from which a study without a status module counts as hollow.
+const HOLLOW_MIN_NULLS: usize = 3;
+
+/// Whether a study's protocol section is hollow: `statusModule` missing or `null`, at least
+/// [`HOLLOW_MIN_NULLS`] modules explicitly `null`, and more `null` modules than filled ones
+/// besides `identificationModule`. CT.gov never sends a module as `null`, so that is whole
+/// modules vanishing at once (a broken answer), not a trial whose fields were all removed.
+/// (A study that merely leaves modules out, as small test studies do, is not hollow.)
+fn is_hollow(raw: &str) -> bool {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Deserialize)]
+    struct Protocol<'a> {
+        #[serde(rename = "protocolSection", borrow, default)]
+        protocol: Option<std::collections::BTreeMap<String, &'a RawValue>>,
+    }
+    let Ok(Protocol {
+        protocol: Some(modules),
+    }) = serde_json::from_str::<Protocol<'_>>(raw)
+    else {
+        return false;
+    };
+    let is_null = |v: &RawValue| v.get().trim() == "null";
+    if modules.get("statusModule").is_some_and(|m| !is_null(m)) {
+        return false;
+    }
+    let others = modules
+        .iter()
+        .filter(|(k, _)| k.as_str() != "identificationModule");
+    let nulls = others.clone().filter(|(_, v)| is_null(v)).count();
+    let filled = others.count() - nulls;
+    nulls >= HOLLOW_MIN_NULLS && nulls > filled
 }
 
 /// Turns a parsed study into its normalized record (docs/record.md §1–§4).
@@ -631,6 +683,26 @@ mod tests {
             json!({"identificationModule":{"nctId":"nct02985775"}}),
         ));
         assert_eq!(r.nct_id(), Some("NCT02985775"));
+    }
+
+    #[test]
+    fn a_hollow_study_is_refused_but_a_small_one_is_not() {
+        let hollow = json!({"protocolSection": {
+            "identificationModule": {"nctId": "NCT02985775"},
+            "statusModule": null, "designModule": null, "eligibilityModule": null,
+            "conditionsModule": null,
+        }});
+        let e = normalize_json(&hollow.to_string()).unwrap_err();
+        assert!(matches!(e, NormalizeError::Hollow(_)), "{e}");
+        assert!(e.to_string().contains("NCT02985775"), "{e}");
+        norm(study(
+            json!({"identificationModule": {"nctId": "NCT02985775"}}),
+        ));
+        norm(study(json!({
+            "identificationModule": {"nctId": "NCT02985775"},
+            "statusModule": {"overallStatus": "RECRUITING"}, "designModule": null,
+            "eligibilityModule": null, "conditionsModule": null,
+        })));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod support;
 
 mod alerts;
 mod backfill;
+mod bad_studies;
 mod crash;
 mod ctgov_client;
 mod daemon;

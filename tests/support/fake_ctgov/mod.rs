@@ -332,6 +332,26 @@ impl FakeCtGov {
         canonical(nct)
     }
 
+    /// Stores `raw` under `id` exactly as given, without reading it: it may be broken JSON, not
+    /// UTF-8, or another study's body, so a test can serve what CT.gov should never send. The
+    /// single-study endpoint and `filter.ids` answer it for `id`; it declares no aliases.
+    ///
+    /// # Panics
+    /// If `id` is malformed (a broken test).
+    pub fn put_study_bytes(&self, id: &str, raw: impl Into<Vec<u8>>) {
+        let nct = parse_nct_number(id).expect("fake CT.gov: put_study_bytes: bad ID");
+        let mut st = self.lock();
+        st.remove(nct);
+        st.studies.insert(
+            nct,
+            Entry {
+                raw: Bytes::from(raw.into()),
+                aliases: Vec::new(),
+                last_update: None,
+            },
+        );
+    }
+
     /// Stores many studies (see [`put_study`](Self::put_study)); returns their canonical IDs.
     pub fn put_studies<I, S>(&self, raws: I) -> Vec<String>
     where
