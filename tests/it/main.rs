@@ -21,4 +21,5 @@ mod input;
 mod layers;
 mod normalize_fixtures;
 mod notify;
+mod private_store;
 mod sync;
