@@ -99,3 +99,46 @@ fn a_relative_secret_file_is_stored_absolute_when_the_daemon_runs_the_command() 
     let (status, _) = d.terminate();
     assert_eq!(status.code(), Some(0), "{}", d.log());
 }
+
+/// Another user whom the socket keeps out is told at once as whom to run the command. Needs
+/// root (to run the CLI as `nobody` with `setpriv`); skipped otherwise.
+#[test]
+fn a_user_locked_out_of_the_socket_is_told_at_once_whom_to_run_as() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture_as("NCT03418623.json", ID));
+    let mut d = Daemon::start(&env);
+    wait_running(&env, &d);
+    // Let `nobody` read the config and the lock file, but not use the socket (0600, root's).
+    let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(env.dir.path(), 0o755).unwrap();
+    open(&env.data_dir(), 0o755).unwrap();
+    open(&env.config, 0o644).unwrap();
+    open(&env.data_dir().join("daemon.lock"), 0o644).unwrap();
+    let cmd = env.cmd(&["status"]);
+    let t0 = Instant::now();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("control.sock: permission denied; run the command as root (the user the daemon runs as), e.g. `sudo -u root trialwatch"),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let (status, _) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+}
