@@ -81,6 +81,19 @@ pub(super) fn forward_if_running(
     if !needs_store(command) {
         return Ok(None);
     }
+    // A store we may not even look into (another user's, 0700) is not ours to use, daemon or
+    // not: say as whom to run instead of failing on sled's files.
+    let lock_path = cfg.data_dir.join(lock::LOCK_FILE);
+    if let Err(e) = std::fs::File::open(&lock_path)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        let owner = control::owner_of(&lock_path);
+        anyhow::bail!(
+            "cannot use the data directory {}: permission denied; run the command as {owner} \
+             (the user the store belongs to), e.g. `sudo -u {owner} trialwatch …`",
+            cfg.data_dir.display()
+        );
+    }
     let Some(holder) = lock::holder(&cfg.data_dir) else {
         return Ok(None);
     };

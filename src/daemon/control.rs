@@ -384,7 +384,7 @@ fn connect_error(socket: &Path, source: std::io::Error) -> ForwardError {
 
 /// The user name owning `path` (its uid when /etc/passwd has no name, or its directory's owner
 /// when the socket itself cannot be seen).
-fn owner_of(path: &Path) -> String {
+pub(crate) fn owner_of(path: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata(path)
         .or_else(|_| std::fs::metadata(path.parent().unwrap_or(path)))

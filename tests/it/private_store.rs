@@ -142,3 +142,37 @@ fn a_user_locked_out_of_the_socket_is_told_at_once_whom_to_run_as() {
     let (status, _) = d.terminate();
     assert_eq!(status.code(), Some(0), "{}", d.log());
 }
+
+/// A user who cannot even look into the (private) store is told as whom to run, too.
+#[test]
+fn a_user_locked_out_of_the_store_is_told_whom_to_run_as() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture_as("NCT03418623.json", ID));
+    env.ok(&["sync"]);
+    let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(env.dir.path(), 0o755).unwrap();
+    open(&env.config, 0o644).unwrap();
+    let cmd = env.cmd(&["status"]);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("permission denied; run the command as root (the user the store belongs to), e.g. `sudo -u root trialwatch"),
+        "{err}"
+    );
+}
