@@ -81,6 +81,19 @@ pub(super) fn forward_if_running(
     if !needs_store(command) {
         return Ok(None);
     }
+    // A store we may not even look into (another user's, 0700) is not ours to use, daemon or
+    // not: say as whom to run instead of failing on sled's files.
+    let lock_path = cfg.data_dir.join(lock::LOCK_FILE);
+    if let Err(e) = std::fs::File::open(&lock_path)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        let owner = control::owner_of(&lock_path);
+        anyhow::bail!(
+            "cannot use the data directory {}: permission denied; run the command as {owner} \
+             (the user the store belongs to), e.g. `sudo -u {owner} trialwatch …`",
+            cfg.data_dir.display()
+        );
+    }
     let Some(holder) = lock::holder(&cfg.data_dir) else {
         return Ok(None);
     };
@@ -92,11 +105,17 @@ pub(super) fn forward_if_running(
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // The daemon runs elsewhere: paths must mean what they mean to the user who typed them.
+    let args = std::env::current_dir()
+        .map(|cwd| absolute_paths(args.clone(), &cwd))
+        .unwrap_or(args);
     let started = std::time::Instant::now();
     loop {
         match control::forward(&socket, args.clone()) {
             Ok(code) => return Ok(Some(code)),
-            Err(ForwardError::Connect { .. }) if started.elapsed() < CONNECT_WAIT => {
+            Err(ForwardError::Connect { .. } | ForwardError::Busy)
+                if started.elapsed() < CONNECT_WAIT =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
                 // The daemon may have stopped meanwhile: then open the store ourselves.
                 if lock::holder(&cfg.data_dir).is_none() {
@@ -117,6 +136,47 @@ pub(super) fn forward_if_running(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Options whose value is a path (kept in step with the `PathBuf` arguments in `cli`).
+const PATH_OPTIONS: [&str; 3] = ["--config", "--data-dir", "--secret-file"];
+
+/// `args` with the values of [`PATH_OPTIONS`] (`--opt PATH` and `--opt=PATH`) made absolute
+/// against `cwd`; arguments after `--` are left alone.
+fn absolute_paths(args: Vec<String>, cwd: &std::path::Path) -> Vec<String> {
+    let abs = |p: &str| -> String {
+        let path = std::path::Path::new(p);
+        if p.is_empty() || path.is_absolute() {
+            p.to_string()
+        } else {
+            cwd.join(path).to_string_lossy().into_owned()
+        }
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            out.push(arg);
+            out.extend(iter);
+            break;
+        }
+        if PATH_OPTIONS.contains(&arg.as_str()) {
+            out.push(arg);
+            if let Some(value) = iter.next() {
+                out.push(abs(&value));
+            }
+            continue;
+        }
+        match PATH_OPTIONS.iter().find_map(|o| {
+            arg.strip_prefix(o)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(|v| (o, v))
+        }) {
+            Some((opt, value)) => out.push(format!("{opt}={}", abs(value))),
+            None => out.push(arg),
+        }
+    }
+    out
 }
 
 /// The exit code's number, for the control socket's answer (`ExitCode` does not expose it).
@@ -317,5 +377,44 @@ mod tests {
         }
         assert_eq!(code_of(ExitCode::SUCCESS), 0);
         assert_eq!(code_of(ExitCode::FAILURE), 1);
+    }
+
+    #[test]
+    fn relative_path_options_are_made_absolute_before_forwarding() {
+        let cwd = std::path::Path::new("/home/ann/work");
+        let args: Vec<String> = [
+            "--config=c.toml",
+            "subscribe",
+            "webhook",
+            "https://example.org/hook",
+            "--secret-file",
+            "s.txt",
+            "--data-dir",
+            "/abs/data",
+            "--nct",
+            "s.txt",
+            "--",
+            "--config",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            absolute_paths(args, cwd),
+            [
+                "--config=/home/ann/work/c.toml",
+                "subscribe",
+                "webhook",
+                "https://example.org/hook",
+                "--secret-file",
+                "/home/ann/work/s.txt",
+                "--data-dir",
+                "/abs/data",
+                "--nct",
+                "s.txt",
+                "--",
+                "--config",
+            ]
+        );
     }
 }

@@ -8,6 +8,12 @@
 //! - response: frames of `tag (1 byte) | length (u32 BE) | payload`: `o` stdout bytes,
 //!   `e` stderr text, `x` the exit code (1 byte), which ends the response.
 //!
+//! A request must arrive within [`REQUEST_TIMEOUT`] of connecting, and at most
+//! [`MAX_CONNECTIONS`] connections are served at once (waiting for their request or running);
+//! one more is answered with a single `b` frame (busy), on which the CLI tries again shortly.
+//! Requests are read on the async runtime, so idle connections hold no thread and never delay
+//! the accept loop.
+//!
 //! The socket is created 0600 in the data directory or `$RUNTIME_DIRECTORY` ([`socket_path`]);
 //! its path is recorded in the daemon's lock file, where the CLI looks for it.
 //!
@@ -19,6 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,6 +42,10 @@ pub const SOCKET_FILE: &str = "control.sock";
 const PROTOCOL: u32 = 1;
 /// Longest request line accepted (arguments are small).
 const MAX_REQUEST: u64 = 1 << 20;
+/// How long a connection may take to send its request line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many connections are served at once; more are answered "busy" at once.
+pub const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Serialize, Deserialize)]
 struct Request {
@@ -113,12 +124,17 @@ pub struct Serving {
 }
 
 /// Serve one connection to the end (blocking; run it on a blocking thread).
-pub fn handle(mut stream: UnixStream, serving: &Serving) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+pub fn handle(stream: UnixStream, serving: &Serving) {
+    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
     let mut line = String::new();
     let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    serve(stream, read.map(|_| line), serving);
+}
+
+/// Serve a connection whose request line was read (or could not be): run it, answer.
+fn serve(mut stream: UnixStream, read: std::io::Result<String>, serving: &Serving) {
     let request: Result<Request, String> = match read {
-        Ok(_) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
+        Ok(line) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
         Err(e) => Err(format!("cannot read the request: {e}")),
     };
     let (job, args) = match request {
@@ -192,7 +208,7 @@ fn finish(stream: &mut UnixStream, error: Option<&str>, code: u8) {
 pub(super) fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        crate::store::create_private_dir(dir)
             .with_context(|| format!("cannot create the directory {}", dir.display()))?;
     }
     // We hold the lock, so a socket file left here is a dead daemon's.
@@ -209,6 +225,54 @@ pub(super) fn bind(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
+/// Counts the connections being served; the count drops when the slot is.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A slot if fewer than `max` are taken.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Read the request line (at most [`MAX_REQUEST`] bytes, within [`REQUEST_TIMEOUT`]).
+async fn read_request(stream: &mut tokio::net::UnixStream) -> std::io::Result<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stream.take(MAX_REQUEST));
+    match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(r) => r.map(|_| line),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no request within {} s", REQUEST_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+/// Tell a connection over the limit that the daemon is busy (the CLI tries again), then let
+/// its request arrive before closing, so that the CLI's write of it does not fail.
+async fn answer_busy(mut stream: tokio::net::UnixStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut frame = vec![b'b'];
+    frame.extend_from_slice(&0u32.to_be_bytes());
+    if stream.write_all(&frame).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut sink)).await;
+}
+
 /// Accept CLI connections until `stop` is cancelled; each command runs on a blocking thread
 /// tracked by `commands` (so shutdown can wait for it, and a panicking one is forgotten).
 pub(super) async fn accept_loop(
@@ -217,13 +281,14 @@ pub(super) async fn accept_loop(
     commands: TaskTracker,
     stop: CancellationToken,
 ) {
+    let served = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
             biased;
             () = stop.cancelled() => return,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
+        let mut stream = match accepted {
             Ok((s, _)) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
@@ -231,18 +296,33 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let std_stream = match stream.into_std().and_then(|s| {
-            s.set_nonblocking(false)?;
-            Ok(s)
-        }) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot use a control connection");
-                continue;
-            }
+        let Some(slot) = Slot::take(&served, MAX_CONNECTIONS) else {
+            tracing::debug!("control socket busy: {MAX_CONNECTIONS} connections served");
+            tokio::spawn(answer_busy(stream));
+            continue;
         };
-        let serving = serving.clone();
-        commands.spawn_blocking(move || handle(std_stream, &serving));
+        let (serving, commands, stop) = (serving.clone(), commands.clone(), stop.clone());
+        // The request is read here, not on a thread: an idle connection costs a task.
+        tokio::spawn(async move {
+            let read = tokio::select! {
+                () = stop.cancelled() => return,
+                r = read_request(&mut stream) => r,
+            };
+            let std_stream = match stream.into_std().and_then(|s| {
+                s.set_nonblocking(false)?;
+                Ok(s)
+            }) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot use a control connection");
+                    return;
+                }
+            };
+            commands.spawn_blocking(move || {
+                let _slot = slot;
+                serve(std_stream, read, &serving)
+            });
+        });
     }
 }
 
@@ -258,6 +338,20 @@ pub enum ForwardError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket's permissions keep us out: another user runs the daemon.
+    #[error(
+        "cannot use the daemon's control socket {path}: permission denied; run the command as \
+         {owner} (the user the daemon runs as), e.g. `sudo -u {owner} trialwatch …`"
+    )]
+    PermissionDenied {
+        /// The socket tried.
+        path: PathBuf,
+        /// Its owner's user name, or uid when it has none.
+        owner: String,
+    },
+    /// The daemon serves as many connections as it takes: try again shortly.
+    #[error("the daemon is busy (too many connections to its control socket); try again")]
+    Busy,
     /// The connection broke while the command ran (the daemon stopped or crashed).
     #[error(
         "lost the connection to the daemon while the command ran ({0}); it may have been \
@@ -272,26 +366,80 @@ pub enum ForwardError {
     Truncated,
 }
 
+/// What a failed `connect` means: no permission (EACCES, EPERM) is final and names the user to
+/// run as; anything else may be a daemon still starting.
+fn connect_error(socket: &Path, source: std::io::Error) -> ForwardError {
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        ForwardError::PermissionDenied {
+            path: socket.to_path_buf(),
+            owner: owner_of(socket),
+        }
+    } else {
+        ForwardError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The user name owning `path` (its uid when /etc/passwd has no name, or its directory's owner
+/// when the socket itself cannot be seen).
+pub(crate) fn owner_of(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(path)
+        .or_else(|_| std::fs::metadata(path.parent().unwrap_or(path)))
+        .map(|m| m.uid());
+    match uid {
+        Ok(uid) => std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|p| user_name(&p, uid))
+            .unwrap_or_else(|| uid.to_string()),
+        Err(_) => "the daemon's user".into(),
+    }
+}
+
+/// The name of `uid` in a passwd file's text.
+fn user_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?;
+        (id.parse() == Ok(uid) && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
 /// Run a command in the daemon listening on `socket`, copying its output to our stdout and
 /// stderr; returns its exit code.
 pub fn forward(socket: &Path, args: Vec<String>) -> Result<ExitCode, ForwardError> {
-    let mut stream = UnixStream::connect(socket).map_err(|source| ForwardError::Connect {
-        path: socket.to_path_buf(),
-        source,
-    })?;
+    let mut stream = UnixStream::connect(socket).map_err(|source| connect_error(socket, source))?;
     let mut req = serde_json::to_vec(&Request { v: PROTOCOL, args }).unwrap_or_default();
     req.push(b'\n');
-    stream.write_all(&req).map_err(ForwardError::Lost)?;
+    // A daemon that is busy may answer (and close) before our request is written: its
+    // answer, not the failed write, is what counts.
+    let mut written = stream.write_all(&req).err();
     let mut reader = BufReader::new(stream);
     let stdout = std::io::stdout();
+    let mut first = true;
     loop {
         let mut head = [0u8; 5];
         match reader.read_exact(&mut head) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(ForwardError::Truncated);
+            Err(e) => {
+                return Err(match written.take() {
+                    Some(w) => ForwardError::Lost(w),
+                    None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        ForwardError::Truncated
+                    }
+                    None => ForwardError::Lost(e),
+                });
             }
-            Err(e) => return Err(ForwardError::Lost(e)),
+        }
+        if first && head[0] == b'b' {
+            return Err(ForwardError::Busy);
+        }
+        first = false;
+        if let Some(w) = written.take() {
+            return Err(ForwardError::Lost(w));
         }
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         let mut payload = vec![0u8; len];
@@ -362,6 +510,47 @@ mod tests {
                 _ => return (out, err, payload[0]),
             }
         }
+    }
+
+    #[test]
+    fn permission_denied_on_connect_names_the_user_to_run_as() {
+        for errno in [13, 1] {
+            // EACCES, EPERM
+            let e = connect_error(
+                Path::new("/run/trialwatch/control.sock"),
+                std::io::Error::from_raw_os_error(errno),
+            );
+            let msg = e.to_string();
+            assert!(matches!(e, ForwardError::PermissionDenied { .. }), "{msg}");
+            assert!(
+                msg.starts_with(
+                    "cannot use the daemon's control socket /run/trialwatch/control.sock: \
+                     permission denied; run the command as "
+                ),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("(the user the daemon runs as), e.g. `sudo -u "),
+                "{msg}"
+            );
+        }
+        let refused = connect_error(Path::new("/x.sock"), std::io::Error::from_raw_os_error(111));
+        assert!(matches!(refused, ForwardError::Connect { .. }));
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\ntrialwatch:x:998:998::/var/lib:/usr/sbin/nologin\n";
+        assert_eq!(user_name(passwd, 998).as_deref(), Some("trialwatch"));
+        assert_eq!(user_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_name(passwd, 5), None);
+    }
+
+    #[test]
+    fn slots_are_limited_and_given_back() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let a = Slot::take(&count, 2).unwrap();
+        let _b = Slot::take(&count, 2).unwrap();
+        assert!(Slot::take(&count, 2).is_none());
+        drop(a);
+        assert!(Slot::take(&count, 2).is_some());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 // Fully qualified calls: std's own `File::try_lock` (Rust 1.89) is newer than our MSRV.
@@ -80,8 +81,9 @@ pub fn acquire(data_dir: &Path, socket: &Path) -> Result<DaemonLock, LockError> 
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(data_dir).map_err(io)?;
+    crate::store::create_private_dir(data_dir).map_err(io)?;
     let mut file = OpenOptions::new()
+        .mode(0o600)
         .read(true)
         .write(true)
         .create(true)

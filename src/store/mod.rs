@@ -144,6 +144,31 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// little memory while it does; reads then come from the OS page cache, which is shared.
 pub const DAEMON_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Create `path` (and missing parents) with mode 0700; an existing directory is left as is.
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Make `dir` and everything in it private: directories 0700, files 0600.
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            make_private(&entry.path())?;
+        } else if kind.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating if needed) the store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Store> {
@@ -156,7 +181,9 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
+        // Private whatever the umask: the store holds who watches what, and webhook targets.
+        create_private_dir(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
+        create_private_dir(&dir.join("db")).map_err(|e| open_err(sled::Error::Io(e)))?;
         let db = sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(cache_bytes)
@@ -164,6 +191,9 @@ impl Store {
             .flush_every_ms(Some(500))
             .open()
             .map_err(open_err)?;
+        // sled creates its files with the process's umask; `db/` is 0700 already, and its
+        // files are made 0600 too, so a later chmod of `db/` reveals nothing.
+        make_private(&dir.join("db")).map_err(|e| open_err(sled::Error::Io(e)))?;
         let store = Store {
             db,
             packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),

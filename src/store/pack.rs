@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -157,10 +157,11 @@ impl Packs {
     }
 
     fn open_writer(&self, no: u32) -> io::Result<Writer> {
-        std::fs::create_dir_all(&self.dir)?;
+        super::create_private_dir(&self.dir)?;
         let path = self.path_of(no);
         let existed = path.exists();
         let file = OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .read(true)
             .write(true)

@@ -21,5 +21,7 @@ mod hostile_ctgov;
 mod input;
 mod layers;
 mod normalize_fixtures;
+mod normalize_props;
 mod notify;
+mod private_store;
 mod sync;
