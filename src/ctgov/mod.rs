@@ -12,6 +12,7 @@
 pub mod client;
 mod error;
 pub mod history;
+mod http;
 mod limiter;
 mod page;
 pub mod wire;
