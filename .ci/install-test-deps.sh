@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test receivers need, idempotently (CI runs it as root on a fresh machine):
 #   - aiosmtpd, the real SMTP server behind tests/support/smtp_server.py (STARTTLS, AUTH).
+#   - feedparser, the real feed parser that checks the exported Atom feeds (tests/it/publish.rs).
+#   - Debian's chromium, the headless browser that loads the web view (tests/it/web.rs).
 # The webhook receiver is Rust (axum) and the test certificates are made by rcgen: nothing to
 # install for those. Set PYTHON to use an interpreter other than python3 (and pass the same one
 # to the tests as TRIALWATCH_TEST_PYTHON).
@@ -29,3 +31,22 @@ fi
 
 have_aiosmtpd || { echo "install-test-deps: aiosmtpd $AIOSMTPD_VERSION did not install for $PY" >&2; exit 1; }
 echo "install-test-deps: aiosmtpd $AIOSMTPD_VERSION ready for $("$PY" --version 2>&1)"
+
+FEEDPARSER_VERSION=6.0.12
+have_feedparser() {
+    "$PY" -c "import sys, feedparser; sys.exit(feedparser.__version__ != '$FEEDPARSER_VERSION')" 2>/dev/null
+}
+if ! have_feedparser; then
+    "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "feedparser==$FEEDPARSER_VERSION" \
+        || "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --break-system-packages \
+            "feedparser==$FEEDPARSER_VERSION"
+fi
+have_feedparser || { echo "install-test-deps: feedparser $FEEDPARSER_VERSION did not install for $PY" >&2; exit 1; }
+echo "install-test-deps: feedparser $FEEDPARSER_VERSION ready"
+
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+command -v chromium >/dev/null 2>&1 || { echo "install-test-deps: chromium did not install" >&2; exit 1; }
+echo "install-test-deps: $(chromium --version 2>/dev/null | head -1) ready"

@@ -17,6 +17,7 @@
 //! | delivery | [`notify`], [`outbox`] | email and webhook wire formats; who hears what, retries, the one delivery entry point |
 //! | history | [`backfill`] | CT.gov's record history put into a trial's timeline |
 //! | one run | [`sync`] | fetch → decide → plan alerts → one commit per batch |
+//! | publishing | [`publish`] | the static export's pure pieces (Atom feeds, index, change tables) and its only-if-changed atomic file writer |
 //! | processes | [`daemon`], [`cli`] | the long-running service; the commands |
 
 pub mod backfill;
@@ -30,6 +31,7 @@ pub mod model;
 pub mod normalize;
 pub mod notify;
 pub mod outbox;
+pub mod publish;
 pub mod render;
 pub mod schema;
 pub mod severity;

@@ -107,7 +107,7 @@ pub(super) fn forward_if_running(
         .collect();
     // The daemon runs elsewhere: paths must mean what they mean to the user who typed them.
     let args = std::env::current_dir()
-        .map(|cwd| absolute_paths(args.clone(), &cwd))
+        .map(|cwd| super::export::absolute_dir_arg(absolute_paths(args.clone(), &cwd), &cwd))
         .unwrap_or(args);
     let started = std::time::Instant::now();
     loop {

@@ -5,6 +5,7 @@
 
 mod backfill;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
+pub(crate) mod export;
 pub mod outbox;
 pub mod query;
 pub mod subscribe;
@@ -183,6 +184,18 @@ pub enum Command {
     /// Run as a service: scheduled syncs, outbox delivery, and every other command served
     /// through a control socket while it runs (stop with SIGTERM, reload with SIGHUP)
     Daemon,
+    /// Write the whole store as files: Markdown mirror pages, JSON, an index, every change as
+    /// CSV and JSON lines, Atom feeds. Only files whose content changed are rewritten.
+    Export {
+        /// The directory to write into (created when missing)
+        dir: PathBuf,
+        /// Export only these trials (the index, change tables and all.atom then list only them)
+        #[arg(long, num_args = 1.., value_name = "NCT")]
+        only: Vec<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Whether the daemon runs, the last and next sync, CT.gov's data version, store size
     Status {
         /// Print the status as JSON
@@ -366,6 +379,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             })
         }
         Command::Status { json } => daemon::status(ctx, json, out),
+        Command::Export { dir, only, json } => export::run(ctx, &dir, &only, json, out),
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),

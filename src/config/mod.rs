@@ -15,6 +15,7 @@ mod alerts;
 mod check;
 mod ctgov;
 mod mirror;
+mod publish;
 mod raw;
 mod schedule;
 mod smtp;
@@ -29,6 +30,7 @@ use crate::model::Subscription;
 pub use alerts::AlertsConfig;
 pub use ctgov::CtgovConfig;
 pub use mirror::{MirrorConfig, validate_field_pattern};
+pub use publish::{DEFAULT_LISTEN, PublishConfig, WebConfig, parse_listen};
 pub use schedule::{DEFAULT_CRON, ScheduleConfig};
 pub use smtp::{BadSmtpSecurity, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity};
 pub use watch::{WatchConfig, read_watch_file};
@@ -62,6 +64,10 @@ pub struct Config {
     /// `[[subscription]]` entries, each with a stable ID derived from its content so that the
     /// alerts it owes survive restarts.
     pub subscriptions: Vec<Subscription>,
+    /// `[publish]`: the static export the daemon refreshes after every sync.
+    pub publish: PublishConfig,
+    /// `[web]`: the read-only web view the daemon serves.
+    pub web: WebConfig,
 }
 
 /// How many problems `Display` lists before it only counts the rest: a config with thousands
@@ -197,6 +203,8 @@ impl Config {
         let alerts = alerts::validate_alerts(&raw.alerts, &mut problems);
         let subscriptions =
             subscriptions::validate_subscriptions(&raw.subscription, file, &mut problems);
+        let publish = publish::validate_publish(&raw.publish, file, &mut problems);
+        let web = publish::validate_web(&raw.web, &mut problems);
 
         if !problems.is_empty() {
             return Err(err(problems));
@@ -211,6 +219,8 @@ impl Config {
             smtp,
             alerts,
             subscriptions,
+            publish,
+            web,
         })
     }
 }

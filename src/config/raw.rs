@@ -22,6 +22,10 @@ pub(super) struct File {
     pub(super) alerts: Alerts,
     #[serde(default)]
     pub(super) subscription: Vec<Subscription>,
+    #[serde(default)]
+    pub(super) publish: super::publish::RawPublish,
+    #[serde(default)]
+    pub(super) web: super::publish::RawWeb,
 }
 
 /// `[schedule]`.

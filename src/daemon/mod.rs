@@ -25,6 +25,7 @@ pub mod control;
 mod delivery;
 pub mod lock;
 mod plan;
+mod publish;
 mod reexec;
 pub mod schedule;
 mod scheduler;
@@ -89,6 +90,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         store.clone(),
         state.clone(),
     ));
+    let _ = shared.executor.set(opts.executor.clone());
     let work = &shared.work;
 
     let listener = control::bind(&socket)?;

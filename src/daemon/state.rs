@@ -80,6 +80,8 @@ pub(super) struct Shared {
     pub(super) reexec_due: tokio::sync::Notify,
     /// The background work, and the token that cancels it on shutdown.
     pub(super) work: Work,
+    /// Runs CLI commands in the daemon (set once at start): the post-sync export uses it.
+    pub(super) executor: std::sync::OnceLock<Arc<dyn super::control::Executor>>,
 }
 
 impl Shared {
@@ -102,6 +104,7 @@ impl Shared {
             delivering: OneAtATime::default(),
             reexec_due: tokio::sync::Notify::new(),
             work: Work::default(),
+            executor: std::sync::OnceLock::new(),
         }
     }
 

@@ -79,7 +79,11 @@ pub(super) fn start_scheduled_sync(
             Ok(_) => rx.await.unwrap_or(Outcome::Cancelled),
             Err(e) => Outcome::Failed(anyhow::anyhow!("cannot start the sync thread: {e}")),
         };
+        let synced = matches!(outcome, Outcome::Synced { .. });
         record_outcome(&shared, started, outcome);
+        if synced && !stop.is_cancelled() {
+            super::publish::export_after_sync(&shared).await;
+        }
         drop(guard);
         if !stop.is_cancelled() {
             deliver_outbox(&shared);

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "outbox",
     "backfill",
     "sync",
+    "publish",
     "daemon",
     "cli",
 ];

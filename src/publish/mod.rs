@@ -1,0 +1,57 @@
+//! Publishing what the store knows as files: the static mirror export's pieces. This module owns
+//! the pure renderings (Atom feeds in [`atom`], the index page and the change tables in
+//! [`tables`]) and the one writer that puts a file in place only when its bytes changed, through
+//! a temporary file and a rename ([`files`]). Which trials and what their pages say come from
+//! the caller (`trialwatch export`, in `cli::export`), so the pages stay exactly the CLI's.
+
+pub mod atom;
+pub mod files;
+pub mod tables;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Severity;
+
+/// One field change as published: what feeds and the change tables show of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedChange {
+    /// The record's field path (`status.overallStatus`).
+    pub path: String,
+    /// `added`, `removed` or `changed`.
+    pub kind: String,
+    /// How much the change matters.
+    pub severity: Severity,
+    /// The one-line summary `trialwatch changes` prints.
+    pub summary: String,
+}
+
+/// One stored version of one trial, as feeds list it: one Atom entry each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedVersion {
+    /// The trial's NCT ID.
+    pub nct_id: String,
+    /// The trial's title at this version's time of publishing (the latest record's).
+    pub title: String,
+    /// The stored version number (stable: an entry's id is made from it).
+    pub version: u32,
+    /// When trialwatch detected it.
+    pub detected_at: DateTime<Utc>,
+    /// The trial's first stored snapshot (its changes are every field `added`, not listed).
+    pub first: bool,
+    /// From CT.gov's record history rather than observed by a sync.
+    pub backfilled: bool,
+    /// Its field changes (empty for a first snapshot).
+    pub changes: Vec<PublishedChange>,
+}
+
+impl PublishedVersion {
+    /// The highest severity among its changes (minor when it has none).
+    pub fn severity(&self) -> Severity {
+        self.changes
+            .iter()
+            .map(|c| c.severity)
+            .max()
+            .unwrap_or(Severity::Minor)
+    }
+}
