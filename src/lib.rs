@@ -18,6 +18,7 @@
 //! | history | [`backfill`] | CT.gov's record history put into a trial's timeline |
 //! | one run | [`sync`] | fetch → decide → plan alerts → one commit per batch |
 //! | publishing | [`publish`] | the static export's pure pieces (Atom feeds, index, change tables) and its only-if-changed atomic file writer |
+//! | web view | [`web`] | the read-only website: list, trial pages with plots and diffs, feeds, `/api/` |
 //! | processes | [`daemon`], [`cli`] | the long-running service; the commands |
 
 pub mod backfill;
@@ -38,3 +39,4 @@ pub mod severity;
 pub mod store;
 pub mod sync;
 pub mod util;
+pub mod web;

@@ -68,7 +68,7 @@ pub(super) fn run_daemon(
 fn needs_store(command: &Command) -> bool {
     !matches!(
         command,
-        Command::CheckConfig | Command::Fields | Command::Daemon
+        Command::CheckConfig | Command::Fields | Command::Daemon | Command::Serve { .. }
     )
 }
 
@@ -202,6 +202,9 @@ impl Executor for CliExecutor {
         let command = cli.command;
         if matches!(command, Command::Daemon) {
             return Err("a daemon already runs on this data directory".into());
+        }
+        if matches!(command, Command::Serve { .. }) {
+            return Err("a daemon runs on this data directory: set `[web] listen` in its configuration to serve the web view".into());
         }
         Ok(Job {
             exclusive: matches!(

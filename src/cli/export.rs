@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::{Ctx, parse_nct, query};
 use crate::model::NctId;
 use crate::publish::tables::{self, ChangeRow, TrialRow};
-use crate::publish::{PublishedChange, PublishedVersion, atom, files};
+use crate::publish::{PublishedVersion, atom, files};
 
 /// The bookkeeping file of an export, in its directory.
 pub(crate) const MANIFEST: &str = ".trialwatch-export.json";
@@ -203,57 +203,16 @@ fn render_trial(
     let title = text("identification.briefTitle")
         .or_else(|| text("identification.officialTitle"))
         .unwrap_or_else(|| nct.to_string());
-    let mut versions = Vec::new();
-    let mut changes: Vec<ChangeRow> = Vec::new();
     let recent = Duration::days(i64::from(ctx.cfg.mirror.recent_days));
-    let mut valid_until: Option<DateTime<Utc>> = None;
-    for (i, h) in history.iter().enumerate() {
-        let version = h.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-        let detected_at: DateTime<Utc> = h
-            .get("detected_at")
-            .and_then(|v| v.as_str())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let backfilled = h.get("backfilled").and_then(|v| v.as_bool()) == Some(true);
-        // The page lists this version's changes until it leaves the window.
-        let leaves = detected_at + recent;
-        if !backfilled && leaves > now {
-            valid_until = Some(valid_until.map_or(leaves, |t| t.min(leaves)));
-        }
-        let raw = h
-            .get("changes")
-            .and_then(|v| v.as_array())
-            .cloned()
-            .unwrap_or_default();
-        let first = i == 0;
-        let published: Vec<PublishedChange> = raw
-            .iter()
-            .filter_map(|c| serde_json::from_value(c.clone()).ok())
-            .collect();
-        // As `trialwatch changes --include-backfill`: first snapshots are not changes.
-        if !(first || version == state.first_observed) {
-            for c in raw {
-                let mut row = serde_json::Map::new();
-                row.insert("nct_id".into(), nct.into());
-                row.insert("version".into(), version.into());
-                row.insert("detected_at".into(), tables::row_time(detected_at).into());
-                if let serde_json::Value::Object(m) = c {
-                    row.extend(m);
-                }
-                changes.push(serde_json::Value::Object(row));
-            }
-        }
-        versions.push(PublishedVersion {
-            nct_id: nct.to_string(),
-            title: title.clone(),
-            version,
-            detected_at,
-            first,
-            backfilled,
-            changes: if first { Vec::new() } else { published },
-        });
-    }
-    versions.reverse();
+    let (versions, changes) =
+        crate::publish::from_history(nct, &title, &history, state.first_observed);
+    // The page lists a version's changes until it leaves the recent-changes window.
+    let valid_until = versions
+        .iter()
+        .filter(|v| !v.backfilled)
+        .map(|v| v.detected_at + recent)
+        .filter(|t| *t > now)
+        .min();
     let latest = versions.first();
     let row = TrialRow {
         nct_id: nct.to_string(),

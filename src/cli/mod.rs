@@ -8,6 +8,7 @@ mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub(crate) mod export;
 pub mod outbox;
 pub mod query;
+pub(crate) mod serve;
 pub mod subscribe;
 mod sync;
 pub mod watch;
@@ -196,6 +197,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a read-only web view of the store: trial list, trial pages with timeline plots and
+    /// diffs, recent changes, Atom feeds and the `--json` shapes under /api/ (stop with Ctrl-C)
+    Serve {
+        /// The address to listen on (loopback by default; another address exposes the store)
+        #[arg(long, default_value = crate::config::DEFAULT_LISTEN, value_name = "ADDR")]
+        listen: String,
+    },
     /// Whether the daemon runs, the last and next sync, CT.gov's data version, store size
     Status {
         /// Print the status as JSON
@@ -380,6 +388,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         }
         Command::Status { json } => daemon::status(ctx, json, out),
         Command::Export { dir, only, json } => export::run(ctx, &dir, &only, json, out),
+        Command::Serve { listen } => serve::run(ctx, &listen, out),
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),

@@ -33,6 +33,7 @@ mod state;
 mod sync_run;
 pub mod systemd;
 mod tasks;
+mod web;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -109,6 +110,10 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         work.commands.clone(),
         work.stop.clone(),
     ));
+
+    if let Some(addr) = cfg.web.listen {
+        web::start(&shared, opts.executor.clone(), addr).await?;
+    }
 
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot listen for SIGHUP")?;

@@ -55,3 +55,65 @@ impl PublishedVersion {
             .unwrap_or(Severity::Minor)
     }
 }
+
+/// A trial's versions (newest first) and its change rows, from `history --json`'s entries
+/// (oldest first). As `trialwatch changes --include-backfill`, the first snapshot and the first
+/// version observed after a backfill (`first_observed`) give no change rows.
+pub fn from_history(
+    nct: &str,
+    title: &str,
+    history: &[serde_json::Value],
+    first_observed: u32,
+) -> (Vec<PublishedVersion>, Vec<tables::ChangeRow>) {
+    let mut versions = Vec::new();
+    let mut rows = Vec::new();
+    for (i, h) in history.iter().enumerate() {
+        let version = h
+            .get("version")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0);
+        let detected_at: DateTime<Utc> = h
+            .get("detected_at")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let backfilled = h.get("backfilled").and_then(|v| v.as_bool()) == Some(true);
+        let raw = h
+            .get("changes")
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let first = i == 0;
+        if !(first || version == first_observed) {
+            for c in &raw {
+                let mut row = serde_json::Map::new();
+                row.insert("nct_id".into(), nct.into());
+                row.insert("version".into(), version.into());
+                row.insert("detected_at".into(), tables::row_time(detected_at).into());
+                if let serde_json::Value::Object(m) = c {
+                    row.extend(m.clone());
+                }
+                rows.push(serde_json::Value::Object(row));
+            }
+        }
+        let changes = if first {
+            Vec::new()
+        } else {
+            raw.iter()
+                .filter_map(|c| serde_json::from_value(c.clone()).ok())
+                .collect()
+        };
+        versions.push(PublishedVersion {
+            nct_id: nct.to_string(),
+            title: title.to_string(),
+            version,
+            detected_at,
+            first,
+            backfilled,
+            changes,
+        });
+    }
+    versions.reverse();
+    (versions, rows)
+}

@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "backfill",
     "sync",
     "publish",
+    "web",
     "daemon",
     "cli",
 ];

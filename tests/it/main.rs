@@ -26,3 +26,4 @@ mod notify;
 mod private_store;
 mod publish;
 mod sync;
+mod web;

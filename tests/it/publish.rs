@@ -12,7 +12,7 @@ const A: &str = "NCT03418623";
 const B: &str = "NCT02985775";
 const T1: &str = "2026-05-10T08:00:00Z";
 const T2: &str = "2026-05-11T08:00:00Z";
-const T3: &str = "2026-05-12T08:00:00Z";
+pub(crate) const T3: &str = "2026-05-12T08:00:00Z";
 
 fn at(env: &TestEnv, now: &str, args: &[&str]) -> String {
     let o = env.cmd(args).env("TRIALWATCH_NOW", now).output().unwrap();

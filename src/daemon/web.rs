@@ -1,0 +1,53 @@
+//! `[web] listen`: the daemon serves the read-only web view ([`crate::web`]) from its own open
+//! store while it runs. Pages and `/api/` answers come from the CLI's read commands, run through
+//! the same executor as forwarded commands; the server stops with the daemon's other loops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::control::Executor;
+use super::state::Shared;
+
+/// The commands the web view runs (the read-only ones).
+const READ_COMMANDS: [&str; 5] = ["history", "show", "diff", "changes", "status"];
+
+/// Bind `addr` and serve until shutdown; a bind failure stops the daemon's start with a message.
+pub(super) async fn start(
+    shared: &Arc<Shared>,
+    executor: Arc<dyn Executor>,
+    addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot serve the web view on {addr} (`[web] listen`); is the port in use?")
+    })?;
+    let run_shared = shared.clone();
+    let runner: crate::web::Runner = Arc::new(move |args: Vec<String>| {
+        if !args
+            .first()
+            .is_some_and(|a| READ_COMMANDS.contains(&a.as_str()))
+        {
+            return Err("the web view runs only read commands".into());
+        }
+        let job = executor.parse(&args)?;
+        let mut out = Vec::new();
+        let code = (job.run)(&run_shared.config(), &run_shared.store, &mut out)
+            .map_err(|e| format!("{e:#}"))?;
+        if code != 0 {
+            return Err(format!("the command ended with exit code {code}"));
+        }
+        Ok(out)
+    });
+    let web = crate::web::Web::new(shared.store.clone(), runner);
+    let stop = shared.work.stop.clone();
+    tracing::info!(web.listen = %listener.local_addr().unwrap_or(addr), "serving the web view");
+    shared.work.loops.spawn(async move {
+        if let Err(e) =
+            crate::web::serve(listener, web, async move { stop.cancelled().await }).await
+        {
+            tracing::error!(error = %e, "the web view stopped");
+        }
+    });
+    Ok(())
+}
