@@ -49,6 +49,9 @@ struct Cached {
     changes: Vec<ChangeRow>,
 }
 
+/// What one export worker rendered, and what its writer did.
+type WorkerDone = (Vec<(String, Cached)>, files::WriteStats);
+
 /// What one export did.
 #[derive(Serialize, Debug, Default)]
 pub(crate) struct ExportReport {
@@ -119,6 +122,7 @@ pub(crate) fn export(
     );
     let mut rep = ExportReport::default();
     let mut included: Vec<String> = Vec::new();
+    let mut todo: Vec<(NctId, crate::store::TrialState, String)> = Vec::new();
     for state in store.trials()? {
         let Some(id) = state_id(&state) else { continue };
         if state.latest_version == 0 || (!only.is_empty() && !only.contains(&id)) {
@@ -136,12 +140,46 @@ pub(crate) fn export(
             .get(id.as_str())
             .is_some_and(|c| c.key == key && c.valid_until.is_none_or(|t| now < t))
             && dir.join(format!("trials/{id}.md")).is_file();
-        if !fresh {
-            let cached = render_trial(ctx, &mut w, &id, &state, key, now)?;
-            manifest.trials.insert(id.as_str().to_string(), cached);
-            rep.rendered += 1;
-        }
         included.push(id.as_str().to_string());
+        if !fresh {
+            todo.push((id, state, key));
+        }
+    }
+    // Rendering is CPU-bound (decoding records, assessing changes): one worker per core, at
+    // most two (the target machine has two), each with its own writer.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 2);
+    let per = todo.len().div_ceil(workers).max(1);
+    let results: Vec<anyhow::Result<WorkerDone>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = todo
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut tw = files::Writer::new(dir)?;
+                    let mut done = Vec::with_capacity(chunk.len());
+                    for (id, state, key) in chunk {
+                        let cached = render_trial(ctx, &mut tw, id, state, key.clone(), now)?;
+                        done.push((id.as_str().to_string(), cached));
+                    }
+                    Ok((done, tw.stats))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an export worker panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        let (done, stats) = r?;
+        rep.rendered += done.len();
+        w.stats.written += stats.written;
+        w.stats.unchanged += stats.unchanged;
+        manifest.trials.extend(done);
     }
     let chosen: Vec<&Cached> = included
         .iter()

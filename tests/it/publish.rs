@@ -288,11 +288,16 @@ fn the_daemon_exports_after_every_sync() {
         std::time::Duration::from_secs(20),
         "the export of version 2",
         || {
-            let f = std::fs::read_to_string(&feed).ok()?;
-            f.contains("urn:trialwatch:NCT03418623:v2").then_some(())
+            // The index is written after the trials' files: then the export is whole.
+            let index = std::fs::read_to_string(site.join("index.md")).ok()?;
+            index.contains("| TERMINATED |").then_some(())
         },
     );
-    let index = std::fs::read_to_string(site.join("index.md")).unwrap();
-    assert!(index.contains("| TERMINATED |"), "{index}\n{}", d.log());
+    let f = std::fs::read_to_string(&feed).unwrap();
+    assert!(
+        f.contains("urn:trialwatch:NCT03418623:v2"),
+        "{f}\n{}",
+        d.log()
+    );
     d.terminate();
 }
