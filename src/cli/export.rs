@@ -145,6 +145,15 @@ pub(crate) fn export(
             todo.push((id, state, key));
         }
     }
+    if let Some(missing) = only
+        .iter()
+        .find(|id| !included.iter().any(|i| i == id.as_str()))
+    {
+        anyhow::bail!(
+            "--only {missing}: the trial has no stored version; add it with \
+             `trialwatch watch add {missing}` and run `trialwatch sync`"
+        );
+    }
     // Rendering is CPU-bound (decoding records, assessing changes): one worker per core, at
     // most two (the target machine has two), each with its own writer.
     let workers = std::thread::available_parallelism()

@@ -188,6 +188,33 @@ fn re_export_rewrites_only_the_files_whose_content_changed() {
 }
 
 #[test]
+fn only_exports_the_named_trials_and_refuses_unknown_ones() {
+    let env = two_trials();
+    let dir = env.dir.path().join("site");
+    let out = at(
+        &env,
+        T3,
+        &["export", dir.to_str().unwrap(), "--only", B, "--json"],
+    );
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rep["trials"], 1, "{rep}");
+    assert!(dir.join(format!("trials/{B}.md")).is_file());
+    assert!(!dir.join(format!("trials/{A}.md")).exists());
+    let index = std::fs::read_to_string(dir.join("index.md")).unwrap();
+    assert!(index.contains(B) && !index.contains(A), "{index}");
+    let o = env
+        .cmd(&["export", dir.to_str().unwrap(), "--only", "NCT09999999"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--only NCT09999999") && e.contains("watch add"),
+        "{e}"
+    );
+}
+
+#[test]
 fn feeds_are_valid_atom_for_a_real_feed_parser() {
     let env = two_trials();
     let dir = env.dir.path().join("site");
