@@ -6,6 +6,7 @@
 mod backfill;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
+pub mod queries;
 pub mod query;
 pub mod subscribe;
 mod sync;
@@ -149,6 +150,12 @@ pub enum Command {
         /// Where the alerts go
         #[command(subcommand)]
         target: subscribe::SubscribeTarget,
+    },
+    /// Watch CT.gov searches for trials that enter or leave them (run by every sync)
+    Query {
+        /// Add, list, show or remove queries
+        #[command(subcommand)]
+        action: queries::QueryAction,
     },
     /// List subscriptions: the configuration's and the store's
     Subscriptions {
@@ -338,6 +345,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             out,
         ),
         Command::Subscribe { target } => subscribe::subscribe(ctx, target, out),
+        Command::Query { action } => queries::run(ctx, action, out),
         Command::Subscriptions { json } => subscribe::list(ctx, json, out),
         Command::Unsubscribe { id } => subscribe::unsubscribe(ctx, &id, out),
         Command::Outbox { json, action } => outbox::run(ctx, action, json, out),

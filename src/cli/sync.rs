@@ -15,8 +15,10 @@ pub(crate) fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let (store, ids) = super::named_or_watched(ctx, args)?;
-    if ids.is_empty() {
+    let (store, mut ids) = super::named_or_watched(ctx, args)?;
+    // A plain sync runs the watched queries first: their watched members join the sync.
+    let has_queries = args.is_empty() && !crate::sync::queries::all_queries(&ctx.cfg, &store)?.is_empty();
+    if ids.is_empty() && !has_queries {
         writeln!(
             out,
             "nothing to sync: the watch list is empty; add trials with `trialwatch watch add NCT…` \
@@ -42,6 +44,20 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let query_runs = if has_queries {
+        let runs = rt.block_on(crate::sync::queries::run_all(
+            &client,
+            &store,
+            &ctx.cfg,
+            subs.clone(),
+            now,
+        ))?;
+        ids = crate::sync::watched_ids(&ctx.cfg, &store)?;
+        runs
+    } else {
+        Vec::new()
+    };
+    let query_requests = client.request_count();
     let mut report = rt.block_on(run_sync(
         &client,
         &store,
@@ -51,6 +67,10 @@ pub(crate) fn run(
         progress,
         ctx.cfg.watch.backfill,
     ))?;
+    report.requests += query_requests;
+    report.alerts_enqueued += query_runs.iter().map(|q| q.alerts_enqueued).sum::<usize>();
+    let query_failed = query_runs.iter().any(|q| q.problem.is_some());
+    report.queries = query_runs;
     report.delivery = Some(rt.block_on(delivery.run(&ctx.cfg, &store))?);
     if show_progress {
         eprintln!();
@@ -60,7 +80,7 @@ pub(crate) fn run(
     } else {
         print_summary(&report, out)?;
     }
-    Ok(if report.all_ok() {
+    Ok(if report.all_ok() && !query_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
@@ -92,6 +112,25 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
             "gap repair: {} stored from CT.gov's record history (earlier syncs missed them)",
             crate::util::text::plural_of(r.gap_repaired, "missed version", "missed versions")
         )?;
+    }
+    for q in &r.queries {
+        match &q.problem {
+            Some(p) => writeln!(out, "query {}: not run: {p}", q.name)?,
+            None if q.baseline => writeln!(
+                out,
+                "query {}: {} (baseline: recorded without alerts)",
+                q.name,
+                crate::util::text::plural(q.members, "member")
+            )?,
+            None => writeln!(
+                out,
+                "query {}: {}, {} entered, {} left",
+                q.name,
+                crate::util::text::plural(q.members, "member"),
+                q.entered,
+                q.left
+            )?,
+        }
     }
     for w in &r.backfill_warnings {
         writeln!(out, "warning: {w}")?;

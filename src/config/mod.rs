@@ -15,6 +15,7 @@ mod alerts;
 mod check;
 mod ctgov;
 mod mirror;
+mod queries;
 mod raw;
 mod schedule;
 mod smtp;
@@ -29,6 +30,7 @@ use crate::model::Subscription;
 pub use alerts::AlertsConfig;
 pub use ctgov::CtgovConfig;
 pub use mirror::{MirrorConfig, validate_field_pattern};
+pub use queries::{DEFAULT_MAX_MATCHES, QueriesConfig};
 pub use schedule::{DEFAULT_CRON, ScheduleConfig};
 pub use smtp::{BadSmtpSecurity, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity};
 pub use watch::{WatchConfig, read_watch_file};
@@ -62,6 +64,8 @@ pub struct Config {
     /// `[[subscription]]` entries, each with a stable ID derived from its content so that the
     /// alerts it owes survive restarts.
     pub subscriptions: Vec<Subscription>,
+    /// `[[query]]` watched searches and `[queries]` settings.
+    pub queries: QueriesConfig,
 }
 
 /// How many problems `Display` lists before it only counts the rest: a config with thousands
@@ -197,6 +201,7 @@ impl Config {
         let alerts = alerts::validate_alerts(&raw.alerts, &mut problems);
         let subscriptions =
             subscriptions::validate_subscriptions(&raw.subscription, file, &mut problems);
+        let queries = queries::validate_queries(&raw.queries, &raw.query, &mut problems);
 
         if !problems.is_empty() {
             return Err(err(problems));
@@ -211,6 +216,7 @@ impl Config {
             smtp,
             alerts,
             subscriptions,
+            queries,
         })
     }
 }

@@ -22,6 +22,10 @@ pub(super) struct File {
     pub(super) alerts: Alerts,
     #[serde(default)]
     pub(super) subscription: Vec<Subscription>,
+    #[serde(default)]
+    pub(super) queries: super::queries::RawQueries,
+    #[serde(default)]
+    pub(super) query: Vec<super::queries::RawQuery>,
 }
 
 /// `[schedule]`.
@@ -77,6 +81,12 @@ pub(super) struct Subscription {
     pub(super) fields: Vec<String>,
     pub(super) min_severity: Option<String>,
     pub(super) digest: Option<String>,
+    /// Event kinds (`changes`, `query-entered`, …); absent means field changes only.
+    #[serde(default)]
+    pub(super) events: Vec<String>,
+    /// Only entries and exits of these queries.
+    #[serde(default)]
+    pub(super) queries: Vec<String>,
 }
 
 /// `[ctgov]`.

@@ -25,6 +25,7 @@ pub mod control;
 mod delivery;
 pub mod lock;
 mod plan;
+mod queries;
 mod reexec;
 pub mod schedule;
 mod scheduler;

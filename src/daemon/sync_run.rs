@@ -169,6 +169,17 @@ async fn scheduled_run(
         },
     )
     .await;
+    // The watched queries run with every sync that fetches; members they add to the watch
+    // list (`--watch`) join this sync.
+    let plan = match plan {
+        Ok(Plan::Fetch { kind, ids }) => {
+            match super::queries::run_queries(&client, cfg, store, started, ids).await {
+                Ok(ids) => Ok(Plan::Fetch { kind, ids }),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
     match plan {
         Err(e) => Outcome::Failed(e),
         Ok(Plan::Skip(reason)) => Outcome::Skipped {

@@ -130,7 +130,12 @@ impl TrialGroup<'_> {
     fn max_severity(&self) -> Option<crate::model::Severity> {
         self.alerts
             .iter()
-            .flat_map(|a| a.changes.iter().map(|c| c.severity))
+            .flat_map(|a| {
+                a.changes
+                    .iter()
+                    .map(|c| c.severity)
+                    .chain(a.event.as_ref().map(|e| e.severity))
+            })
             .max()
     }
 }
@@ -165,12 +170,21 @@ fn by_severity(changes: &[AlertChange]) -> Vec<&AlertChange> {
     sorted
 }
 
+/// Field changes, with each event (query entry or exit) counted as one.
 fn count_changes(alerts: &[Alert]) -> usize {
-    alerts.iter().map(|a| a.changes.len()).sum()
+    alerts
+        .iter()
+        .map(|a| a.changes.len() + usize::from(a.event.is_some()))
+        .sum()
 }
 
 fn subject(alerts: &[Alert], trials: &[TrialGroup<'_>]) -> String {
     match alerts {
+        [Alert {
+            event: Some(event),
+            nct_id,
+            ..
+        }] => format!("[trialwatch] {nct_id}: {}", super::events::headline(event)),
         [alert] => {
             let headline = by_severity(&alert.changes)
                 .first()
@@ -210,6 +224,10 @@ fn render_trial(trial: &TrialGroup<'_>, text: &mut String, html: &mut String) {
         );
     }
     for alert in &trial.alerts {
+        if let Some(event) = &alert.event {
+            super::events::render_event(alert, event, text, html);
+            continue;
+        }
         // A version fetched afterwards from CT.gov's history says when CT.gov posted it.
         let when = match alert.ctgov_posted {
             Some(day) => format!(
@@ -613,6 +631,7 @@ mod tests {
             nct_id,
             changes,
             ctgov_posted: None,
+            event: None,
         }
     }
 

@@ -16,6 +16,7 @@
 //! query (which often carries a token).
 
 pub mod email;
+mod events;
 pub mod webhook;
 
 use std::fmt;

@@ -22,6 +22,7 @@
 //! - `versions.rs`: committing new versions and reading them back; [`TrialState`].
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
+//! - `queries.rs`: watched queries, their members (entered/left) and run state.
 //! - `migrate.rs`: format 1 → 2.
 //! - `verify.rs`: the integrity checks behind `trialwatch verify`.
 //!
@@ -37,6 +38,7 @@ mod keys;
 mod migrate;
 mod outbox;
 mod pack;
+mod queries;
 mod verify;
 mod versions;
 mod watch;
@@ -47,6 +49,7 @@ mod tests;
 pub use codec::record_hash;
 pub use outbox::{FanOut, FanOutGroup, OutboxEntry, OwedAlert};
 pub use pack::PackError;
+pub use queries::{Member, QueryState};
 pub use verify::IntegrityReport;
 pub use versions::{NewVersion, TrialState};
 pub use watch::WatchEntry;

@@ -27,6 +27,7 @@ use crate::store::{NewVersion, Store, record_hash};
 use crate::util::text::error_chain;
 
 mod gap;
+pub mod queries;
 use gap::repair_and_commit;
 
 /// Batches processed at once: the machine this is sized for has two cores.
@@ -67,6 +68,9 @@ pub struct SyncReport {
     /// One line per trial whose history could not be backfilled; the sync itself succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backfill_warnings: Vec<String>,
+    /// The watched queries run before the sync (entries, exits, problems).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<queries::QueryRun>,
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
@@ -369,12 +373,15 @@ fn failed(
 }
 
 /// The trials a plain sync covers: the configuration's `[watch]` list, then the store's watch
-/// list (`trialwatch watch add`), without repeats.
+/// list (`trialwatch watch add`), then the current members of queries with `watch`, without
+/// repeats.
 pub fn watched_ids(cfg: &Config, store: &Store) -> Result<Vec<NctId>, crate::store::StoreError> {
     let mut ids = cfg.watch.nct_ids.clone();
-    for w in store.watch_list()? {
-        if !ids.contains(&w.nct_id) {
-            ids.push(w.nct_id);
+    let mut seen: std::collections::HashSet<NctId> = ids.iter().cloned().collect();
+    let stored = store.watch_list()?.into_iter().map(|w| w.nct_id);
+    for id in stored.chain(queries::watched_members(cfg, store)?) {
+        if seen.insert(id.clone()) {
+            ids.push(id);
         }
     }
     Ok(ids)

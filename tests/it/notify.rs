@@ -108,6 +108,7 @@ fn status_alert() -> Alert {
             ),
         ],
         ctgov_posted: None,
+        event: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn enrollment_alert() -> Alert {
             "enrollment 120 → 134",
         )],
         ctgov_posted: None,
+        event: None,
     }
 }
 
@@ -159,6 +161,7 @@ fn other_trial_alert() -> Alert {
             "primary completion date set to 2025-12",
         )],
         ctgov_posted: None,
+        event: None,
     }
 }
 
