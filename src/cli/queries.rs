@@ -21,40 +21,7 @@ pub enum QueryAction {
     ///
     /// Example: `trialwatch query add cmv-china --cond "CMV infection" --status RECRUITING
     /// --locn China`
-    Add {
-        /// The query's name (letters, digits, `-`, `_`), for `subscribe --query NAME`
-        name: String,
-        /// Conditions or diseases (query.cond)
-        #[arg(long)]
-        cond: Option<String>,
-        /// Words anywhere in the record (query.term)
-        #[arg(long)]
-        term: Option<String>,
-        /// Interventions or treatments (query.intr)
-        #[arg(long)]
-        intr: Option<String>,
-        /// Sponsors or collaborators (query.spons)
-        #[arg(long)]
-        spons: Option<String>,
-        /// Locations: city, state, country or facility (query.locn)
-        #[arg(long)]
-        locn: Option<String>,
-        /// Only trials with one of these overall statuses (e.g. RECRUITING NOT_YET_RECRUITING)
-        #[arg(long, num_args = 1.., value_name = "S")]
-        status: Vec<String>,
-        /// Only trials in one of these phases (e.g. PHASE2 PHASE3, or 2 3)
-        #[arg(long, num_args = 1.., value_name = "P")]
-        phase: Vec<String>,
-        /// Only this study type: INTERVENTIONAL, OBSERVATIONAL or EXPANDED_ACCESS
-        #[arg(long = "type", value_name = "T")]
-        study_type: Option<String>,
-        /// More CT.gov search parameters, e.g. 'query.cond=covid&filter.overallStatus=RECRUITING'
-        #[arg(long, value_name = "PARAMS")]
-        raw: Option<String>,
-        /// Also sync its members with full change tracking
-        #[arg(long)]
-        watch: bool,
-    },
+    Add(Box<AddQuery>),
     /// List the watched queries: the configuration's and the store's
     List {
         /// Print the queries as JSON
@@ -74,6 +41,43 @@ pub enum QueryAction {
         /// The query's name
         name: String,
     },
+}
+
+/// `query add`: a query's name and parameters.
+#[derive(clap::Args, Debug)]
+pub struct AddQuery {
+    /// The query's name (letters, digits, `-`, `_`), for `subscribe --query NAME`
+    name: String,
+    /// Conditions or diseases (query.cond)
+    #[arg(long)]
+    cond: Option<String>,
+    /// Words anywhere in the record (query.term)
+    #[arg(long)]
+    term: Option<String>,
+    /// Interventions or treatments (query.intr)
+    #[arg(long)]
+    intr: Option<String>,
+    /// Sponsors or collaborators (query.spons)
+    #[arg(long)]
+    spons: Option<String>,
+    /// Locations: city, state, country or facility (query.locn)
+    #[arg(long)]
+    locn: Option<String>,
+    /// Only trials with one of these overall statuses (e.g. RECRUITING NOT_YET_RECRUITING)
+    #[arg(long, num_args = 1.., value_name = "S")]
+    status: Vec<String>,
+    /// Only trials in one of these phases (e.g. PHASE2 PHASE3, or 2 3)
+    #[arg(long, num_args = 1.., value_name = "P")]
+    phase: Vec<String>,
+    /// Only this study type: INTERVENTIONAL, OBSERVATIONAL or EXPANDED_ACCESS
+    #[arg(long = "type", value_name = "T")]
+    study_type: Option<String>,
+    /// More CT.gov search parameters, e.g. 'query.cond=covid&filter.overallStatus=RECRUITING'
+    #[arg(long, value_name = "PARAMS")]
+    raw: Option<String>,
+    /// Also sync its members with full change tracking
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Serialize)]
@@ -98,19 +102,20 @@ struct Shown<'a> {
 
 pub(crate) fn run(ctx: &Ctx, action: QueryAction, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match action {
-        QueryAction::Add {
-            name,
-            cond,
-            term,
-            intr,
-            spons,
-            locn,
-            status,
-            phase,
-            study_type,
-            raw,
-            watch,
-        } => {
+        QueryAction::Add(add) => {
+            let AddQuery {
+                name,
+                cond,
+                term,
+                intr,
+                spons,
+                locn,
+                status,
+                phase,
+                study_type,
+                raw,
+                watch,
+            } = *add;
             // Checked before anything is stored.
             let spec = QuerySpec {
                 name,
@@ -218,7 +223,9 @@ pub(crate) fn run(ctx: &Ctx, action: QueryAction, out: &mut dyn Write) -> anyhow
                         out,
                         "  {}  left {} (in it from {})  {}",
                         m.nct_id,
-                        m.left_at.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+                        m.left_at
+                            .map(|t| t.format("%Y-%m-%d").to_string())
+                            .unwrap_or_default(),
                         m.entered_at.format("%Y-%m-%d"),
                         m.title.as_deref().unwrap_or("")
                     )?;

@@ -17,7 +17,8 @@ pub(crate) fn run(
 ) -> anyhow::Result<ExitCode> {
     let (store, mut ids) = super::named_or_watched(ctx, args)?;
     // A plain sync runs the watched queries first: their watched members join the sync.
-    let has_queries = args.is_empty() && !crate::sync::queries::all_queries(&ctx.cfg, &store)?.is_empty();
+    let has_queries =
+        args.is_empty() && !crate::sync::queries::all_queries(&ctx.cfg, &store)?.is_empty();
     if ids.is_empty() && !has_queries {
         writeln!(
             out,

@@ -10,7 +10,8 @@ use super::check::relative_to;
 use super::mirror::validate_field_pattern;
 use super::raw;
 use crate::model::{
-    DigestMode, EventKind, NctId, Origin, Severity, Subscription, Target, validate_email, validate_webhook_url,
+    DigestMode, EventKind, NctId, Origin, Severity, Subscription, Target, validate_email,
+    validate_webhook_url,
 };
 
 /// Check every `[[subscription]]` entry and build its [`Subscription`] (origin

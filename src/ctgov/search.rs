@@ -142,8 +142,10 @@ impl CtGovClient {
         let mut seen_tokens: HashSet<String> = HashSet::new();
         let mut token: Option<String> = None;
         for page in 1.. {
-            let mut q: Vec<(&str, &str)> =
-                params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut q: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             q.push(("fields", SEARCH_FIELDS));
             q.push(("pageSize", &page_size));
             match &token {
@@ -170,7 +172,10 @@ impl CtGovClient {
                     .as_deref()
                     .and_then(|n| n.trim().parse::<NctId>().ok())
                 else {
-                    warn!(query = name, page, "CT.gov listed a study without a readable nctId; skipped");
+                    warn!(
+                        query = name,
+                        page, "CT.gov listed a study without a readable nctId; skipped"
+                    );
                     continue;
                 };
                 if !seen.insert(nct.clone()) {

@@ -94,7 +94,11 @@ fn raw_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     // reqwest's URL parser decodes a query string the way CT.gov's server does.
     let url = reqwest::Url::parse(&format!("http://q/?{}", raw.trim().trim_start_matches('?')))
-        .map_err(|e| format!("--raw is not a query string ({e}); write it as query.cond=…&filter.overallStatus=…"))?;
+        .map_err(|e| {
+            format!(
+                "--raw is not a query string ({e}); write it as query.cond=…&filter.overallStatus=…"
+            )
+        })?;
     for (k, v) in url.query_pairs() {
         if !RAW_KEYS.contains(&k.as_ref()) {
             return Err(format!(
@@ -103,7 +107,9 @@ fn raw_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
             ));
         }
         if v.trim().is_empty() {
-            return Err(format!("--raw: `{k}` is empty; give it a value or leave it out"));
+            return Err(format!(
+                "--raw: `{k}` is empty; give it a value or leave it out"
+            ));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -149,7 +155,9 @@ impl QuerySpec {
         ] {
             if let Some(s) = v {
                 if s.trim().is_empty() {
-                    problems.push(format!("--{key} is empty; give search words or leave it out"));
+                    problems.push(format!(
+                        "--{key} is empty; give search words or leave it out"
+                    ));
                 }
                 *s = s.trim().to_string();
             }
@@ -240,7 +248,13 @@ impl QuerySpec {
         if let Some(t) = &self.study_type {
             advanced.push(format!("AREA[StudyType]{t}"));
         }
-        for (k, v) in self.raw.as_deref().map(raw_pairs).and_then(Result::ok).unwrap_or_default() {
+        for (k, v) in self
+            .raw
+            .as_deref()
+            .map(raw_pairs)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+        {
             if k == "filter.advanced" {
                 advanced.push(v);
             } else if let Some(slot) = out.iter_mut().find(|(ok, _)| *ok == k) {
@@ -375,7 +389,12 @@ mod tests {
             name: "x".into(),
             ..QuerySpec::default()
         };
-        assert!(empty.validated().unwrap_err().contains("no search parameter"));
+        assert!(
+            empty
+                .validated()
+                .unwrap_err()
+                .contains("no search parameter")
+        );
     }
 
     #[test]
@@ -383,7 +402,10 @@ mod tests {
         let q = QuerySpec {
             name: "x".into(),
             phase: vec!["PHASE2".into()],
-            raw: Some("query.cond=covid&filter.advanced=AREA[StudyFirstPostDate]RANGE[2024-01-01,MAX]".into()),
+            raw: Some(
+                "query.cond=covid&filter.advanced=AREA[StudyFirstPostDate]RANGE[2024-01-01,MAX]"
+                    .into(),
+            ),
             ..QuerySpec::default()
         }
         .validated()
@@ -403,7 +425,10 @@ mod tests {
 
     #[test]
     fn event_kinds_parse() {
-        assert_eq!("query-entered".parse::<EventKind>(), Ok(EventKind::QueryEntered));
+        assert_eq!(
+            "query-entered".parse::<EventKind>(),
+            Ok(EventKind::QueryEntered)
+        );
         assert_eq!("QUERY_LEFT".parse::<EventKind>(), Ok(EventKind::QueryLeft));
         assert!("nope".parse::<EventKind>().unwrap_err().contains("changes"));
     }

@@ -180,11 +180,13 @@ fn count_changes(alerts: &[Alert]) -> usize {
 
 fn subject(alerts: &[Alert], trials: &[TrialGroup<'_>]) -> String {
     match alerts {
-        [Alert {
-            event: Some(event),
-            nct_id,
-            ..
-        }] => format!("[trialwatch] {nct_id}: {}", super::events::headline(event)),
+        [
+            Alert {
+                event: Some(event),
+                nct_id,
+                ..
+            },
+        ] => format!("[trialwatch] {nct_id}: {}", super::events::headline(event)),
         [alert] => {
             let headline = by_severity(&alert.changes)
                 .first()

@@ -14,7 +14,12 @@ pub(super) fn headline(event: &AlertEvent) -> String {
 }
 
 /// One event's block, in the plain-text and the HTML part.
-pub(super) fn render_event(alert: &Alert, event: &AlertEvent, text: &mut String, html: &mut String) {
+pub(super) fn render_event(
+    alert: &Alert,
+    event: &AlertEvent,
+    text: &mut String,
+    html: &mut String,
+) {
     let severity = event.severity.to_string().to_ascii_uppercase();
     let when = alert.detected_at.format("%Y-%m-%d %H:%M UTC");
     let summary = one_line(&event.summary, 300);

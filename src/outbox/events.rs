@@ -72,10 +72,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let changes_only = sub(&[], &[], Severity::Minor);
         let cmv = sub(&[], &[], Severity::Minor).with_events(vec![], vec!["cmv".into()]);
-        let left_only = sub(&[], &[], Severity::Minor)
-            .with_events(vec![EventKind::QueryLeft], vec![]);
-        let critical = sub(&[], &[], Severity::Critical)
-            .with_events(vec![EventKind::QueryEntered], vec![]);
+        let left_only =
+            sub(&[], &[], Severity::Minor).with_events(vec![EventKind::QueryLeft], vec![]);
+        let critical =
+            sub(&[], &[], Severity::Critical).with_events(vec![EventKind::QueryEntered], vec![]);
         assert_ne!(cmv.id, changes_only.id);
         // The defaults give the ID a subscription had before event kinds existed.
         assert_eq!(
@@ -93,10 +93,16 @@ mod tests {
         let a = nct("NCT02241018");
         let entered = plan.owed_event(&a, &event(EventKind::QueryEntered, "cmv"));
         assert_eq!(
-            entered.iter().map(|e| e.subscription_id.as_str()).collect::<Vec<_>>(),
+            entered
+                .iter()
+                .map(|e| e.subscription_id.as_str())
+                .collect::<Vec<_>>(),
             [cmv.id.as_str()]
         );
-        assert_eq!(entered[0].id(), format!("{}.NCT02241018.query-entered-cmv-20261201", cmv.id));
+        assert_eq!(
+            entered[0].id(),
+            format!("{}.NCT02241018.query-entered-cmv-20261201", cmv.id)
+        );
         let left = plan.owed_event(&a, &event(EventKind::QueryLeft, "other"));
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].subscription_id, left_only.id);

@@ -121,7 +121,10 @@ impl SearchIndex {
         .concat();
         let intr = [
             strs(p, &["armsInterventionsModule", "interventions", "name"]),
-            strs(p, &["armsInterventionsModule", "interventions", "otherNames"]),
+            strs(
+                p,
+                &["armsInterventionsModule", "interventions", "otherNames"],
+            ),
         ]
         .concat();
         let spons = [
@@ -146,7 +149,13 @@ impl SearchIndex {
             words_into(t, &mut ix.locn);
         }
         let summary = strs(p, &["descriptionModule", "briefSummary"]);
-        for t in cond.iter().chain(&intr).chain(&spons).chain(&locn).chain(&summary) {
+        for t in cond
+            .iter()
+            .chain(&intr)
+            .chain(&spons)
+            .chain(&locn)
+            .chain(&summary)
+        {
             words_into(t, &mut ix.term);
         }
         words_into(&ix.nct_id.clone(), &mut ix.term);
@@ -283,7 +292,11 @@ impl Reader<'_> {
         while self.keyword("OR") {
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { Expr::Or(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Expr::Or(v)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, String> {
@@ -291,7 +304,11 @@ impl Reader<'_> {
         while self.keyword("AND") {
             v.push(self.atom()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { Expr::And(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Expr::And(v)
+        })
     }
 
     fn atom(&mut self) -> Result<Expr, String> {
@@ -304,7 +321,10 @@ impl Reader<'_> {
             return Ok(e);
         }
         let rest = self.s.strip_prefix("AREA[").ok_or_else(|| {
-            format!("expected AREA[Field]… at `{}`", self.s.chars().take(20).collect::<String>())
+            format!(
+                "expected AREA[Field]… at `{}`",
+                self.s.chars().take(20).collect::<String>()
+            )
         })?;
         let (field, rest) = rest.split_once(']').ok_or("missing `]` after AREA[")?;
         let field = field.trim().to_string();
@@ -338,11 +358,13 @@ fn parse_advanced(expr: &str) -> Result<Expr, String> {
 /// advanced filter other than the plain LastUpdatePostDate range, or `fields`).
 pub(super) fn is_search(params: &[(String, String)]) -> bool {
     params.iter().any(|(k, v)| match k.as_str() {
-        "query.cond" | "query.intr" | "query.spons" | "query.locn" | "filter.overallStatus"
+        "query.cond"
+        | "query.intr"
+        | "query.spons"
+        | "query.locn"
+        | "filter.overallStatus"
         | "fields" => true,
-        "query.term" | "filter.advanced" => {
-            super::parse_last_update_range(v).is_none()
-        }
+        "query.term" | "filter.advanced" => super::parse_last_update_range(v).is_none(),
         _ => false,
     })
 }
@@ -354,11 +376,11 @@ impl Search {
         let mut advanced = Vec::new();
         for (k, v) in params {
             match k.as_str() {
-                "query.term" if super::parse_last_update_range(v).is_some() => advanced.push(
-                    parse_advanced(v).map_err(|e| {
+                "query.term" if super::parse_last_update_range(v).is_some() => {
+                    advanced.push(parse_advanced(v).map_err(|e| {
                         format!("Error parsing query in parameter `query.term`: {e}")
-                    })?,
-                ),
+                    })?)
+                }
                 "query.cond" | "query.intr" | "query.spons" | "query.locn" | "query.term" => {
                     let mut set = HashSet::new();
                     words_into(v, &mut set);
@@ -382,10 +404,9 @@ impl Search {
                     }
                     s.statuses = Some(list);
                 }
-                "filter.advanced" => advanced.push(
-                    parse_advanced(v)
-                        .map_err(|e| format!("Error parsing query in parameter `filter.advanced`: {e}"))?,
-                ),
+                "filter.advanced" => advanced.push(parse_advanced(v).map_err(|e| {
+                    format!("Error parsing query in parameter `filter.advanced`: {e}")
+                })?),
                 "fields" => {
                     let mut list = Vec::new();
                     for f in v.split([',', '|']).map(str::trim).filter(|x| !x.is_empty()) {
