@@ -291,6 +291,16 @@ pub enum EventKind {
     QueryEntered,
     /// A trial left a watched query.
     QueryLeft,
+    /// Results are due within 30 days (42 CFR 11.44).
+    ResultsDue,
+    /// Results are overdue: past the deadline and its 30 days' grace.
+    ResultsOverdue,
+    /// A trial that was overdue is no longer (results posted, deadline extended).
+    ResultsNoLongerOverdue,
+    /// The record was last verified more than 12 months ago.
+    VerificationLapsing,
+    /// The completion date is past but the status still says (not yet) recruiting.
+    StaleStatus,
 }
 
 impl EventKind {
@@ -299,6 +309,11 @@ impl EventKind {
         EventKind::Changes,
         EventKind::QueryEntered,
         EventKind::QueryLeft,
+        EventKind::ResultsDue,
+        EventKind::ResultsOverdue,
+        EventKind::ResultsNoLongerOverdue,
+        EventKind::VerificationLapsing,
+        EventKind::StaleStatus,
     ];
 
     /// The word the CLI, the config and the webhook's `event` use.
@@ -307,6 +322,11 @@ impl EventKind {
             EventKind::Changes => "changes",
             EventKind::QueryEntered => "query-entered",
             EventKind::QueryLeft => "query-left",
+            EventKind::ResultsDue => "results-due",
+            EventKind::ResultsOverdue => "results-overdue",
+            EventKind::ResultsNoLongerOverdue => "results-no-longer-overdue",
+            EventKind::VerificationLapsing => "verification-lapsing",
+            EventKind::StaleStatus => "stale-status",
         }
     }
 }
