@@ -58,7 +58,8 @@ impl Facts {
             primary_completion: text("status.primaryCompletionDate"),
             primary_completion_type: text("status.primaryCompletionDateType"),
             completion: text("status.completionDate"),
-            fda_regulated: flag("oversight.fdaRegulatedDrug") || flag("oversight.fdaRegulatedDevice"),
+            fda_regulated: flag("oversight.fdaRegulatedDrug")
+                || flag("oversight.fdaRegulatedDevice"),
             has_results: flag("results.hasResults"),
             verified: text("status.statusVerifiedDate"),
             delay_certified,
@@ -73,7 +74,11 @@ impl Facts {
                 .primary_completion_type
                 .as_deref()
                 .is_some_and(|t| t.eq_ignore_ascii_case("ACTUAL"))
-            && self.primary_completion.as_deref().and_then(end_of).is_some()
+            && self
+                .primary_completion
+                .as_deref()
+                .and_then(end_of)
+                .is_some()
     }
 }
 
@@ -282,9 +287,15 @@ mod tests {
         assert_eq!(kinds(&soon), [(EventKind::ResultsDue, "2021-03-13".into())]);
         assert!(soon[0].summary.contains("in 21 days"), "{soon:?}");
         // In the grace period it is still "due", not overdue.
-        assert_eq!(kinds(&conditions(&f, day("2021-04-12")))[0].0, EventKind::ResultsDue);
+        assert_eq!(
+            kinds(&conditions(&f, day("2021-04-12")))[0].0,
+            EventKind::ResultsDue
+        );
         let late = conditions(&f, day("2021-04-13"));
-        assert_eq!(kinds(&late), [(EventKind::ResultsOverdue, "2021-03-13".into())]);
+        assert_eq!(
+            kinds(&late),
+            [(EventKind::ResultsOverdue, "2021-03-13".into())]
+        );
         assert_eq!(late[0].severity, Severity::Critical);
     }
 
@@ -316,17 +327,30 @@ mod tests {
         let today = day("2021-06-01");
         let overdue = conditions(&facts("NCT03418623.json", |_| {}), today);
         let (events, told) = transitions(&overdue, &Told::default());
-        assert_eq!(kinds(&events), [(EventKind::ResultsOverdue, "2021-03-13".into())]);
+        assert_eq!(
+            kinds(&events),
+            [(EventKind::ResultsOverdue, "2021-03-13".into())]
+        );
         assert_eq!(told.overdue, Some(day("2021-03-13")));
         // Told once: the next day says nothing new.
-        let (again, told) = transitions(&conditions(&facts("NCT03418623.json", |_| {}), day("2021-06-02")), &told);
+        let (again, told) = transitions(
+            &conditions(&facts("NCT03418623.json", |_| {}), day("2021-06-02")),
+            &told,
+        );
         assert!(again.is_empty());
 
         let posted = facts("NCT03418623.json", |v| v["hasResults"] = true.into());
         let (out, after) = transitions(&conditions(&posted, today), &told);
-        assert_eq!(kinds(&out), [(EventKind::ResultsNoLongerOverdue, "2021-03-13".into())]);
+        assert_eq!(
+            kinds(&out),
+            [(EventKind::ResultsNoLongerOverdue, "2021-03-13".into())]
+        );
         assert_eq!(after.overdue, None);
-        assert!(transitions(&conditions(&posted, today), &after).0.is_empty());
+        assert!(
+            transitions(&conditions(&posted, today), &after)
+                .0
+                .is_empty()
+        );
 
         let certified = facts("NCT03418623.json", |v| {
             v["protocolSection"]["statusModule"]["dispFirstSubmitDate"] = "2021-02-01".into();
@@ -334,7 +358,10 @@ mod tests {
         let c = conditions(&certified, today);
         assert!(c.is_empty(), "{c:?}");
         let (out, _) = transitions(&c, &told);
-        assert_eq!(kinds(&out), [(EventKind::ResultsNoLongerOverdue, "2021-03-13".into())]);
+        assert_eq!(
+            kinds(&out),
+            [(EventKind::ResultsNoLongerOverdue, "2021-03-13".into())]
+        );
         // The extended deadline is 2023-03-13.
         let c = conditions(&certified, day("2023-03-01"));
         assert_eq!(kinds(&c), [(EventKind::ResultsDue, "2023-03-13".into())]);
@@ -365,6 +392,9 @@ mod tests {
         let (first, told) = transitions(&conditions(&f, day("2025-02-02")), &Told::default());
         assert_eq!(first.len(), 2);
         let (later, _) = transitions(&conditions(&reverified, day("2026-02-02")), &told);
-        assert_eq!(kinds(&later), [(EventKind::VerificationLapsing, "2026-01-31".into())]);
+        assert_eq!(
+            kinds(&later),
+            [(EventKind::VerificationLapsing, "2026-01-31".into())]
+        );
     }
 }

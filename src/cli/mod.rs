@@ -5,6 +5,7 @@
 
 mod backfill;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
+mod due;
 pub mod outbox;
 pub mod queries;
 pub mod query;
@@ -156,6 +157,13 @@ pub enum Command {
         /// Add, list, show or remove queries
         #[command(subcommand)]
         action: queries::QueryAction,
+    },
+    /// Deadlines that hold today: results due or overdue (42 CFR 11.44), verification lapsing,
+    /// stale status
+    Due {
+        /// Print the conditions as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// List subscriptions: the configuration's and the store's
     Subscriptions {
@@ -346,6 +354,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         ),
         Command::Subscribe { target } => subscribe::subscribe(ctx, target, out),
         Command::Query { action } => queries::run(ctx, action, out),
+        Command::Due { json } => due::run(ctx, json, out),
         Command::Subscriptions { json } => subscribe::list(ctx, json, out),
         Command::Unsubscribe { id } => subscribe::unsubscribe(ctx, &id, out),
         Command::Outbox { json, action } => outbox::run(ctx, action, json, out),

@@ -69,6 +69,13 @@ pub(crate) fn run(
         ctx.cfg.watch.backfill,
     ))?;
     report.requests += query_requests;
+    if args.is_empty() {
+        report.deadlines =
+            crate::sync::deadlines::evaluate_daily(&ctx.cfg, &store, subs.clone(), now)?;
+        if let Some(d) = &report.deadlines {
+            report.alerts_enqueued += d.alerts_enqueued;
+        }
+    }
     report.alerts_enqueued += query_runs.iter().map(|q| q.alerts_enqueued).sum::<usize>();
     let query_failed = query_runs.iter().any(|q| q.problem.is_some());
     report.queries = query_runs;
@@ -132,6 +139,14 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
                 q.left
             )?,
         }
+    }
+    if let Some(d) = r.deadlines.as_ref().filter(|d| d.events > 0) {
+        writeln!(
+            out,
+            "deadlines: {} ({} trials checked; `trialwatch due` lists what holds today)",
+            crate::util::text::plural(d.events, "new event"),
+            d.trials
+        )?;
     }
     for w in &r.backfill_warnings {
         writeln!(out, "warning: {w}")?;

@@ -1,6 +1,8 @@
-//! The daemon's side of query watches: a scheduled sync that fetches runs every watched query
-//! first, and the trials a `--watch` query newly brought in (never synced yet) join the sync's
-//! trial list. What a query run does is [`crate::sync::queries`]'s.
+//! The daemon's side of query watches and deadlines: a scheduled sync that fetches runs every
+//! watched query first, and the trials a `--watch` query newly brought in (never synced yet)
+//! join the sync's trial list; after each scheduled run the deadlines are evaluated (once a
+//! day). What a query run and an evaluation do is [`crate::sync::queries`]' and
+//! [`crate::sync::deadlines`]'.
 
 use std::sync::Arc;
 
@@ -44,4 +46,23 @@ pub(super) async fn run_queries(
         }
     }
     Ok(ids)
+}
+
+/// The day's deadline evaluation (a no-op when it already ran today); a failure is logged and
+/// the next run tries again.
+pub(super) fn evaluate_deadlines(cfg: &Config, store: &Store, now: DateTime<Utc>) {
+    let result = crate::outbox::Subscriptions::load(cfg, store)
+        .and_then(|subs| crate::sync::deadlines::evaluate_daily(cfg, store, Arc::new(subs), now));
+    match result {
+        Ok(Some(run)) => tracing::info!(
+            deadlines.trials = run.trials,
+            deadlines.events = run.events,
+            alerts.enqueued = run.alerts_enqueued,
+            "deadlines evaluated"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot evaluate the deadlines; the next run tries again")
+        }
+    }
 }

@@ -129,6 +129,11 @@ fn sync_thread(
     });
     // Dropping the fetch left batch writes running on blocking threads: let them finish.
     rt.shutdown_timeout(stop_timeout);
+    // Deadlines move with the calendar, not with CT.gov's data: evaluated once a day whatever
+    // the sync found (even when it was skipped).
+    if !matches!(outcome, Outcome::Cancelled) {
+        super::queries::evaluate_deadlines(&cfg, &store, started);
+    }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "cannot flush the store after a sync");
     }

@@ -218,8 +218,8 @@ impl Subscription {
         }
     }
 
-    /// Whether it hears about an event of `kind` on `nct` from query `query` (if any) with
-    /// this severity.
+    /// Whether it hears about an event of `kind` on `nct` with this severity; for a query
+    /// event, `query` must be one of its queries (when it names any).
     pub fn wants_query_event(
         &self,
         kind: EventKind,
@@ -227,10 +227,11 @@ impl Subscription {
         nct: &NctId,
         severity: Severity,
     ) -> bool {
+        let query_event = matches!(kind, EventKind::QueryEntered | EventKind::QueryLeft);
         self.wants_event(kind)
             && severity >= self.min_severity
             && self.wants_trial(nct)
-            && (self.queries.is_empty() || self.queries.iter().any(|q| q == query))
+            && (!query_event || self.queries.is_empty() || self.queries.iter().any(|q| q == query))
     }
 
     /// Whether changes to this trial concern the subscriber at all.

@@ -20,6 +20,7 @@
 //! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
 //! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
 //! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
+//! | `A` NCT | `deadlines::Told` JSON: the deadline events told about the trial |
 //! | `Q` name | `QuerySpec` JSON: a query kept by `trialwatch query add` |
 //! | `q` name | `QueryState` JSON: the query's last run |
 //! | `M` name `\0` NCT | `Member` JSON: when the trial entered (and left) the query |

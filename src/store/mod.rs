@@ -22,6 +22,7 @@
 //! - `versions.rs`: committing new versions and reading them back; [`TrialState`].
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
+//! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
 //! - `queries.rs`: watched queries, their members (entered/left) and run state.
 //! - `migrate.rs`: format 1 → 2.
 //! - `verify.rs`: the integrity checks behind `trialwatch verify`.
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod codec;
+mod deadlines;
 mod keys;
 mod migrate;
 mod outbox;

@@ -26,6 +26,7 @@ use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, record_hash};
 use crate::util::text::error_chain;
 
+pub mod deadlines;
 mod gap;
 pub mod queries;
 use gap::repair_and_commit;
@@ -71,6 +72,9 @@ pub struct SyncReport {
     /// The watched queries run before the sync (entries, exits, problems).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queries: Vec<queries::QueryRun>,
+    /// The day's deadline evaluation, when this sync was the day's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadlines: Option<deadlines::DeadlineRun>,
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
