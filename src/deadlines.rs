@@ -1,5 +1,6 @@
-//! The deadline rules, all in one place and pure (the caller passes "today"): which deadlines a
-//! trial's record says are coming or missed. No edit announces these; they follow from dates.
+//! The deadline rules, all in one place and pure (the caller passes "today" and the stored raw
+//! study, read by [`read_raw`]): which deadlines a trial's record says are coming or missed. No
+//! edit announces these; they follow from dates.
 //!
 //! - **Results due / overdue** (42 CFR 11.44): a trial with an FDA-regulated drug or device
 //!   (`oversight.fdaRegulatedDrug`/`fdaRegulatedDevice`) whose primary completion date is
@@ -19,14 +20,14 @@
 use chrono::{Datelike, Duration, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EventKind, Record, Severity};
+use crate::model::{EventKind, Severity};
 
 /// Days before the results deadline that "due in 30 days" is told.
 pub const DUE_SOON_DAYS: i64 = 30;
 /// Days of grace after the results deadline before a trial counts as overdue.
 pub const GRACE_DAYS: i64 = 30;
 
-/// What the rules read of one trial.
+/// What the rules read of one trial (the CT.gov fields named in the rules above).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
     /// `status.overallStatus`.
@@ -43,31 +44,13 @@ pub struct Facts {
     pub has_results: bool,
     /// `status.statusVerifiedDate` (partial date).
     pub verified: Option<String>,
-    /// `statusModule.dispFirstSubmitDate` from the raw study (not in the record): a
+    /// `statusModule.dispFirstSubmitDate` is set (it is not in the normalized record): a
     /// certification of delayed submission was filed.
     pub delay_certified: bool,
 }
 
 impl Facts {
-    /// The facts of a stored record; `delay_certified` comes from the raw study.
-    pub fn of(record: &Record, delay_certified: bool) -> Facts {
-        let text = |p: &str| record.text(p).map(str::to_string);
-        let flag = |p: &str| record.get(p).and_then(serde_json::Value::as_bool) == Some(true);
-        Facts {
-            status: text("status.overallStatus"),
-            primary_completion: text("status.primaryCompletionDate"),
-            primary_completion_type: text("status.primaryCompletionDateType"),
-            completion: text("status.completionDate"),
-            fda_regulated: flag("oversight.fdaRegulatedDrug")
-                || flag("oversight.fdaRegulatedDevice"),
-            has_results: flag("results.hasResults"),
-            verified: text("status.statusVerifiedDate"),
-            delay_certified,
-        }
-    }
-
-    /// Whether the results rule applies at all, so the caller reads the raw study (for
-    /// `dispFirstSubmitDate`) only for these.
+    /// Whether the results rule applies at all.
     pub fn results_rule_applies(&self) -> bool {
         self.fda_regulated
             && self
@@ -95,6 +78,128 @@ pub fn end_of(date: &str) -> Option<NaiveDate> {
         [y] => NaiveDate::from_ymd_opt(y.parse().ok()?, 12, 31),
         _ => None,
     }
+}
+
+/// The parts of a raw CT.gov study the rules and the alert read. The stored raw study of the
+/// head version is read instead of the normalized record: it holds `dispFirstSubmitDate`, which
+/// the record does not, and one small serde pass over it (everything else skipped) costs a
+/// fraction of decoding the record, which the store compresses against the raw study anyway.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawStudy {
+    #[serde(rename = "protocolSection")]
+    p: RawProtocol,
+    #[serde(rename = "hasResults")]
+    has_results: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawProtocol {
+    #[serde(rename = "identificationModule")]
+    ident: RawIdent,
+    #[serde(rename = "statusModule")]
+    status: RawStatus,
+    #[serde(rename = "oversightModule")]
+    oversight: RawOversight,
+    #[serde(rename = "designModule")]
+    design: RawDesign,
+    #[serde(rename = "sponsorCollaboratorsModule")]
+    sponsors: RawSponsors,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawIdent {
+    #[serde(rename = "briefTitle")]
+    title: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawDate {
+    date: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawStatus {
+    #[serde(rename = "overallStatus")]
+    overall: Option<String>,
+    #[serde(rename = "statusVerifiedDate")]
+    verified: Option<String>,
+    #[serde(rename = "primaryCompletionDateStruct")]
+    primary: RawDate,
+    #[serde(rename = "completionDateStruct")]
+    completion: RawDate,
+    #[serde(rename = "dispFirstSubmitDate")]
+    disp: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOversight {
+    #[serde(rename = "isFdaRegulatedDrug")]
+    drug: Option<bool>,
+    #[serde(rename = "isFdaRegulatedDevice")]
+    device: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawDesign {
+    phases: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSponsors {
+    #[serde(rename = "leadSponsor")]
+    lead: RawLead,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawLead {
+    name: Option<String>,
+}
+
+/// What an alert shows of the trial besides the condition.
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    /// `briefTitle`.
+    pub title: Option<String>,
+    /// `overallStatus`.
+    pub status: Option<String>,
+    /// `phases`, joined with `, `.
+    pub phase: Option<String>,
+    /// `leadSponsor.name`.
+    pub sponsor: Option<String>,
+}
+
+/// The rules' facts and the alert's trial details of one raw study (`None` if it is not JSON).
+pub fn read_raw(raw: &[u8]) -> Option<(Facts, Shown)> {
+    let r: RawStudy = serde_json::from_slice(raw).ok()?;
+    let s = r.p.status;
+    let facts = Facts {
+        status: s.overall.clone(),
+        primary_completion: s.primary.date,
+        primary_completion_type: s.primary.kind,
+        completion: s.completion.date,
+        fda_regulated: r.p.oversight.drug == Some(true) || r.p.oversight.device == Some(true),
+        has_results: r.has_results == Some(true),
+        verified: s.verified,
+        delay_certified: s.disp.is_some_and(|d| !d.trim().is_empty()),
+    };
+    let shown = Shown {
+        title: r.p.ident.title,
+        status: s.overall,
+        phase: (!r.p.design.phases.is_empty()).then(|| r.p.design.phases.join(", ")),
+        sponsor: r.p.sponsors.lead.name,
+    };
+    Some((facts, shown))
 }
 
 /// One deadline condition that holds today.
@@ -246,7 +351,6 @@ pub fn day_key(d: NaiveDate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::normalize_json;
 
     fn day(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -260,8 +364,7 @@ mod tests {
     fn facts(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Facts {
         let mut v: serde_json::Value = serde_json::from_str(&fixture(name)).unwrap();
         edit(&mut v);
-        let certified = v["protocolSection"]["statusModule"]["dispFirstSubmitDate"].is_string();
-        Facts::of(&normalize_json(&v.to_string()).unwrap(), certified)
+        read_raw(v.to_string().as_bytes()).unwrap().0
     }
 
     fn kinds(c: &[Condition]) -> Vec<(EventKind, String)> {

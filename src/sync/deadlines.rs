@@ -3,9 +3,9 @@
 //! evaluation into alerts, once a day (the daemon after each scheduled run, `trialwatch sync`
 //! after its fetch), in one store write.
 //!
-//! The rules read the stored record; only `dispFirstSubmitDate` (a certification of delayed
-//! submission, not part of the record) is read from the stored raw study, and only for the
-//! trials the results rule applies to.
+//! The rules read the stored raw study of each trial's head version ([`read_raw`]), which
+//! also holds `dispFirstSubmitDate` (a certification of delayed submission), not part of the
+//! normalized record; so no field is added to the record and no stored trial gets a new version.
 
 use std::sync::Arc;
 
@@ -13,8 +13,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::deadlines::{Condition, Facts, conditions, day_key, transitions};
-use crate::model::{AlertEvent, NctId, Record, TrialInfo};
+use crate::deadlines::{Condition, Shown, conditions, day_key, read_raw, transitions};
+use crate::model::{AlertEvent, NctId, TrialInfo};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{Store, StoreError};
 
@@ -47,38 +47,12 @@ pub struct DeadlineRun {
     pub alerts_enqueued: usize,
 }
 
-/// Whether the stored raw study of the trial's head version carries `dispFirstSubmitDate`.
-fn delay_certified(store: &Store, nct: &NctId, head: u32) -> Result<bool, StoreError> {
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct Raw {
-        #[serde(rename = "protocolSection")]
-        p: P,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct P {
-        #[serde(rename = "statusModule")]
-        s: S,
-    }
-    #[derive(Deserialize, Default)]
-    #[serde(default)]
-    struct S {
-        #[serde(rename = "dispFirstSubmitDate")]
-        disp: Option<String>,
-    }
-    Ok(store
-        .raw(nct, head)?
-        .and_then(|b| serde_json::from_slice::<Raw>(&b).ok())
-        .is_some_and(|r| r.p.s.disp.is_some_and(|d| !d.trim().is_empty())))
-}
-
-/// The trials followed, each with its latest record and the conditions that hold `today`.
+/// The trials followed, each with what its alert shows and the conditions that hold `today`.
 fn evaluate(
     cfg: &Config,
     store: &Store,
     today: NaiveDate,
-) -> Result<Vec<(NctId, Record, Vec<Condition>)>, StoreError> {
+) -> Result<Vec<(NctId, Shown, Vec<Condition>)>, StoreError> {
     let mut out = Vec::new();
     for nct in super::watched_ids(cfg, store)? {
         let Some(state) = store.trial(&nct)? else {
@@ -87,15 +61,12 @@ fn evaluate(
         if state.latest_version == 0 {
             continue;
         }
-        let Some(record) = store.record(&nct, state.head())? else {
+        let Some((facts, shown)) = store.raw(&nct, state.head())?.as_deref().and_then(read_raw)
+        else {
             continue;
         };
-        let mut facts = Facts::of(&record, false);
-        if facts.results_rule_applies() {
-            facts.delay_certified = delay_certified(store, &nct, state.head())?;
-        }
         let now = conditions(&facts, today);
-        out.push((nct, record, now));
+        out.push((nct, shown, now));
     }
     Ok(out)
 }
@@ -104,8 +75,8 @@ fn evaluate(
 pub fn due_now(cfg: &Config, store: &Store, today: NaiveDate) -> Result<Vec<DueRow>, StoreError> {
     Ok(evaluate(cfg, store, today)?
         .into_iter()
-        .flat_map(|(nct, record, conds)| {
-            let title = record.title().map(str::to_string);
+        .flat_map(|(nct, shown, conds)| {
+            let title = shown.title;
             conds.into_iter().map(move |condition| DueRow {
                 nct_id: nct.clone(),
                 title: title.clone(),
@@ -113,18 +84,6 @@ pub fn due_now(cfg: &Config, store: &Store, today: NaiveDate) -> Result<Vec<DueR
             })
         })
         .collect())
-}
-
-fn joined(record: &Record, path: &str) -> Option<String> {
-    match record.get(path)? {
-        serde_json::Value::Array(a) => {
-            let parts: Vec<&str> = a.iter().filter_map(|v| v.as_str()).collect();
-            (!parts.is_empty()).then(|| parts.join(", "))
-        }
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(o) => o.get("name").and_then(|v| v.as_str()).map(str::to_string),
-        _ => None,
-    }
 }
 
 /// Evaluate the deadlines once for the day of `now` (a second call the same day does nothing
@@ -148,7 +107,7 @@ pub fn evaluate_daily(
     };
     let mut told_changes = Vec::new();
     let mut alerts = Vec::new();
-    for (nct, record, conds) in evaluated {
+    for (nct, shown, conds) in evaluated {
         let told = store.deadlines_told(&nct)?;
         let (events, next) = transitions(&conds, &told);
         if next != told {
@@ -163,12 +122,12 @@ pub fn evaluate_daily(
                 summary: c.summary.clone(),
                 reason: c.summary,
                 trial: TrialInfo {
-                    title: record.title().map(str::to_string),
-                    overall_status: record.overall_status().map(str::to_string),
+                    title: shown.title.clone(),
+                    overall_status: shown.status.clone(),
                     url: nct.ctgov_url(),
                 },
-                phase: joined(&record, "design.phases"),
-                sponsor: joined(&record, "sponsor.lead"),
+                phase: shown.phase.clone(),
+                sponsor: shown.sponsor.clone(),
                 key: format!("{}-{}", c.kind, day_key(c.due)),
             };
             alerts.extend(plan.owed_event(&nct, &event));
