@@ -478,6 +478,12 @@ fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     )?;
     writeln!(
         out,
+        "queries in the configuration: {} (a query matching more than {} trials is reported as too broad)",
+        c.queries.declared.len(),
+        c.queries.max_matches
+    )?;
+    writeln!(
+        out,
         "subscriptions in the configuration: {}",
         c.subscriptions.len()
     )?;
