@@ -183,6 +183,20 @@ async fn scheduled_run(
                 Err(e) => Err(e),
             }
         }
+        // Only queries (an empty watch list): they still run, and their `--watch` members are
+        // fetched for the first time.
+        Ok(Plan::Skip(reason))
+            if crate::sync::watched_ids(cfg, store).is_ok_and(|w| w.is_empty()) =>
+        {
+            match super::queries::run_queries(&client, cfg, store, started, Vec::new()).await {
+                Ok(ids) if !ids.is_empty() => Ok(Plan::Fetch {
+                    kind: SyncKind::NewOnly,
+                    ids,
+                }),
+                Ok(_) => Ok(Plan::Skip(reason)),
+                Err(e) => Err(e),
+            }
+        }
         other => other,
     };
     match plan {

@@ -458,3 +458,49 @@ fn query_parameters_are_checked_before_storing() {
         stderr(&out)
     );
 }
+
+/// The daemon runs the queries with its scheduled syncs (here with nothing else watched),
+/// syncs a `--watch` query's members, evaluates the deadlines after the run and delivers the
+/// events: a not-yet-recruiting CMV trial whose completion date has passed is `stale-status`.
+#[test]
+fn the_daemon_runs_queries_and_evaluates_deadlines() {
+    use crate::support::daemon::{Daemon, EVERY_SECOND, wait_for, wait_running};
+    let sink = WebhookReceiver::start();
+    let tail = format!(
+        "{EVERY_SECOND}{FAST_ALERTS}[[query]]\nname = \"cmv\"\ncond = \"cmv\"\nwatch = true\n\
+         [[subscription]]\nwebhook = {:?}\nevents = [\"stale-status\", \"query-entered\"]\n",
+        sink.url("/d")
+    );
+    let env = TestEnv::with_config(&[], "", &tail);
+    let stale = "NCT06171568"; // NOT_YET_RECRUITING, completion 2025-02-01
+    env.server
+        .put_study(edit(&fixture(&format!("{stale}.json")), |p| {
+            p["conditionsModule"]["conditions"] = json!(["CMV Infection"]);
+        }));
+    let mut d = Daemon::start(&env);
+    wait_running(&env, &d);
+    wait_for(Duration::from_secs(20), "the stale-status alert", || {
+        sink.requests()
+            .iter()
+            .map(|h| h.json())
+            .find(|b| b["event"]["kind"] == "stale-status")
+    });
+    let shown = env.json(&["query", "show", "cmv", "--json"]);
+    assert_eq!(shown["members"][0]["nct_id"], stale, "{shown}");
+    assert_eq!(
+        env.json(&["history", stale, "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // The baseline told nobody of the entry; the deadline was told once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let kinds: Vec<Value> = sink
+        .requests()
+        .iter()
+        .map(|h| h.json()["event"]["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("stale-status")], "{}", d.log());
+    d.terminate();
+}
