@@ -7,6 +7,7 @@ mod backfill;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
 pub mod query;
+mod repair; // `repair`: rebuild the index from the packs
 pub mod subscribe;
 mod sync;
 pub mod watch;
@@ -189,6 +190,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the store's index (`db/`) from the pack files, when `verify` reports it missing
+    /// or damaged; the old index is kept beside it. Run it with the daemon stopped
+    Repair {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// Commands that only read the store: they work on a full disk or a read-only store
+    /// (through a private copy of the index, see `Store::open_for_reading`).
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::History { .. }
+                | Command::Show { .. }
+                | Command::Diff { .. }
+                | Command::Changes { .. }
+                | Command::Status { .. }
+                | Command::Verify { .. }
+        )
+    }
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
@@ -211,7 +235,8 @@ pub fn main() -> ExitCode {
             if let Some(code) = daemon::forward_if_running(&cfg, &cli.command)? {
                 return Ok(code);
             }
-            let ctx = Ctx::new(cfg, None);
+            let mut ctx = Ctx::new(cfg, None);
+            ctx.reading = cli.command.only_reads();
             execute(cli.command, &ctx, &mut std::io::stdout().lock())
         });
     match result {
@@ -248,6 +273,8 @@ pub struct Ctx {
     /// The configuration every command reads (watch list, SMTP, alert settings, data_dir).
     pub cfg: Config,
     store: std::sync::OnceLock<Store>,
+    /// The command only reads: open the store with `Store::open_for_reading`.
+    reading: bool,
 }
 
 impl Ctx {
@@ -258,7 +285,11 @@ impl Ctx {
         if let Some(s) = store {
             let _ = cell.set(s);
         }
-        Ctx { cfg, store: cell }
+        Ctx {
+            cfg,
+            store: cell,
+            reading: false,
+        }
     }
 
     /// The store, opened at `cfg.data_dir` on first use; commands that never touch it
@@ -267,7 +298,11 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
-        let s = Store::open(&self.cfg.data_dir)?;
+        let s = if self.reading {
+            Store::open_for_reading(&self.cfg.data_dir)?
+        } else {
+            Store::open(&self.cfg.data_dir)?
+        };
         Ok(self.store.get_or_init(|| s).clone())
     }
 }
@@ -343,7 +378,11 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Outbox { json, action } => outbox::run(ctx, action, json, out),
         Command::CheckConfig => check_config(ctx, out),
         Command::Verify { json } => {
-            let rep = ctx.open_store()?.verify()?;
+            // Without a daemon, on a private copy of the index: verify changes no byte.
+            let rep = match ctx.store.get() {
+                Some(store) => store.verify()?,
+                None => crate::store::verify_dir(&ctx.cfg.data_dir)?,
+            };
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rep)?)?;
             } else {
@@ -366,6 +405,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             })
         }
         Command::Status { json } => daemon::status(ctx, json, out),
+        Command::Repair { json } => repair::run(ctx, json, out),
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),

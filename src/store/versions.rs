@@ -219,10 +219,14 @@ impl Store {
         for nv in items {
             // A second version of one trial builds on the first as staged (its blobs are
             // already readable in the packs), so a whole chain is one atomic batch.
-            out.push(self.stage_version(nv, None, &mut pending)?);
+            out.push(
+                self.stage_version(nv, None, &mut pending)
+                    .map_err(|e| self.disk_full_or(e))?,
+            );
         }
         if !pending.trials.is_empty() {
-            self.apply_versions(pending)?;
+            self.apply_versions(pending)
+                .map_err(|e| self.disk_full_or(e))?;
         }
         Ok(out)
     }
@@ -230,6 +234,7 @@ impl Store {
     /// Pack blobs first, durably; then the sled batch that points to them, with one
     /// time-index key per detection time.
     fn apply_versions(&self, pending: Pending) -> Result<()> {
+        let record = self.commit_record(&pending.states, &pending.tables)?;
         let Pending {
             mut batch, times, ..
         } = pending;
@@ -239,9 +244,11 @@ impl Store {
             };
             batch.insert(time_key(at, nct, *ver), encode_time_entries(&entries));
         }
+        self.stage_pack_end(&mut batch);
         self.packs.sync()?;
         self.db.apply_batch(batch)?;
-        Ok(())
+        // The packs' own record of this commit, once the batch is durable (see `repair.rs`).
+        self.append_commit_record(record)
     }
 
     /// Write CT.gov's older versions of a trial that already has some, in one atomic batch:
@@ -294,7 +301,10 @@ impl Store {
             .append(&encode(&to_json(&stored), Codec::Plain, &[]))?;
         pending.batch.insert(key(b'V', &nct), encode_table(&table));
         pending.batch.insert(key(b't', &nct), to_json(&state));
-        self.apply_versions(pending)?;
+        pending.tables.push((nct.clone(), table));
+        pending.states.push(state);
+        self.apply_versions(pending)
+            .map_err(|e| self.disk_full_or(e))?;
         Ok(out)
     }
 

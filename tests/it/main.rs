@@ -16,6 +16,7 @@ mod bad_studies;
 mod crash;
 mod ctgov_client;
 mod daemon;
+mod damaged_store;
 mod golden;
 mod hostile_ctgov;
 mod input;
