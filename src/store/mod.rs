@@ -351,6 +351,19 @@ impl Store {
     /// gone or lost commits the packs record, before writing anything, so that no command
     /// builds on it; `trialwatch repair` rebuilds it.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        Self::open_writable(dir, cache_bytes).map_err(|e| {
+            if e.is_disk_full() {
+                StoreError::DiskFull {
+                    path: dir.to_path_buf(),
+                    free: free_space(dir),
+                }
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_writable(dir: &Path, cache_bytes: u64) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: dir.to_path_buf(),
             source,

@@ -246,7 +246,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
 
     let fresh = dir.join("db.repair");
     if fresh.exists() {
-        std::fs::remove_dir_all(&fresh).map_err(|e| sled::Error::Io(e))?;
+        std::fs::remove_dir_all(&fresh).map_err(sled::Error::Io)?;
     }
     super::create_private_dir(&fresh).map_err(sled::Error::Io)?;
     let db = sled_config(&fresh, super::DEFAULT_CACHE_BYTES).open()?;

@@ -17,6 +17,7 @@ mod crash;
 mod ctgov_client;
 mod daemon;
 mod damaged_store;
+mod full_disk;
 mod golden;
 mod hostile_ctgov;
 mod input;
