@@ -27,3 +27,4 @@ mod normalize_props;
 mod notify;
 mod private_store;
 mod sync;
+mod updated_since;
