@@ -433,4 +433,41 @@ mod tests {
         assert!(fresh.read(&past).is_err());
         assert_eq!(BlobRef::from_bytes(b"short"), None);
     }
+
+    #[test]
+    fn a_scan_finds_commit_records_past_the_remains_of_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::new(dir.path());
+        packs.append(b"\x01blob").unwrap();
+        let mut first = vec![COMMIT_TAG];
+        first.extend_from_slice(b"one");
+        packs.append(&first).unwrap();
+        packs.sync().unwrap();
+        // A write cut short (a full disk): a header claiming 1000 bytes, and only 10 of them.
+        let path = packs.path_of(1);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        use std::io::Write;
+        f.write_all(&1000u32.to_le_bytes()).unwrap();
+        f.write_all(&[0u8; 14]).unwrap();
+        drop(f);
+        drop(packs);
+        let packs = Packs::new(dir.path());
+        let mut second = vec![COMMIT_TAG];
+        second.extend_from_slice(b"two");
+        packs.append(&second).unwrap();
+        packs.sync().unwrap();
+
+        let mut skipped = 0;
+        let found = packs.scan_commits(None, &mut skipped).unwrap();
+        let payloads: Vec<&[u8]> = found.iter().map(|f| f.payload.as_slice()).collect();
+        assert_eq!(payloads, [b"one".as_slice(), b"two".as_slice()]);
+        assert_eq!(
+            skipped, 18,
+            "the cut-short entry is passed over byte by byte"
+        );
+        // From the second record's position, only it.
+        let from = Some((found[1].pack, found[1].offset));
+        let again = packs.scan_commits(from, &mut skipped).unwrap();
+        assert_eq!(again.len(), 1);
+    }
 }
