@@ -156,8 +156,14 @@ impl Store {
     /// After the commit's sled batch: make it durable, then append its record (made durable
     /// by the next commit's pack sync, or the next flush). A record that cannot be written
     /// costs only the ability to rebuild this commit from the packs; the commit stands.
+    ///
+    /// A failed flush (a full disk) leaves the commit as sled applied it, as before commit
+    /// records: the record is left out, since it must never name a commit the index may lose.
     pub(super) fn append_commit_record(&self, record: Vec<u8>) -> Result<()> {
-        self.db.flush()?;
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "the index could not be flushed; no commit record written");
+            return Ok(());
+        }
         if let Err(e) = self.packs.append(&record) {
             tracing::warn!(error = %e, "the commit record could not be appended to the packs");
         }
