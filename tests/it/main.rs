@@ -24,4 +24,5 @@ mod normalize_fixtures;
 mod normalize_props;
 mod notify;
 mod private_store;
+mod silent_edits;
 mod sync;
