@@ -19,7 +19,8 @@
 //! - `keys.rs`: the key layout (the table of every key and its value) and key encodings.
 //! - `codec.rs`: how a blob is compressed (zstd, dictionaries, keyframes) and [`record_hash`].
 //! - `pack.rs`: the append-only pack files that hold the blobs.
-//! - `versions.rs`: committing new versions and reading them back; [`TrialState`].
+//! - `versions.rs`: committing new versions; [`TrialState`].
+//! - `reads.rs`: reading versions back, and the time index ([`VersionRef`]).
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
 //! - `migrate.rs`: format 1 → 2.
@@ -37,6 +38,7 @@ mod keys;
 mod migrate;
 mod outbox;
 mod pack;
+mod reads;
 mod verify;
 mod versions;
 mod watch;
@@ -47,6 +49,7 @@ mod tests;
 pub use codec::record_hash;
 pub use outbox::{FanOut, FanOutGroup, OutboxEntry, OwedAlert};
 pub use pack::PackError;
+pub use reads::VersionRef;
 pub use verify::IntegrityReport;
 pub use versions::{NewVersion, TrialState};
 pub use watch::WatchEntry;
