@@ -215,7 +215,7 @@ impl Store {
         }
         // Keys are in time order already; two keys at one time (two commits in the same
         // microsecond) are merged in order by the stable sort.
-        out.sort_by(|a, b| b.detected_at.cmp(&a.detected_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.detected_at));
         Ok(out)
     }
 
