@@ -45,6 +45,14 @@ fn assessed<'a>(
         .collect()
 }
 
+/// The record of `version`.
+fn record_of(store: &Store, id: &NctId, version: u32) -> anyhow::Result<Record> {
+    store
+        .record(id, version)
+        .for_trial(id)?
+        .with_context(|| format!("{id} version {version} is missing from the store"))
+}
+
 /// The records on both sides of `version` (the one before is `None` for version 1).
 fn records_around(
     store: &Store,
@@ -490,7 +498,18 @@ pub(crate) fn changes(
         if wanted.is_empty() {
             continue;
         }
-        let (old, new) = records_around(&store, nct, meta.version)?;
+        // Only the records the severity rules read for these paths (often none).
+        let (need_old, need_new) = wanted
+            .iter()
+            .map(|c| crate::severity::records_read(&c.path))
+            .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1));
+        let (old, new) = if need_old {
+            records_around(&store, nct, meta.version)?
+        } else if need_new {
+            (None, record_of(&store, nct, meta.version)?)
+        } else {
+            (None, Record::default())
+        };
         for c in wanted {
             let (severity, summary) = assess(c, old.as_ref(), &new);
             if severity >= min {
