@@ -16,9 +16,9 @@ pub const DEFAULT_CRON: &str = "0 30 13 * * *";
 pub struct ScheduleConfig {
     /// Fire times of scheduled syncs (the `cron` crate's syntax, seconds first), in UTC.
     pub cron: cron::Schedule,
-    /// A full sync of the whole watch list runs at least this often, even when the cheap
-    /// checks (`/version`, `LastUpdatePostDate`) say nothing moved: the safety net against
-    /// a change CT.gov posted without moving either.
+    /// A full sync of the whole watch list runs at least this often, even when `/version`
+    /// says CT.gov's data did not move: the safety net against a change CT.gov posted
+    /// without moving its `dataTimestamp`.
     pub full_sync_days: u32,
     /// After a scheduled sync that fetched at least this many trials, the daemon re-executes
     /// itself in place once idle (same PID, store flushed first), so the memory the sync used

@@ -16,27 +16,16 @@ use super::delivery::deliver_outbox;
 use super::plan::{Plan, SyncKind, plan};
 use super::state::{DaemonState, Shared};
 use crate::config::Config;
-use crate::model::NctId;
 use crate::store::Store;
 use crate::sync::SyncReport;
 
 /// CT.gov calls the scheduler needs beyond `sync::run`.
 mod ctgov_calls {
-    use super::*;
     use crate::ctgov::client::CtGovClient;
 
     /// `GET /api/v2/version` → `dataTimestamp`.
     pub(super) async fn data_timestamp(client: &CtGovClient) -> anyhow::Result<String> {
         Ok(client.data_timestamp().await?)
-    }
-
-    /// Watched trials whose `LastUpdatePostDate` is on or after `since`.
-    pub(super) async fn changed_since(
-        client: &CtGovClient,
-        ids: Vec<NctId>,
-        since: chrono::NaiveDate,
-    ) -> anyhow::Result<Vec<NctId>> {
-        Ok(client.fetch_updated_since(&ids, since).await?)
     }
 }
 
@@ -157,18 +146,7 @@ async fn scheduled_run(
             None
         }
     };
-    let plan = plan(
-        cfg,
-        store,
-        state,
-        data_timestamp.as_deref(),
-        started,
-        |ids, since| {
-            let client = client.clone();
-            async move { ctgov_calls::changed_since(&client, ids, since).await }
-        },
-    )
-    .await;
+    let plan = plan(cfg, store, state, data_timestamp.as_deref(), started);
     match plan {
         Err(e) => Outcome::Failed(e),
         Ok(Plan::Skip(reason)) => Outcome::Skipped {

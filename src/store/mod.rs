@@ -19,7 +19,8 @@
 //! - `keys.rs`: the key layout (the table of every key and its value) and key encodings.
 //! - `codec.rs`: how a blob is compressed (zstd, dictionaries, keyframes) and [`record_hash`].
 //! - `pack.rs`: the append-only pack files that hold the blobs.
-//! - `versions.rs`: committing new versions and reading them back; [`TrialState`].
+//! - `versions.rs`: committing new versions; [`TrialState`].
+//! - `reads.rs`: reading versions back, and the time index ([`VersionRef`]).
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
 //! - `migrate.rs`: format 1 → 2.
@@ -38,6 +39,7 @@ mod migrate;
 mod outbox;
 mod pack;
 mod repair;
+mod reads;
 mod verify;
 mod versions;
 mod watch;
@@ -48,6 +50,7 @@ mod tests;
 pub use codec::record_hash;
 pub use outbox::{FanOut, FanOutGroup, OutboxEntry, OwedAlert};
 pub use pack::PackError;
+pub use reads::VersionRef;
 pub use repair::{RepairReport, repair};
 pub use verify::{IntegrityReport, verify_dir};
 pub use versions::{NewVersion, TrialState};

@@ -372,8 +372,10 @@ fn failed(
 /// list (`trialwatch watch add`), without repeats.
 pub fn watched_ids(cfg: &Config, store: &Store) -> Result<Vec<NctId>, crate::store::StoreError> {
     let mut ids = cfg.watch.nct_ids.clone();
+    // A set: a scan of `ids` per stored entry is quadratic in the watch list.
+    let mut seen: std::collections::HashSet<NctId> = ids.iter().cloned().collect();
     for w in store.watch_list()? {
-        if !ids.contains(&w.nct_id) {
+        if seen.insert(w.nct_id.clone()) {
             ids.push(w.nct_id);
         }
     }

@@ -26,5 +26,7 @@ mod normalize_fixtures;
 mod normalize_props;
 mod notify;
 mod private_store;
+mod reads;
+mod silent_edits;
 mod sync;
 mod updated_since;
