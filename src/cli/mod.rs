@@ -432,22 +432,41 @@ fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     )?;
     match &c.smtp {
         // The password is only ever said to be set, never shown.
-        Some(s) => writeln!(
-            out,
-            "smtp: {}:{} ({}), from {}, {}",
-            s.host,
-            s.port,
-            s.security,
-            s.from,
-            match (&s.username, &s.password) {
-                (Some(u), Some(_)) => format!("login as {u} with a password (hidden)"),
-                _ => "no login".to_string(),
+        Some(s) => {
+            writeln!(
+                out,
+                "smtp: {}:{} ({}), from {}, {}",
+                s.host,
+                s.port,
+                s.security,
+                s.from,
+                match (&s.username, &s.password) {
+                    (Some(u), Some(_)) => format!("login as {u} with a password (hidden)"),
+                    (Some(u), None) => format!("login as {u}"),
+                    _ => "no login".to_string(),
+                }
+            )?;
+            if let Some(src) = &s.password_source {
+                match &src.unavailable {
+                    None => writeln!(out, "smtp password: from {} (read)", src.describe)?,
+                    Some(why) => writeln!(
+                        out,
+                        "smtp password: from {}; not readable by this command: {why}; \
+                         mail is sent only where it is (the service)",
+                        src.describe
+                    )?,
+                }
             }
-        )?,
+        }
         None => writeln!(
             out,
             "smtp: not configured (email subscriptions cannot be delivered)"
         )?,
+    }
+    // Build the real mailer and HTTP client, so a setting that would only fail at delivery
+    // (a `from` lettre refuses, a login over plain text, an unusable root certificate) fails here.
+    if let Err(e) = crate::notify::Notifier::new(c.smtp.clone(), c.alerts.webhook_timeout) {
+        anyhow::bail!("the configuration loads but alerts could not be sent: {e}");
     }
     let a = &c.alerts;
     writeln!(

@@ -30,7 +30,9 @@ pub use alerts::AlertsConfig;
 pub use ctgov::CtgovConfig;
 pub use mirror::{MirrorConfig, validate_field_pattern};
 pub use schedule::{DEFAULT_CRON, ScheduleConfig};
-pub use smtp::{BadSmtpSecurity, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity};
+pub use smtp::{
+    BadSmtpSecurity, PasswordSource, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity,
+};
 pub use watch::{WatchConfig, read_watch_file};
 
 /// Where the config is looked for when `--config` is not given, in order.

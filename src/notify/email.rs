@@ -387,6 +387,10 @@ pub(crate) struct Mailer {
     /// lettre's timeout is per connect and per reply; this bounds the whole conversation so a
     /// server that answers very slowly cannot hold a delivery worker for ever.
     total_timeout: Duration,
+    /// Why no message can be sent from this process although the config is valid: the
+    /// password (systemd credential, file, environment) is not available here. Transient,
+    /// so the alert waits for the service, which has it.
+    password_unavailable: Option<String>,
 }
 
 impl fmt::Debug for Mailer {
@@ -408,15 +412,27 @@ impl Mailer {
             value: cfg.from.clone(),
             reason: format!("{e}"),
         })?;
-        let credentials = match (&cfg.username, &cfg.password) {
-            (Some(user), Some(password)) => Some(Credentials::new(
+        let mut password_unavailable = None;
+        let credentials = match (&cfg.username, &cfg.password, &cfg.password_source) {
+            (Some(user), Some(password), _) => Some(Credentials::new(
                 user.clone(),
                 password.expose().to_string(),
             )),
-            (None, None) => None,
+            (None, None, _) => None,
+            (Some(_), None, Some(source)) => {
+                password_unavailable = Some(format!(
+                    "the SMTP password ({}) is not available here: {}",
+                    source.describe,
+                    source
+                        .unavailable
+                        .as_deref()
+                        .unwrap_or("it could not be read")
+                ));
+                None
+            }
             _ => return Err(SetupError::HalfCredentials),
         };
-        if credentials.is_some() && cfg.security == SmtpSecurity::None && !is_loopback(host) {
+        if cfg.username.is_some() && cfg.security == SmtpSecurity::None && !is_loopback(host) {
             return Err(SetupError::PlaintextAuth {
                 host: host.to_string(),
             });
@@ -438,11 +454,15 @@ impl Mailer {
             from,
             endpoint: format!("{host}:{}", cfg.port),
             total_timeout: cfg.timeout.saturating_mul(3),
+            password_unavailable,
         })
     }
 
     /// Sends one message for `alerts` to `to`.
     pub(crate) async fn send(&self, to: &str, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        if let Some(why) = &self.password_unavailable {
+            return Err(DeliveryError::transient(why.clone()));
+        }
         let to: Mailbox = to.trim().parse().map_err(|e| {
             DeliveryError::permanent(format!(
                 "the subscription's email address is not valid ({e}): fix it in the subscription"

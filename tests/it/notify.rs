@@ -172,6 +172,7 @@ fn smtp_config(port: u16, security: SmtpSecurity, password: &str, ca_pem: &str) 
         from: FROM.into(),
         timeout: Duration::from_secs(5),
         extra_root_cert_pem: Some(ca_pem.to_string()),
+        password_source: None,
     }
 }
 
@@ -555,6 +556,7 @@ async fn plain_local_relay_without_auth_delivers() {
         from: FROM.into(),
         timeout: Duration::from_secs(5),
         extra_root_cert_pem: None,
+        password_source: None,
     };
     let notifier = Notifier::new(Some(cfg), Duration::from_secs(5)).expect("notifier");
     notifier

@@ -1,0 +1,83 @@
+//! Black-box tests of the CLI's and the service's conventions (issue #13): secrets needed only
+//! where mail is sent, exit codes, pipes, config mistakes reported together, XDG defaults,
+//! `--json` everywhere, plurals and time zones.
+
+use serde_json::json;
+
+use crate::support::env::{TestEnv, edit, fixture, stderr, stdout};
+use crate::support::free_port;
+
+const ID: &str = "NCT03418623";
+
+/// The README's service set-up (`username` set, the password from systemd's
+/// `LoadCredential=`) must not break commands run from a shell, which have no credential:
+/// they load the config, `check-config` says where the password will come from, and an alert
+/// due waits (pending, with the reason) instead of failing the sync.
+#[test]
+fn smtp_credential_only_for_the_service_does_not_break_the_cli() {
+    // Nothing listens: delivery must stop before connecting, for want of the password.
+    let port = free_port();
+    let tail = format!(
+        "[alerts]\nretry_base_secs = 0.05\nretry_cap_secs = 0.2\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nusername = \"tw\"\n\
+         from = \"trialwatch@example.org\"\n[[subscription]]\nemail = \"ops@example.org\"\n",
+        port
+    );
+    let env = TestEnv::with_config(&[ID], "", &tail);
+    let run = |args: &[&str]| {
+        env.cmd(args)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["check-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("smtp password: from the systemd credential `smtp-password`"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("CREDENTIALS_DIRECTORY is not set"));
+
+    let v1 = fixture(&format!("{ID}.json"));
+    env.server.put_study(v1.clone());
+    let out = run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in [&["status"][..], &["history", ID]] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    env.server.put_study(edit(&v1, |p| {
+        p["statusModule"]["overallStatus"] = json!("TERMINATED")
+    }));
+    let out = run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let outbox = env.json(&["outbox", "--json"]);
+    let text = outbox.to_string();
+    assert!(text.contains("smtp-password"), "{text}");
+    assert!(text.contains("not available here"), "{text}");
+}
+
+/// `check-config` builds the real mailer: a login over an unencrypted connection to a remote
+/// host, refused at delivery time before, is refused by `check-config` with the fix.
+#[test]
+fn check_config_builds_the_real_mailer() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let tail = format!(
+        "[smtp]\nhost = \"mail.example.org\"\nport = {port}\nsecurity = \"none\"\nusername = \"tw\"\n\
+         password_file = {:?}\nfrom = \"trialwatch@example.org\"\n",
+        pw.display().to_string()
+    );
+    let env = TestEnv::with_config(&[ID], "", &tail);
+    let out = env.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("would send the password unencrypted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("secret"));
+}
