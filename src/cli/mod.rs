@@ -1,11 +1,13 @@
 //! Command-line parsing, logging set-up and dispatch; errors become exit codes here.
 //!
-//! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
-//! (bad config, unusable store, bad arguments), printed with its whole cause chain.
+//! Exit codes (the table is `output::exit`): 0 success; 2 some trials failed (the others were
+//! synced); 1 a fatal error (bad config, unusable store, CT.gov unreachable), printed with its
+//! whole cause chain; 64 a usage error (bad flags or arguments).
 
 mod backfill;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
+pub mod output;
 pub mod query;
 pub mod subscribe;
 mod sync;
@@ -193,12 +195,26 @@ pub enum Command {
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are not errors; everything else clap refuses is a
+            // usage error, with its own exit code (64) distinct from "some trials failed".
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(output::exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     // The daemon logs at info unless told otherwise; commands stay quiet.
+    // A command's own report names every trial CT.gov failed for, so the client's warnings
+    // about the same failures would only repeat it on stderr.
     let default_level = if matches!(cli.command, Command::Daemon) {
         "info"
     } else {
-        "warn"
+        "warn,trialwatch::ctgov=error"
     };
     init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
@@ -218,7 +234,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            output::code_for(&e)
         }
     }
 }
@@ -290,7 +306,8 @@ pub(crate) fn named_or_watched(ctx: &Ctx, args: &[String]) -> anyhow::Result<(St
 }
 
 pub(crate) fn parse_nct(s: &str) -> anyhow::Result<NctId> {
-    s.parse::<NctId>().map_err(anyhow::Error::from)
+    s.parse::<NctId>()
+        .map_err(|e| output::UsageError(e.to_string()).into())
 }
 
 /// Run one command, writing its output to `out`. The daemon calls this too, with its own store.

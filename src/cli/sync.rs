@@ -55,6 +55,19 @@ pub(crate) fn run(
     if show_progress {
         eprintln!();
     }
+    if report.nothing_reached() {
+        // Every trial failed the same way: one line, not a `failed:` list of the watch list.
+        let why = report.failed.first().map_or("", |f| f.error.as_str());
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        }
+        anyhow::bail!(
+            "nothing could be fetched: CT.gov ({}) could not be reached; check the network, \
+             a proxy (HTTPS_PROXY) or `[ctgov] base_url`, then run `trialwatch sync` again. \
+             Last error: {why}",
+            ctx.cfg.ctgov.base_url
+        );
+    }
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {

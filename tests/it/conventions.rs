@@ -81,3 +81,43 @@ fn check_config_builds_the_real_mailer() {
     );
     assert!(!stderr(&out).contains("secret"));
 }
+
+/// Usage errors exit 64 (`EX_USAGE`), not 2 ("some trials failed"); `--help` exits 0; a
+/// malformed NCT ID on the command line is a usage error too.
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let env = TestEnv::new(&[ID]);
+    for args in [
+        &["sync", "--no-such-flag"][..],
+        &["no-such-command"],
+        &["history"],
+        &["history", "NCT123"],
+        &["changes", "--since", "-5d"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty(), "{args:?}");
+    }
+    let out = env.run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("Usage"), "{}", stdout(&out));
+}
+
+/// With CT.gov unreachable nothing at all is fetched: one line says so, exit 1 (not 2, and
+/// not one `failed:` line per trial).
+#[test]
+fn unreachable_ctgov_is_one_line_and_exit_1() {
+    let env = TestEnv::with_config(&[ID, "NCT00973089"], "max_attempts = 1", "");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(&env.config, text.replace(&env.server.base_url(), &dead)).unwrap();
+    let out = env.run(&["sync"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nothing could be fetched: CT.gov") && err.contains("could not be reached"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!stdout(&out).contains("failed:"), "{}", stdout(&out));
+}

@@ -259,15 +259,16 @@ fn unknown_trial_is_reported_per_trial() {
 #[test]
 fn malformed_ids_are_refused_clearly() {
     let env = TestEnv::new(&[]);
+    // A usage error (64), not a fatal one.
     let out = env.run(&["sync", "NCT123"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
     assert!(
         stderr(&out).contains("`NCT123` is not an NCT ID: expected `NCT` followed by 8 digits"),
         "{}",
         stderr(&out)
     );
     let out = env.run(&["history", "02241018"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
 
     // In the config: the file, the key and the bad value are named.
     let bad = env.dir.path().join("bad.toml");

@@ -1,0 +1,50 @@
+//! The command line's conventions, shared by every command: exit codes (one table, the
+//! README's), and usage errors.
+//!
+//! A new command adopts them by returning [`ExitCode`]s from [`exit`] and wrapping argument
+//! mistakes in [`UsageError`]; `cli::main` does the rest.
+
+use std::process::ExitCode;
+
+/// The exit codes of every command, as the README's table lists them.
+pub mod exit {
+    /// Everything asked for was done.
+    pub const OK: u8 = 0;
+    /// A fatal error: bad configuration, unusable store, CT.gov not reachable at all.
+    pub const FATAL: u8 = 1;
+    /// Some trials failed (the others were done), or `verify` found a problem.
+    pub const PARTIAL: u8 = 2;
+    /// The command line itself is wrong (unknown flag, missing or malformed argument);
+    /// `EX_USAGE` of BSD's `sysexits.h`.
+    pub const USAGE: u8 = 64;
+}
+
+/// A mistake on the command line found after clap parsed it (a malformed NCT ID, say); exits
+/// [`exit::USAGE`] like clap's own usage errors. Its text says what is wrong and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(
+    /// The message, naming the argument and a valid example.
+    pub String,
+);
+
+/// The exit code for an error that ended a command: usage mistakes get their own.
+pub(crate) fn code_for(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+        ExitCode::from(exit::USAGE)
+    } else {
+        ExitCode::from(exit::FATAL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_are_recognised_through_context() {
+        let e = anyhow::Error::from(UsageError("bad".into())).context("parsing arguments");
+        assert_eq!(code_for(&e), ExitCode::from(exit::USAGE));
+        assert_eq!(code_for(&anyhow::anyhow!("x")), ExitCode::from(exit::FATAL));
+    }
+}
