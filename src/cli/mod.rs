@@ -232,6 +232,8 @@ pub fn main() -> ExitCode {
         });
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing is wrong, end quietly.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             output::code_for(&e)

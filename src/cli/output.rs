@@ -1,5 +1,5 @@
 //! The command line's conventions, shared by every command: exit codes (one table, the
-//! README's), and usage errors.
+//! README's), usage errors, and a closed pipe (`trialwatch changes | head`) ending quietly.
 //!
 //! A new command adopts them by returning [`ExitCode`]s from [`exit`] and wrapping argument
 //! mistakes in [`UsageError`]; `cli::main` does the rest.
@@ -37,14 +37,27 @@ pub(crate) fn code_for(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// Whether the error is only the reader of our output going away (`| head`, `| less` quit):
+/// not a failure of the command, so it ends quietly with exit 0.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn usage_errors_are_recognised_through_context() {
+    fn usage_errors_and_broken_pipes_are_recognised_through_context() {
         let e = anyhow::Error::from(UsageError("bad".into())).context("parsing arguments");
         assert_eq!(code_for(&e), ExitCode::from(exit::USAGE));
         assert_eq!(code_for(&anyhow::anyhow!("x")), ExitCode::from(exit::FATAL));
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the changes");
+        assert!(is_broken_pipe(&pipe));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("x")));
     }
 }

@@ -121,3 +121,23 @@ fn unreachable_ctgov_is_one_line_and_exit_1() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!stdout(&out).contains("failed:"), "{}", stdout(&out));
 }
+
+/// `trialwatch changes | head`: a reader that goes away ends the command quietly, exit 0.
+#[test]
+fn a_closed_pipe_ends_quietly_with_exit_0() {
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture(&format!("{ID}.json")));
+    env.ok(&["sync"]);
+    for args in [&["changes", "--include-first"][..], &["fields"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // the reader has gone before the first line is written
+        let out = env
+            .cmd(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
