@@ -216,6 +216,10 @@ pub fn main() -> ExitCode {
     } else {
         "warn,trialwatch::ctgov=error"
     };
+    if let Some(Err(e)) = cli.log_level.as_deref().map(output::check_log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(output::exit::USAGE);
+    }
     init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
         .map_err(anyhow::Error::from)

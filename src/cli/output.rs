@@ -46,9 +46,41 @@ pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Check `--log-level`: a bare word must be a level (a typo such as `warnx` would otherwise be
+/// read as a target name and silently log nothing); a filter (`trialwatch::sync=debug,warn`)
+/// must parse. The error names the flag and valid values.
+pub(crate) fn check_log_level(level: &str) -> Result<(), UsageError> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bare = !level.contains(['=', ',', ':', '[']);
+    let ok = if bare {
+        LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+    } else {
+        tracing_subscriber::EnvFilter::try_new(level).is_ok()
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "--log-level `{level}` is not a log level: use one of {} or a filter such as \
+             `warn,trialwatch::sync=debug`",
+            LEVELS.join(", ")
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_levels_are_checked() {
+        for ok in ["warn", "DEBUG", "off", "warn,trialwatch::sync=debug"] {
+            assert!(check_log_level(ok).is_ok(), "{ok}");
+        }
+        for bad in ["warnx", "loud", "trialwatch=nonsense"] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn usage_errors_and_broken_pipes_are_recognised_through_context() {

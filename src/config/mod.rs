@@ -14,6 +14,7 @@
 mod alerts;
 mod check;
 mod ctgov;
+mod lenient;
 mod mirror;
 mod raw;
 mod schedule;
@@ -37,6 +38,12 @@ pub use watch::{WatchConfig, read_watch_file};
 
 /// Where the config is looked for when `--config` is not given, in order.
 pub const DEFAULT_CONFIG_PATHS: &[&str] = &["/etc/trialwatch/config.toml", "./trialwatch.toml"];
+
+/// Why an email subscription is refused without `[smtp]`, and the fix.
+pub const NO_SMTP_FOR_EMAIL: &str = "email alerts need an [smtp] section to send them, and the \
+     configuration has none: add [smtp] with host = \"smtp.example.org\" and \
+     from = \"trialwatch <trialwatch@example.org>\" (see the README's Email settings), or \
+     subscribe a webhook instead";
 
 /// Default store location for a system service (systemd's `StateDirectory=trialwatch`).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/trialwatch";
@@ -173,8 +180,11 @@ impl Config {
             file: file.map(Path::to_path_buf),
             problems,
         };
-        let raw: raw::File = toml::from_str(text).map_err(|e| err(vec![toml_problem(text, &e)]))?;
+        // Syntax errors stop here (with their line); type mistakes are collected with the rest.
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| err(vec![toml_problem(text, &e)]))?;
         let mut problems = Vec::new();
+        let raw = lenient::read(table, &mut problems).ok_or_else(|| err(problems.clone()))?;
 
         let data_dir = match raw.data_dir.as_deref() {
             Some("") => {
@@ -199,6 +209,13 @@ impl Config {
         let alerts = alerts::validate_alerts(&raw.alerts, &mut problems);
         let subscriptions =
             subscriptions::validate_subscriptions(&raw.subscription, file, &mut problems);
+        if raw.smtp.is_none() {
+            for (i, s) in raw.subscription.iter().enumerate() {
+                if s.email.is_some() {
+                    problems.push(format!("`subscription[{i}].email`: {NO_SMTP_FOR_EMAIL}"));
+                }
+            }
+        }
 
         if !problems.is_empty() {
             return Err(err(problems));

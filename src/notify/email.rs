@@ -488,7 +488,7 @@ impl Mailer {
             })?;
         match tokio::time::timeout(self.total_timeout, self.transport.send(message)).await {
             Err(_) => Err(DeliveryError::transient(format!(
-                "SMTP server {} did not finish the conversation within {:?}: will retry; raise smtp.timeout if the server is just slow",
+                "SMTP server {} did not finish the conversation within {:?}: will retry; raise smtp.timeout_secs if the server is just slow",
                 self.endpoint, self.total_timeout
             ))),
             Ok(Err(err)) => Err(classify(&err, &self.endpoint)),
@@ -559,8 +559,12 @@ fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryErr
             ));
         }
         let hint = match code {
-            535 | 534 | 454 => "check smtp.username and smtp.password",
-            530 => "the server wants authentication: set smtp.username and smtp.password",
+            535 | 534 | 454 => {
+                "check smtp.username and the password (smtp.password_file, smtp.password_env or the smtp-password credential)"
+            }
+            530 => {
+                "the server wants authentication: set smtp.username and smtp.password_file (or smtp.password_env)"
+            }
             550 | 551 | 553 | 501 => {
                 "the server refused an address: check the subscriber's address and smtp.from"
             }
@@ -574,13 +578,13 @@ fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryErr
     }
     if err.is_timeout() {
         return DeliveryError::transient(format!(
-            "SMTP server {endpoint} timed out ({detail}): will retry; check the server is up, or raise smtp.timeout"
+            "SMTP server {endpoint} timed out ({detail}): will retry; check the server is up, or raise smtp.timeout_secs"
         ));
     }
     if err.is_tls() || tls_failure(err).is_some() {
         let hint = match tls_failure(err) {
             Some(rustls::Error::InvalidCertificate(_)) => {
-                "the server's certificate is not trusted: check that smtp.host is the name on the certificate and, for a private CA, set smtp.extra_root_cert_pem"
+                "the server's certificate is not trusted: check that smtp.host is the name on the certificate and, for a private CA, set smtp.root_cert_file"
             }
             _ => "check that smtp.security matches the port (starttls: 587, tls: 465)",
         };

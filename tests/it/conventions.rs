@@ -141,3 +141,132 @@ fn a_closed_pipe_ends_quietly_with_exit_0() {
         assert_eq!(stderr(&out), "", "{args:?}");
     }
 }
+
+/// Config mistakes are reported together, type errors included (`batch_size = "100"` used to
+/// hide the rest); a five-field crontab line is accepted; a `base_url` ending in `/api/v2` is
+/// refused with the fix; an email subscription without `[smtp]` is refused with the fix.
+#[test]
+fn config_mistakes_are_reported_together_with_their_fixes() {
+    let env = TestEnv::with_config(
+        &[ID],
+        "",
+        "[schedule]\ncron = \"30 13 * * 1-5\"\nfull_sync_days = \"7\"\n\
+         [alerts]\nconcurrency = \"4\"\n[mirror]\nrecent_days = 0\n\
+         [[subscription]]\nemail = \"ops@example.org\"\n",
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("batch_size = 100", "batch_size = \"100\"")
+            .replace(
+                &format!("base_url = {:?}", env.server.base_url()),
+                "base_url = \"https://clinicaltrials.gov/api/v2/\"",
+            ),
+    )
+    .unwrap();
+    let out = env.run(&["check-config"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for wanted in [
+        "(6 problems)",
+        "`ctgov.batch_size`: invalid type: string \"100\"",
+        "`schedule.full_sync_days`: invalid type",
+        "`alerts.concurrency`: invalid type",
+        "`mirror.recent_days` = 0 is out of range",
+        "ends in /api/v2, which trialwatch adds itself; write base_url = \"https://clinicaltrials.gov\"",
+        "`subscription[0].email`: email alerts need an [smtp] section",
+    ] {
+        assert!(err.contains(wanted), "{wanted}: {err}");
+    }
+    assert!(!err.contains("schedule.cron"), "{err}");
+
+    // On the command line too.
+    let env = TestEnv::new(&[ID]);
+    let out = env.run(&["subscribe", "email", "ops@example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("email alerts need an [smtp] section")
+            && stderr(&out).contains("host ="),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.ok(&["subscriptions"]).contains("ops@"));
+}
+
+/// An unknown `--log-level` is a usage error naming the valid levels, not silence.
+#[test]
+fn an_unknown_log_level_is_an_error() {
+    let env = TestEnv::new(&[ID]);
+    let out = env.run(&["--log-level", "warnx", "check-config"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--log-level `warnx` is not a log level: use one of error, warn"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["--log-level", "debug", "check-config"]);
+}
+
+/// Every `section.key` a message in the source names is a key the configuration has (a hint
+/// that names a key that does not exist sends the user hunting).
+#[test]
+fn every_hint_names_a_key_that_exists() {
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/trialwatch.example.toml"),
+    )
+    .unwrap();
+    let mut sources = Vec::new();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                sources.push(p);
+            }
+        }
+    }
+    // A key named in a message: `smtp.timeout_secs`, inside a string literal.
+    let mut bad = Vec::new();
+    for p in &sources {
+        let text = std::fs::read_to_string(p).unwrap();
+        for line in text.lines().filter(|l| l.contains('"')) {
+            for section in ["smtp", "ctgov", "alerts", "schedule", "mirror"] {
+                let needle = format!("{section}.");
+                let mut rest = line;
+                while let Some(i) = rest.find(&needle) {
+                    let before = rest[..i].chars().last();
+                    let key: String = rest[i + needle.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    rest = &rest[i + needle.len()..];
+                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                        || key.is_empty()
+                        || !line.contains(&format!("{section}.{key}`"))
+                            && !line.contains(&format!("{section}.{key} "))
+                    {
+                        continue;
+                    }
+                    let in_example = example.lines().any(|l| {
+                        let l = l.trim_start_matches(['#', ' ']);
+                        l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+                    });
+                    // The refused inline password is named to say it is refused; log fields
+                    // (`ctgov.data_timestamp = %…`) are not hints.
+                    let allowed = key == "password" && line.contains("is not allowed")
+                        || line.contains(&format!("{section}.{key} = %"))
+                        || line.contains(&format!("{section}.{key} = ?"));
+                    if !in_example && !allowed {
+                        bad.push(format!("{}: {section}.{key}", p.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "keys named in messages but not in the example config: {bad:#?}"
+    );
+}

@@ -444,7 +444,7 @@ async fn untrusted_server_certificate_is_transient_with_a_hint() {
     let notifier = Notifier::new(Some(cfg), Duration::from_secs(5)).expect("notifier");
     let err = expect_failure(&notifier, &email_to(READER), &[status_alert()]).await;
     assert!(err.transient, "{err}");
-    assert!(err.message.contains("extra_root_cert_pem"), "{err}");
+    assert!(err.message.contains("smtp.root_cert_file"), "{err}");
     assert!(server.messages().is_empty());
 }
 
