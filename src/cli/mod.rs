@@ -9,6 +9,7 @@ mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
 pub mod output;
 pub mod query;
+mod store_access;
 pub mod subscribe;
 mod sync;
 pub mod watch;
@@ -33,7 +34,8 @@ use crate::store::Store;
     long_about = None
 )]
 pub struct Cli {
-    /// Configuration file [default: /etc/trialwatch/config.toml, then ./trialwatch.toml]
+    /// Configuration file [default: $XDG_CONFIG_HOME/trialwatch/config.toml (not for root),
+    /// /etc/trialwatch/config.toml, then ./trialwatch.toml]
     #[arg(long, global = true, env = "TRIALWATCH_CONFIG")]
     config: Option<PathBuf>,
     /// Store directory; overrides `data_dir` from the configuration
@@ -231,7 +233,15 @@ pub fn main() -> ExitCode {
             if let Some(code) = daemon::forward_if_running(&cfg, &cli.command)? {
                 return Ok(code);
             }
-            let ctx = Ctx::new(cfg, None);
+            store_access::set_command(
+                format!("{:?}", cli.command)
+                    .to_lowercase()
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or(""),
+            );
+            let mut ctx = Ctx::new(cfg, None);
+            ctx.read_only = reads_only(&cli.command);
             execute(cli.command, &ctx, &mut std::io::stdout().lock())
         });
     match result {
@@ -243,6 +253,21 @@ pub fn main() -> ExitCode {
             output::code_for(&e)
         }
     }
+}
+
+/// Commands that only read the store: on a data directory without one they say so instead of
+/// creating an empty store.
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::History { .. }
+            | Command::Show { .. }
+            | Command::Diff { .. }
+            | Command::Changes { .. }
+            | Command::Status { .. }
+            | Command::Verify { .. }
+            | Command::Outbox { action: None, .. }
+    )
 }
 
 fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
@@ -270,6 +295,9 @@ pub struct Ctx {
     /// The configuration every command reads (watch list, SMTP, alert settings, data_dir).
     pub cfg: Config,
     store: std::sync::OnceLock<Store>,
+    /// The command only reads: a missing store is an error ("run `trialwatch sync` first"),
+    /// not a reason to create an empty one.
+    read_only: bool,
 }
 
 impl Ctx {
@@ -280,7 +308,11 @@ impl Ctx {
         if let Some(s) = store {
             let _ = cell.set(s);
         }
-        Ctx { cfg, store: cell }
+        Ctx {
+            cfg,
+            store: cell,
+            read_only: false,
+        }
     }
 
     /// The store, opened at `cfg.data_dir` on first use; commands that never touch it
@@ -289,7 +321,10 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
-        let s = Store::open(&self.cfg.data_dir)?;
+        if self.read_only {
+            store_access::require_existing(&self.cfg.data_dir)?;
+        }
+        let s = store_access::open(&self.cfg.data_dir)?;
         Ok(self.store.get_or_init(|| s).clone())
     }
 }
@@ -409,6 +444,10 @@ fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "none found; built-in defaults".into());
     writeln!(out, "configuration: {source}: OK")?;
+    if !c.searched.is_empty() {
+        let looked: Vec<String> = c.searched.iter().map(|p| p.display().to_string()).collect();
+        writeln!(out, "looked for: {}", looked.join(", "))?;
+    }
     writeln!(out, "data_dir: {}", c.data_dir.display())?;
     writeln!(
         out,

@@ -15,6 +15,7 @@ mod alerts;
 mod check;
 mod ctgov;
 mod lenient;
+mod locate;
 mod mirror;
 mod raw;
 mod schedule;
@@ -29,6 +30,7 @@ use crate::model::Subscription;
 
 pub use alerts::AlertsConfig;
 pub use ctgov::CtgovConfig;
+pub use locate::config_candidates;
 pub use mirror::{MirrorConfig, validate_field_pattern};
 pub use schedule::{DEFAULT_CRON, ScheduleConfig};
 pub use smtp::{
@@ -53,6 +55,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/trialwatch";
 pub struct Config {
     /// The file this came from (`None` when running on built-in defaults), for messages.
     pub source: Option<PathBuf>,
+    /// Where [`Config::load`] looked for a file without `--config`, in order (empty with
+    /// `--config`), for `check-config`.
+    pub searched: Vec<PathBuf>,
     /// The sled store lives here.
     pub data_dir: PathBuf,
     /// `[ctgov]`: how the CT.gov client reaches the API (rate, batches, retries).
@@ -148,12 +153,14 @@ impl Config {
         path: Option<&Path>,
         data_dir_override: Option<&Path>,
     ) -> Result<Config, ConfigError> {
+        let searched = if path.is_some() {
+            Vec::new()
+        } else {
+            config_candidates()
+        };
         let found = match path {
             Some(p) => Some(p.to_path_buf()),
-            None => DEFAULT_CONFIG_PATHS
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file()),
+            None => searched.iter().find(|p| p.is_file()).cloned(),
         };
         let mut cfg = match found {
             Some(p) => {
@@ -164,10 +171,21 @@ impl Config {
                          (config/trialwatch.example.toml shows every key)"
                     )],
                 })?;
-                Config::from_toml(&text, Some(&p))?
+                let mut cfg = Config::from_toml(&text, Some(&p))?;
+                let sets_data_dir =
+                    toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("data_dir"));
+                if !sets_data_dir {
+                    cfg.data_dir = locate::default_data_dir(Some(&p));
+                }
+                cfg
             }
-            None => Config::from_toml("", None)?,
+            None => {
+                let mut cfg = Config::from_toml("", None)?;
+                cfg.data_dir = locate::default_data_dir(None);
+                cfg
+            }
         };
+        cfg.searched = searched;
         if let Some(d) = data_dir_override {
             cfg.data_dir = d.to_path_buf();
         }
@@ -222,6 +240,7 @@ impl Config {
         }
         Ok(Config {
             source: file.map(Path::to_path_buf),
+            searched: Vec::new(),
             data_dir,
             ctgov,
             watch,

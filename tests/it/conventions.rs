@@ -270,3 +270,134 @@ fn every_hint_names_a_key_that_exists() {
         "keys named in messages but not in the example config: {bad:#?}"
     );
 }
+
+/// Without root and without a config, the XDG base directories are used: the config from
+/// `$XDG_CONFIG_HOME/trialwatch/`, the store in `$XDG_DATA_HOME/trialwatch/`; `check-config`
+/// lists where it looked. Needs root (to run the CLI as `nobody` with `setpriv`).
+#[test]
+fn a_user_without_root_gets_xdg_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !root || !setpriv {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture(&format!("{ID}.json")));
+    let home = env.dir.path().join("home");
+    let conf_dir = home.join("config/trialwatch");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("data_dir"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(conf_dir.join("config.toml"), text).unwrap();
+    for p in [env.dir.path(), &home, &home.join("config"), &conf_dir] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::set_permissions(
+        conf_dir.join("config.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_trialwatch"))
+            .args(args)
+            .current_dir(&home)
+            .env_remove("RUST_LOG")
+            .env_remove("TRIALWATCH_CONFIG")
+            .env_remove("TRIALWATCH_DATA_DIR")
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["check-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let want_conf = conf_dir.join("config.toml").display().to_string();
+    assert!(
+        text.contains(&format!(
+            "looked for: {want_conf}, /etc/trialwatch/config.toml"
+        )),
+        "{text}"
+    );
+    let data = home.join("data/trialwatch");
+    assert!(
+        text.contains(&format!("data_dir: {}", data.display())),
+        "{text}"
+    );
+    // A read command on the empty data directory says what to do and creates nothing.
+    let out = run(&["history", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "no store at {}; run `trialwatch sync` first",
+            data.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data.join("db").exists());
+    let out = run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(data.join("db").is_dir());
+    assert!(run(&["history", ID]).status.success());
+}
+
+/// While a CLI `sync` holds the store, another command waits for it and says who holds it
+/// (never sled's raw lock error), then runs.
+#[test]
+fn a_command_waits_for_a_sync_holding_the_store_and_says_who() {
+    use crate::support::fake_ctgov::Fault;
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture(&format!("{ID}.json")));
+    env.ok(&["sync"]);
+    env.server
+        .push_fault(Fault::Delay(std::time::Duration::from_millis(1500)));
+    let mut sync = env
+        .cmd(&["sync"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = env.run(&["history", ID]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "it is in use by PID {} (`trialwatch sync`)",
+            sync.id()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("Os {"), "{err}");
+    assert!(sync.wait().unwrap().success());
+}
+
+/// A read command on a data directory with no store says so and creates none.
+#[test]
+fn a_read_command_without_a_store_says_run_sync_first() {
+    let env = TestEnv::new(&[ID]);
+    for args in [&["history", ID][..], &["changes"], &["status"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("run `trialwatch sync` first"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!env.data_dir().join("db").exists());
+}
