@@ -5,6 +5,7 @@
 //! whole cause chain; 64 a usage error (bad flags or arguments).
 
 mod backfill;
+mod check_config;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 pub mod outbox;
 pub mod output;
@@ -31,7 +32,14 @@ use crate::store::Store;
     name = "trialwatch",
     version,
     about = "Watch ClinicalTrials.gov studies and report field-level changes",
-    long_about = None
+    long_about = None,
+    after_help = "Examples:\n  \
+        trialwatch watch add NCT02241018       start watching a trial\n  \
+        trialwatch sync                        fetch the watch list, store what changed\n  \
+        trialwatch changes --since 7d          what changed this week\n  \
+        trialwatch diff NCT02241018            the latest changes of one trial\n  \
+        trialwatch check-config                where the configuration and the store are\n\n\
+        Exit codes: 0 done, 1 fatal error, 2 some trials failed, 64 usage error."
 )]
 pub struct Cli {
     /// Configuration file [default: $XDG_CONFIG_HOME/trialwatch/config.toml (not for root),
@@ -175,9 +183,23 @@ pub enum Command {
         action: Option<outbox::OutboxAction>,
     },
     /// Validate the configuration without touching the network
-    CheckConfig,
+    ///
+    /// Says which file was used and where it looked, the data directory, every section's
+    /// effective values (the SMTP password only as "hidden") and the next scheduled syncs.
+    /// Example: `trialwatch check-config --json | jq .data_dir`
+    CheckConfig {
+        /// Print the effective configuration as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List the field paths of the normalized record (for watched fields and filters)
-    Fields,
+    ///
+    /// Example: `trialwatch fields | grep status`
+    Fields {
+        /// Print the paths as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the store's invariants (read-only); exit 2 when something is broken
     Verify {
         /// Print the report as JSON
@@ -399,7 +421,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Subscriptions { json } => subscribe::list(ctx, json, out),
         Command::Unsubscribe { id } => subscribe::unsubscribe(ctx, &id, out),
         Command::Outbox { json, action } => outbox::run(ctx, action, json, out),
-        Command::CheckConfig => check_config(ctx, out),
+        Command::CheckConfig { json } => check_config::run(ctx, json, out),
         Command::Verify { json } => {
             let rep = ctx.open_store()?.verify()?;
             if json {
@@ -427,145 +449,18 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),
-        Command::Fields => {
-            for p in crate::schema::all_paths() {
-                writeln!(out, "{p}")?;
+        Command::Fields { json } => {
+            if json {
+                let paths: Vec<String> = crate::schema::all_paths().collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&paths)?)?;
+            } else {
+                for p in crate::schema::all_paths() {
+                    writeln!(out, "{p}")?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let c = &ctx.cfg;
-    let source = c
-        .source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "none found; built-in defaults".into());
-    writeln!(out, "configuration: {source}: OK")?;
-    if !c.searched.is_empty() {
-        let looked: Vec<String> = c.searched.iter().map(|p| p.display().to_string()).collect();
-        writeln!(out, "looked for: {}", looked.join(", "))?;
-    }
-    writeln!(out, "data_dir: {}", c.data_dir.display())?;
-    writeln!(
-        out,
-        "ctgov: {}/api/v2, {} requests/min{}, batches of {}, timeout {:?}, {} attempts",
-        c.ctgov.base_url,
-        c.ctgov.requests_per_minute,
-        if c.ctgov.requests_per_minute == 0 {
-            " (limiter off)"
-        } else {
-            ""
-        },
-        c.ctgov.batch_size,
-        c.ctgov.timeout,
-        c.ctgov.max_attempts
-    )?;
-    let from_file = c
-        .watch
-        .nct_file
-        .as_ref()
-        .map(|p| format!(" (including {})", p.display()))
-        .unwrap_or_default();
-    writeln!(
-        out,
-        "watch: {} trials in the configuration{from_file}",
-        c.watch.nct_ids.len()
-    )?;
-    let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
-    writeln!(out, "watched fields: {}", fields.join(", "))?;
-    // The schedule and its next fire times.
-    let next = crate::daemon::schedule::upcoming(&c.schedule.cron, chrono::Utc::now(), 3);
-    writeln!(
-        out,
-        "schedule: {:?} (UTC), full sync at least every {} days; next: {}",
-        c.schedule.cron.source(),
-        c.schedule.full_sync_days,
-        if next.is_empty() {
-            "never".to_string()
-        } else {
-            next.iter()
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    )?;
-    match &c.smtp {
-        // The password is only ever said to be set, never shown.
-        Some(s) => {
-            writeln!(
-                out,
-                "smtp: {}:{} ({}), from {}, {}",
-                s.host,
-                s.port,
-                s.security,
-                s.from,
-                match (&s.username, &s.password) {
-                    (Some(u), Some(_)) => format!("login as {u} with a password (hidden)"),
-                    (Some(u), None) => format!("login as {u}"),
-                    _ => "no login".to_string(),
-                }
-            )?;
-            if let Some(src) = &s.password_source {
-                match &src.unavailable {
-                    None => writeln!(out, "smtp password: from {} (read)", src.describe)?,
-                    Some(why) => writeln!(
-                        out,
-                        "smtp password: from {}; not readable by this command: {why}; \
-                         mail is sent only where it is (the service)",
-                        src.describe
-                    )?,
-                }
-            }
-        }
-        None => writeln!(
-            out,
-            "smtp: not configured (email subscriptions cannot be delivered)"
-        )?,
-    }
-    // Build the real mailer and HTTP client, so a setting that would only fail at delivery
-    // (a `from` lettre refuses, a login over plain text, an unusable root certificate) fails here.
-    if let Err(e) = crate::notify::Notifier::new(c.smtp.clone(), c.alerts.webhook_timeout) {
-        anyhow::bail!("the configuration loads but alerts could not be sent: {e}");
-    }
-    let a = &c.alerts;
-    writeln!(
-        out,
-        "alerts: retry after {:?} doubling up to {:?}, give up after {}, {} subscribers at once, webhook timeout {:?}",
-        a.retry_base,
-        a.retry_cap,
-        humantime::format_duration(a.give_up_after),
-        a.concurrency,
-        a.webhook_timeout
-    )?;
-    writeln!(
-        out,
-        "subscriptions in the configuration: {}",
-        c.subscriptions.len()
-    )?;
-    for s in &c.subscriptions {
-        writeln!(
-            out,
-            "  {} ({}, {} trials, {} field patterns, {} and above, {})",
-            s.id,
-            s.target.kind(),
-            if s.nct.is_empty() {
-                "all".to_string()
-            } else {
-                s.nct.len().to_string()
-            },
-            if s.fields.is_empty() {
-                "watched".to_string()
-            } else {
-                s.fields.len().to_string()
-            },
-            s.min_severity,
-            s.digest
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Make `anyhow` context messages that name the trial.

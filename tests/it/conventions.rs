@@ -401,3 +401,55 @@ fn a_read_command_without_a_store_says_run_sync_first() {
     }
     assert!(!env.data_dir().join("db").exists());
 }
+
+/// Every command that prints data takes `--json` and prints JSON; every argument and flag of
+/// every command has help text.
+#[test]
+fn every_data_command_has_json_and_every_flag_has_help() {
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture(&format!("{ID}.json")));
+    env.ok(&["sync"]);
+    for args in [
+        &["fields", "--json"][..],
+        &["check-config", "--json"],
+        &["watch", "list", "--json"],
+        &["status", "--json"],
+        &["subscriptions", "--json"],
+        &["outbox", "--json"],
+        &["history", ID, "--json"],
+        &["changes", "--json"],
+        &["show", ID, "--format", "json"],
+    ] {
+        let _ = env.json(args);
+    }
+    let c = env.json(&["check-config", "--json"]);
+    assert_eq!(c["data_dir"], env.data_dir().display().to_string());
+    assert_eq!(c["watch"]["trials"][0], ID);
+    assert!(
+        c["schedule"]["next"][0].as_str().unwrap().ends_with('Z'),
+        "{c}"
+    );
+    assert!(env.json(&["fields", "--json"]).as_array().unwrap().len() > 20);
+
+    // Help: no argument or flag without a description.
+    let top = env.ok(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{top}");
+    for cmd in &commands {
+        let help = env.ok(&[cmd, "-h"]);
+        for line in help
+            .lines()
+            .filter(|l| l.starts_with("  -") || l.starts_with("  <"))
+        {
+            let described = line.trim().contains("  ");
+            assert!(described, "`{cmd}`: no help for {line:?}\n{help}");
+        }
+    }
+}
