@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::config::Config;
+use crate::util::text::{duration, plural};
 
 pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let c = &ctx.cfg;
@@ -33,7 +34,7 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
     writeln!(out, "data_dir: {}", c.data_dir.display())?;
     writeln!(
         out,
-        "ctgov: {}/api/v2, {} requests/min{}, batches of {}, timeout {:?}, {} attempts",
+        "ctgov: {}/api/v2, {} requests/min{}, batches of {}, timeout {}, {}",
         c.ctgov.base_url,
         c.ctgov.requests_per_minute,
         if c.ctgov.requests_per_minute == 0 {
@@ -42,8 +43,8 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
             ""
         },
         c.ctgov.batch_size,
-        c.ctgov.timeout,
-        c.ctgov.max_attempts
+        duration(c.ctgov.timeout),
+        plural(c.ctgov.max_attempts as usize, "attempt")
     )?;
     let from_file = c
         .watch
@@ -53,8 +54,8 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
         .unwrap_or_default();
     writeln!(
         out,
-        "watch: {} trials in the configuration{from_file}",
-        c.watch.nct_ids.len()
+        "watch: {} in the configuration{from_file}",
+        plural(c.watch.nct_ids.len(), "trial")
     )?;
     let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
     writeln!(out, "watched fields: {}", fields.join(", "))?;
@@ -62,9 +63,13 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
     let next = crate::daemon::schedule::upcoming(&c.schedule.cron, chrono::Utc::now(), 3);
     writeln!(
         out,
-        "schedule: {:?} (UTC), full sync at least every {} days; next: {}",
+        "schedule: {:?} (UTC), full sync at least every {}; next: {}",
         c.schedule.cron.source(),
-        c.schedule.full_sync_days,
+        if c.schedule.full_sync_days == 1 {
+            "day".to_string()
+        } else {
+            format!("{} days", c.schedule.full_sync_days)
+        },
         if next.is_empty() {
             "never".to_string()
         } else {
@@ -115,12 +120,12 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
     let a = &c.alerts;
     writeln!(
         out,
-        "alerts: retry after {:?} doubling up to {:?}, give up after {}, {} subscribers at once, webhook timeout {:?}",
-        a.retry_base,
-        a.retry_cap,
-        humantime::format_duration(a.give_up_after),
-        a.concurrency,
-        a.webhook_timeout
+        "alerts: retry after {} doubling up to {}, give up after {}, {} at once, webhook timeout {}",
+        duration(a.retry_base),
+        duration(a.retry_cap),
+        duration(a.give_up_after),
+        plural(a.concurrency, "subscriber"),
+        duration(a.webhook_timeout)
     )?;
     writeln!(
         out,

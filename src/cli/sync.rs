@@ -81,16 +81,17 @@ pub(crate) fn run(
 }
 
 fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::util::text::plural;
     writeln!(
         out,
-        "synced {} trials in {:.1}s: {} fetched, {} new versions, {} unchanged, {} failed ({} requests to CT.gov)",
-        r.requested,
-        r.duration_ms as f64 / 1000.0,
+        "synced {} in {}: {} fetched, {}, {} unchanged, {} failed ({} to CT.gov)",
+        plural(r.requested, "trial"),
+        crate::util::text::duration(std::time::Duration::from_millis(r.duration_ms)),
         r.fetched,
-        r.new_versions,
+        plural(r.new_versions, "new version"),
         r.unchanged,
         r.failed.len(),
-        r.requests
+        plural(usize::try_from(r.requests).unwrap_or(usize::MAX), "request")
     )?;
     if r.backfilled_versions > 0 {
         writeln!(

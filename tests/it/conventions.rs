@@ -453,3 +453,23 @@ fn every_data_command_has_json_and_every_flag_has_help() {
         }
     }
 }
+
+/// Counts agree with their nouns ("1 trial", "1 request", "2 trials") and durations are
+/// printed one way (`0.1 s`, never Rust's `100ms` debug form).
+#[test]
+fn plurals_agree_and_durations_print_one_way() {
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture(&format!("{ID}.json")));
+    let out = env.ok(&["sync"]);
+    assert!(out.starts_with("synced 1 trial in "), "{out}");
+    assert!(
+        out.contains(" s: 1 fetched, 1 new version, 0 unchanged"),
+        "{out}"
+    );
+    assert!(out.contains("(1 request to CT.gov)"), "{out}");
+    let out = env.ok(&["check-config"]);
+    assert!(out.contains("timeout 5.0 s, 4 attempts"), "{out}");
+    assert!(out.contains("watch: 1 trial in the configuration"), "{out}");
+    assert!(out.contains("webhook timeout 10.0 s"), "{out}");
+    assert!(out.contains("give up after 72 h"), "{out}");
+}

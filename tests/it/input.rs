@@ -93,7 +93,7 @@ fn a_watch_file_with_a_byte_order_mark_is_read_normally() {
     let out = env.run(&["check-config"]);
     assert_eq!(code(&out), Some(0), "{}{}", stdout(&out), stderr(&out));
     let out = env.ok(&["sync"]);
-    assert!(out.contains("1 new versions"), "{out}");
+    assert!(out.contains("1 new version,"), "{out}");
     assert!(env.ok(&["history", id]).contains(id));
 }
 

@@ -26,7 +26,7 @@ fn edited_fields_become_exactly_those_changes() {
     let v1 = fixture("NCT03418623.json");
     env.server.put_study(v1.clone());
     let out = env.ok(&["sync"]);
-    assert!(out.contains("1 new versions"), "{out}");
+    assert!(out.contains("1 new version,"), "{out}");
 
     let v2 = edit(&v1, |p| {
         p["statusModule"]["overallStatus"] = json!("TERMINATED");
@@ -48,7 +48,7 @@ fn edited_fields_become_exactly_those_changes() {
     });
     env.server.put_study(v2);
     let out = env.ok(&["sync"]);
-    assert!(out.contains("1 new versions"), "{out}");
+    assert!(out.contains("1 new version,"), "{out}");
 
     let d = env.json(&["diff", id, "--json"]);
     assert_eq!(d["nct_id"], id);
@@ -252,7 +252,7 @@ fn unknown_trial_is_reported_per_trial() {
         text.contains("failed: NCT09999999: NCT09999999 is not on ClinicalTrials.gov (404)"),
         "{text}"
     );
-    assert!(text.contains("1 new versions"), "{text}");
+    assert!(text.contains("1 new version,"), "{text}");
 }
 
 /// Malformed IDs fail at the edge with a message that says what a valid one looks like.
