@@ -473,3 +473,27 @@ fn plurals_agree_and_durations_print_one_way() {
     assert!(out.contains("webhook timeout 10.0 s"), "{out}");
     assert!(out.contains("give up after 72 h"), "{out}");
 }
+
+/// The unit names its documentation, and a reload checks the config before signalling the
+/// daemon, so `systemctl reload` with a broken config is reported as failed.
+#[test]
+fn the_unit_documents_itself_and_checks_the_config_before_a_reload() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/trialwatch.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.lines().any(|l| l.starts_with("Documentation=")),
+        "{unit}"
+    );
+    let reloads: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("ExecReload="))
+        .collect();
+    assert_eq!(reloads.len(), 2, "{reloads:?}");
+    assert!(reloads[0].ends_with(" check-config"), "{reloads:?}");
+    assert!(reloads[1].contains("kill -HUP $MAINPID"), "{reloads:?}");
+    // What the first ExecReload runs fails on a broken config.
+    let env = TestEnv::with_config(&[ID], "", "[schedule]\ncron = \"bad\"\n");
+    assert_eq!(env.run(&["check-config"]).status.code(), Some(1));
+}
