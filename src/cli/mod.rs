@@ -7,6 +7,7 @@
 mod backfill;
 mod check_config;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
+mod journal;
 pub mod outbox;
 pub mod output;
 pub mod query;
@@ -304,9 +305,15 @@ fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
         .with_ansi(std::io::stderr().is_terminal());
     // Under journald the journal stamps each line itself.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Under journald each text event carries its priority (`journalctl -p warning`) and
+    // stays one entry however many lines it has.
     let _ = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
-        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, true) => builder
+            .without_time()
+            .with_ansi(false)
+            .with_writer(journal::Journal)
+            .try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
 }

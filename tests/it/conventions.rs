@@ -497,3 +497,25 @@ fn the_unit_documents_itself_and_checks_the_config_before_a_reload() {
     let env = TestEnv::with_config(&[ID], "", "[schedule]\ncron = \"bad\"\n");
     assert_eq!(env.run(&["check-config"]).status.code(), Some(1));
 }
+
+/// Under journald (`$JOURNAL_STREAM`) every log line starts with its syslog priority, so
+/// `journalctl -p warning` shows warnings, and no event spans two lines.
+#[test]
+fn journald_lines_carry_their_priority() {
+    let env = TestEnv::with_config(&[ID], "max_attempts = 1", "");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(&env.config, text.replace(&env.server.base_url(), &dead)).unwrap();
+    let out = env
+        .cmd(&["--log-level", "warn", "sync"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    let logged: Vec<&str> = err.lines().filter(|l| !l.starts_with("error:")).collect();
+    assert!(!logged.is_empty(), "{err}");
+    for line in &logged {
+        assert!(line.starts_with("<4> WARN "), "{line:?} in {err}");
+    }
+    assert!(!err.contains("Some("), "{err}");
+}
