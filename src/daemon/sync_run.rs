@@ -191,7 +191,11 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
             reason,
             data_timestamp,
         } => {
-            tracing::info!(ctgov.data_timestamp = ?data_timestamp, "scheduled sync skipped: {reason}");
+            // The field is left out when unknown, never logged as Rust's `None`/`Some(…)`.
+            tracing::info!(
+                ctgov.data_timestamp = data_timestamp.as_deref(),
+                "scheduled sync skipped: {reason}"
+            );
             shared.update_state(|s| {
                 s.sync_running_since = None;
                 if data_timestamp.is_some() {

@@ -320,7 +320,11 @@ fn check_config_prints_the_next_three_fire_times() {
         .unwrap_or_else(|| panic!("{out}"));
     assert_eq!(line.matches("13:30:00 UTC").count(), 3, "{line}");
 
+    // A crontab line (five fields) is accepted as second 0; four fields are not a schedule.
     let env = TestEnv::with_config(&[], "", "[schedule]\ncron = \"30 13 * * *\"\n");
+    let out = env.ok(&["check-config"]);
+    assert!(out.contains("\"0 30 13 * * *\""), "{out}");
+    let env = TestEnv::with_config(&[], "", "[schedule]\ncron = \"30 13 * *\"\n");
     let out = env.run(&["check-config"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("`schedule.cron`"), "{}", stderr(&out));
