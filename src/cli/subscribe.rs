@@ -194,6 +194,10 @@ pub(crate) fn subscribe(
         }
     };
     let (nct, fields, min) = parse_filter(&filter)?;
+    // Refused now, not found out at the first alert as a dead letter.
+    if matches!(target, Target::Email { .. }) && ctx.cfg.smtp.is_none() {
+        bail!("{}", crate::config::NO_SMTP_FOR_EMAIL);
+    }
     let store = ctx.open_store()?;
     let (events, queries) = parse_events(ctx, &store, &filter)?;
     let as_config = Subscription::new(

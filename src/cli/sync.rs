@@ -83,6 +83,19 @@ pub(crate) fn run(
     if show_progress {
         eprintln!();
     }
+    if report.nothing_reached() {
+        // Every trial failed the same way: one line, not a `failed:` list of the watch list.
+        let why = report.failed.first().map_or("", |f| f.error.as_str());
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        }
+        anyhow::bail!(
+            "nothing could be fetched: CT.gov ({}) could not be reached; check the network, \
+             a proxy (HTTPS_PROXY) or `[ctgov] base_url`, then run `trialwatch sync` again. \
+             Last error: {why}",
+            ctx.cfg.ctgov.base_url
+        );
+    }
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -96,16 +109,17 @@ pub(crate) fn run(
 }
 
 fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::util::text::plural;
     writeln!(
         out,
-        "synced {} trials in {:.1}s: {} fetched, {} new versions, {} unchanged, {} failed ({} requests to CT.gov)",
-        r.requested,
-        r.duration_ms as f64 / 1000.0,
+        "synced {} in {}: {} fetched, {}, {} unchanged, {} failed ({} to CT.gov)",
+        plural(r.requested, "trial"),
+        crate::util::text::duration(std::time::Duration::from_millis(r.duration_ms)),
         r.fetched,
-        r.new_versions,
+        plural(r.new_versions, "new version"),
         r.unchanged,
         r.failed.len(),
-        r.requests
+        plural(usize::try_from(r.requests).unwrap_or(usize::MAX), "request")
     )?;
     if r.backfilled_versions > 0 {
         writeln!(

@@ -257,7 +257,7 @@ pub(super) fn decode_version_key(k: &[u8]) -> Result<(NctId, u32)> {
 }
 
 /// `(detected at, NCT, version)` of a `c` key.
-fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
+pub(super) fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
     if k.len() != 1 + 8 + 11 + 4 {
         return None;
     }

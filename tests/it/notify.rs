@@ -175,6 +175,7 @@ fn smtp_config(port: u16, security: SmtpSecurity, password: &str, ca_pem: &str) 
         from: FROM.into(),
         timeout: Duration::from_secs(5),
         extra_root_cert_pem: Some(ca_pem.to_string()),
+        password_source: None,
     }
 }
 
@@ -446,7 +447,7 @@ async fn untrusted_server_certificate_is_transient_with_a_hint() {
     let notifier = Notifier::new(Some(cfg), Duration::from_secs(5)).expect("notifier");
     let err = expect_failure(&notifier, &email_to(READER), &[status_alert()]).await;
     assert!(err.transient, "{err}");
-    assert!(err.message.contains("extra_root_cert_pem"), "{err}");
+    assert!(err.message.contains("smtp.root_cert_file"), "{err}");
     assert!(server.messages().is_empty());
 }
 
@@ -558,6 +559,7 @@ async fn plain_local_relay_without_auth_delivers() {
         from: FROM.into(),
         timeout: Duration::from_secs(5),
         extra_root_cert_pem: None,
+        password_source: None,
     };
     let notifier = Notifier::new(Some(cfg), Duration::from_secs(5)).expect("notifier");
     notifier

@@ -364,6 +364,16 @@ impl FakeCtGov {
         );
     }
 
+    /// Like [`put_study_bytes`](Self::put_study_bytes), listed by `LastUpdatePostDate` queries
+    /// as updated on `date` (`YYYY-MM-DD`): a broken study in an incremental answer.
+    pub fn put_study_bytes_updated(&self, id: &str, raw: impl Into<Vec<u8>>, date: &str) {
+        self.put_study_bytes(id, raw);
+        let nct = parse_nct_number(id).expect("fake CT.gov: put_study_bytes_updated: bad ID");
+        if let Some(e) = self.lock().studies.get_mut(&nct) {
+            e.last_update = Some(date.to_string());
+        }
+    }
+
     /// Stores many studies (see [`put_study`](Self::put_study)); returns their canonical IDs.
     pub fn put_studies<I, S>(&self, raws: I) -> Vec<String>
     where
