@@ -157,9 +157,9 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(d) = r.deadlines.as_ref().filter(|d| d.events > 0) {
         writeln!(
             out,
-            "deadlines: {} ({} trials checked; `trialwatch due` lists what holds today)",
+            "deadlines: {} ({} checked; `trialwatch due` lists what holds today)",
             crate::util::text::plural(d.events, "new event"),
-            d.trials
+            crate::util::text::plural(d.trials, "trial")
         )?;
     }
     for w in &r.backfill_warnings {

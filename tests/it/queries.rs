@@ -286,7 +286,7 @@ fn watched_query_members_are_synced_and_leavers_keep_their_history() {
         "query", "add", "cmv", "--cond", "cmv", "--locn", "china", "--watch",
     ]);
     let out = env.ok(&["sync"]);
-    assert!(out.contains("synced 1 trials"), "{out}");
+    assert!(out.contains("synced 1 trial "), "{out}");
     assert_eq!(
         env.json(&["history", CMV, "--json"])
             .as_array()
