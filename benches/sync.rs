@@ -6,9 +6,14 @@
 //!    trials/s and peak RSS (GNU `time`), HTTP requests per sync;
 //! 2. re-sync of the same N with 1 % changed: trials/s;
 //! 3. store size per stored version against the raw CT.gov JSON;
-//! 4. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time.
+//! 4. the reads, as whole processes (median of 21 runs): `history`, `show`, `diff`, `status`,
+//!    `watch list` and `changes --since 1d`, on the store made today by the first sync (every
+//!    first version inside the range) and again after the 1 %-changed re-sync;
+//! 5. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time, and
+//!    that store's size against the raw JSON.
 //!
-//! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20).
+//! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20; 0 skips step 5),
+//! `BENCH_MIX=small` (only the small fixtures: the worst case for compression).
 // The shared test support is `pub` so that every crate including it can use it; in one crate
 // some of it is unused, which `unreachable_pub` would flag.
 #![allow(unreachable_pub)]
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
-use support::bench::{dir_size, make_studies, write_config};
+use support::bench::{MIX, SMALL_MIX, StudyMaker, dir_size, write_config};
 use support::fake_ctgov::FakeCtGov;
 use trialwatch::model::NctId;
 use trialwatch::store::{NewVersion, Store};
@@ -80,19 +85,23 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!("machine: {cores} cores; trials: {n}");
 
-    let studies = make_studies(n);
-    let raw_total: usize = studies.iter().map(|(_, r)| r.len()).sum();
+    let small = std::env::var("BENCH_MIX").is_ok_and(|m| m == "small");
+    let maker = StudyMaker::new(if small { SMALL_MIX } else { MIX });
+    let server = FakeCtGov::start();
+    let mut raw_total = 0usize;
+    for i in 0..n {
+        let (_, raw) = maker.study(i);
+        raw_total += raw.len();
+        server.put_study(raw);
+    }
     println!(
-        "generated {n} studies, {:.1} MB raw JSON, mean {:.1} KB",
+        "generated {n} studies ({} mix), {:.1} MB raw JSON, mean {:.1} KB",
+        if small { "small-fixture" } else { "registry" },
         raw_total as f64 / 1e6,
         raw_total as f64 / n as f64 / 1e3
     );
-    let server = FakeCtGov::start();
-    for (_, raw) in &studies {
-        server.put_study(raw.clone());
-    }
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<String> = studies.iter().map(|(id, _)| id.clone()).collect();
+    let ids: Vec<String> = (0..n).map(StudyMaker::id).collect();
     let cfg = write_config(dir.path(), &server.base_url(), &ids);
 
     // 1. First sync.
@@ -135,9 +144,12 @@ fn main() {
         (store_bytes - packs) as f64 / 1e6
     );
 
+    let sample: Vec<&str> = (0..21).map(|k| ids[(k * 4999) % n].as_str()).collect();
+    reads(&cfg, "store made today (first versions only)", &sample);
+
     // 2. Re-sync with 1 % changed.
     let changed = n / 100;
-    for (id, raw) in studies.iter().step_by(100).take(changed) {
+    for (id, raw) in (0..n).step_by(100).take(changed).map(|i| maker.study(i)) {
         // A real status change; the old value moves to an unknown key, which CT.gov's schema
         // tolerates and the normalizer ignores.
         let edited = raw.replacen(
@@ -145,7 +157,7 @@ fn main() {
             "\"overallStatus\": \"TERMINATED\", \"x\": ",
             1,
         );
-        assert_ne!(&edited, raw, "{id}");
+        assert_ne!(edited, raw, "{id}");
         server.put_study(edited);
     }
     let resync = sync(&cfg);
@@ -159,8 +171,16 @@ fn main() {
         resync.report["new_versions"]
     );
     drop(server);
+    // The trials changed that day, for `diff`, and others for the rest.
+    let changed_ids: Vec<&str> = (0..21)
+        .map(|k| ids[((k * 37) % changed.max(1)) * 100].as_str())
+        .collect();
+    reads(&cfg, "after the 1%-changed re-sync", &changed_ids);
+    if versions == 0 {
+        return;
+    }
 
-    // 4. history on N trials x `versions` versions, built through the library.
+    // 5. history on N trials x `versions` versions, built through the library.
     let hdir = tempfile::tempdir().unwrap();
     // BENCH_KEEP=1 leaves the history store on disk (path printed) for further measurements.
     let keep = std::env::var_os("BENCH_KEEP").is_some();
@@ -169,11 +189,13 @@ fn main() {
     {
         let store = Store::open(hdir.path()).unwrap();
         // As a sync does: one commit (one disk flush) per batch of 100 trials.
-        for (c, chunk) in studies.chunks(100).enumerate() {
+        let all: Vec<usize> = (0..n).collect();
+        for (c, chunk) in all.chunks(100).enumerate() {
+            let chunk: Vec<(String, String)> = chunk.iter().map(|i| maker.study(*i)).collect();
             let mut prev: Vec<Option<trialwatch::model::Record>> = vec![None; chunk.len()];
             for v in 1..=versions {
                 let mut staged = Vec::with_capacity(chunk.len());
-                for (id, raw) in chunk {
+                for (id, raw) in &chunk {
                     // Each version retitles the trial: one real field change per version.
                     let raw_v = raw.replacen(
                         "\"briefTitle\": \"",
@@ -234,7 +256,7 @@ fn main() {
     .unwrap();
     let mut times = Vec::new();
     for k in 0..21 {
-        let id = &studies[(k * 4999) % n].0;
+        let id = &ids[(k * 4999) % n];
         let t0 = Instant::now();
         let out = Command::new(BIN)
             .arg("--config")
@@ -257,5 +279,52 @@ fn main() {
     );
     if keep {
         println!("history store kept at {}", hdir.keep().display());
+    }
+}
+
+/// Median and max wall time of `trialwatch ARGS` as a whole process, over `targets` (one run
+/// each; `{}` in `args` is replaced by the trial).
+fn timed(cfg: &Path, args: &[&str], targets: &[&str]) -> (f64, f64) {
+    let mut times = Vec::with_capacity(targets.len());
+    for id in targets {
+        let argv: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "{}" { *id } else { a })
+            .collect();
+        let t0 = Instant::now();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(cfg)
+            .args(&argv)
+            .output()
+            .unwrap();
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() - 1])
+}
+
+/// The read commands on the store as it is, 21 runs each.
+fn reads(cfg: &Path, what: &str, trials: &[&str]) {
+    let same = vec![""; trials.len()];
+    for (name, args, targets) in [
+        ("history", &["history", "{}"][..], trials),
+        ("show", &["show", "{}"][..], trials),
+        ("diff", &["diff", "{}"][..], trials),
+        (
+            "changes --since 1d",
+            &["changes", "--since", "1d"][..],
+            &same[..],
+        ),
+        ("status", &["status"][..], &same[..]),
+        ("watch list", &["watch", "list"][..], &same[..]),
+    ] {
+        let (median, max) = timed(cfg, args, targets);
+        println!("  {what}: {name}: median {median:.1} ms, max {max:.1} ms (21 runs)");
     }
 }

@@ -12,7 +12,7 @@
 //! | plain data and helpers | [`model`], [`schema`], [`util`], [`clock`] | types that cross modules, the field-path table, small shared helpers, "now"; they import nothing of the crate |
 //! | settings | [`config`] | TOML file → validated `Config`, one file per section |
 //! | fetch | [`ctgov`] | the CT.gov API v2 client (batching, paging, rate limit, retries) and its wire types |
-//! | pure transforms | [`normalize`], [`diff`], [`render`], [`severity`] | study JSON → `Record`; record × record → changes; text for people; how much a change matters |
+//! | pure transforms | [`normalize`], [`diff`], [`render`], [`severity`], [`deadlines`] | study JSON → `Record`; record × record → changes; text for people; how much a change matters; which deadlines (results, verification, status) a record says are due |
 //! | storage | [`store`] | versioned snapshots: the only module that knows sled |
 //! | delivery | [`notify`], [`outbox`] | email and webhook wire formats; who hears what, retries, the one delivery entry point |
 //! | history | [`backfill`] | CT.gov's record history put into a trial's timeline |
@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod ctgov;
 pub mod daemon;
+pub mod deadlines;
 pub mod diff;
 pub mod model;
 pub mod normalize;

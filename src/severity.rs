@@ -33,6 +33,17 @@ pub const ENROLLMENT_NOTABLE_PERCENT: i64 = 20;
 /// A start or completion date moving by at least this many days is notable.
 pub const DATE_NOTABLE_DAYS: i64 = 30;
 
+/// Which records [`assess`] reads for a change at `path`: `(old, new)`. A caller that lists
+/// many changes (`changes --since`) decodes only those, instead of both records of every
+/// version; keep it in step with the `match` in [`assess`].
+pub fn records_read(path: &str) -> (bool, bool) {
+    match path {
+        "status.overallStatus" | "results.hasResults" => (false, true),
+        "status.whyStopped" => (true, true),
+        _ => (false, false),
+    }
+}
+
 /// The severity of one change and a one-line summary for people, such as
 /// `status RECRUITING → COMPLETED`, `enrollment 41 → 20 (−51%)`,
 /// `completion date slipped 184 days, 2019-03 → 2019-09`, `eligibility criteria edited` or
@@ -431,6 +442,41 @@ mod tests {
     fn judge(path: &str, old: Option<Value>, new: Option<Value>) -> (Severity, String) {
         let record = Record::default();
         assess(&change(path, old, new), Some(&record), &record)
+    }
+
+    /// Guards [`records_read`]: a path it says reads no record is judged the same with rich
+    /// records as with empty ones, and one it says reads the new record only does not read the
+    /// old one (so `changes` may skip decoding them).
+    #[test]
+    fn records_read_names_every_record_assess_reads() {
+        let mut old = Record::default();
+        old.set("status.overallStatus", json!("RECRUITING"));
+        old.set("status.whyStopped", json!("funding"));
+        old.set("results.hasResults", json!(false));
+        let mut new = Record::default();
+        new.set("status.overallStatus", json!("TERMINATED"));
+        new.set("status.whyStopped", json!("sponsor decision"));
+        new.set("results.hasResults", json!(true));
+        let empty = Record::default();
+        let values = [
+            (None, Some(json!("TERMINATED"))),
+            (Some(json!("x")), Some(json!("y"))),
+            (Some(json!(false)), Some(json!(true))),
+            (None, Some(json!("sponsor decision"))),
+        ];
+        let mut paths: Vec<String> = schema::all_paths().collect();
+        paths.push("locations.x|Naples||Italy".into());
+        for path in &paths {
+            let (need_old, need_new) = records_read(path);
+            for (o, n) in &values {
+                let c = change(path, o.clone(), n.clone());
+                let full = assess(&c, Some(&old), &new);
+                let new_only = assess(&c, None, if need_new { &new } else { &empty });
+                if !need_old {
+                    assert_eq!(full, new_only, "{path}");
+                }
+            }
+        }
     }
 
     /// `(path, old value, new value, expected severity, expected summary)`.

@@ -34,14 +34,10 @@ pub(super) fn run_daemon(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let config_path = cli_config.or_else(|| cfg.source.clone());
     let opts = daemon::Options {
         cfg,
-        config_path: cli_config.or_else(|| {
-            crate::config::DEFAULT_CONFIG_PATHS
-                .iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.is_file())
-        }),
+        config_path,
         data_dir_override: data_dir,
         executor: Arc::new(CliExecutor),
         stop_timeout: daemon::DEFAULT_STOP_TIMEOUT,
@@ -68,7 +64,10 @@ pub(super) fn run_daemon(
 fn needs_store(command: &Command) -> bool {
     !matches!(
         command,
-        Command::CheckConfig | Command::Fields | Command::Daemon | Command::Serve { .. }
+        Command::CheckConfig { .. }
+            | Command::Fields { .. }
+            | Command::Daemon
+            | Command::Serve { .. }
     )
 }
 

@@ -78,7 +78,8 @@ pub(crate) fn run(
         .iter()
         .map(|s| parse_nct(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let rep = export(ctx, dir, &only, &[])?;
+    let groups = query_groups(ctx)?;
+    let rep = export(ctx, dir, &only, &groups)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rep)?)?;
     } else {
@@ -92,6 +93,22 @@ pub(crate) fn run(
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One feed group per query watch (the configuration's and the store's): its current members.
+fn query_groups(ctx: &Ctx) -> anyhow::Result<Vec<(String, Vec<NctId>)>> {
+    let store = ctx.open_store()?;
+    let mut groups = Vec::new();
+    for q in crate::sync::queries::all_queries(&ctx.cfg, &store)? {
+        let members = store
+            .query_members(&q.name)?
+            .into_iter()
+            .filter(|m| m.is_current())
+            .map(|m| m.nct_id)
+            .collect();
+        groups.push((q.name, members));
+    }
+    Ok(groups)
 }
 
 /// Export the store (or the `only` trials) into `dir`, with one extra feed per `groups` entry.

@@ -1,14 +1,22 @@
 //! Command-line parsing, logging set-up and dispatch; errors become exit codes here.
 //!
-//! Exit codes: 0 success; 2 some trials failed (the others were synced); 1 a fatal error
-//! (bad config, unusable store, bad arguments), printed with its whole cause chain.
+//! Exit codes (the table is `output::exit`): 0 success; 2 some trials failed (the others were
+//! synced); 1 a fatal error (bad config, unusable store, CT.gov unreachable), printed with its
+//! whole cause chain; 64 a usage error (bad flags or arguments).
 
 mod backfill;
+mod check_config;
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
+mod due;
 pub(crate) mod export;
+mod journal;
 pub mod outbox;
+pub mod output;
+pub mod queries;
 pub mod query;
+mod repair; // `repair`: rebuild the index from the packs
 pub(crate) mod serve;
+mod store_access;
 pub mod subscribe;
 mod sync;
 pub mod watch;
@@ -30,10 +38,18 @@ use crate::store::Store;
     name = "trialwatch",
     version,
     about = "Watch ClinicalTrials.gov studies and report field-level changes",
-    long_about = None
+    long_about = None,
+    after_help = "Examples:\n  \
+        trialwatch watch add NCT02241018       start watching a trial\n  \
+        trialwatch sync                        fetch the watch list, store what changed\n  \
+        trialwatch changes --since 7d          what changed this week\n  \
+        trialwatch diff NCT02241018            the latest changes of one trial\n  \
+        trialwatch check-config                where the configuration and the store are\n\n\
+        Exit codes: 0 done, 1 fatal error, 2 some trials failed, 64 usage error."
 )]
 pub struct Cli {
-    /// Configuration file [default: /etc/trialwatch/config.toml, then ./trialwatch.toml]
+    /// Configuration file [default: $XDG_CONFIG_HOME/trialwatch/config.toml (not for root),
+    /// /etc/trialwatch/config.toml, then ./trialwatch.toml]
     #[arg(long, global = true, env = "TRIALWATCH_CONFIG")]
     config: Option<PathBuf>,
     /// Store directory; overrides `data_dir` from the configuration
@@ -152,6 +168,19 @@ pub enum Command {
         #[command(subcommand)]
         target: subscribe::SubscribeTarget,
     },
+    /// Watch CT.gov searches for trials that enter or leave them (run by every sync)
+    Query {
+        /// Add, list, show or remove queries
+        #[command(subcommand)]
+        action: queries::QueryAction,
+    },
+    /// Deadlines that hold today: results due or overdue (42 CFR 11.44), verification lapsing,
+    /// stale status
+    Due {
+        /// Print the conditions as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List subscriptions: the configuration's and the store's
     Subscriptions {
         /// Print the subscriptions as JSON
@@ -173,9 +202,23 @@ pub enum Command {
         action: Option<outbox::OutboxAction>,
     },
     /// Validate the configuration without touching the network
-    CheckConfig,
+    ///
+    /// Says which file was used and where it looked, the data directory, every section's
+    /// effective values (the SMTP password only as "hidden") and the next scheduled syncs.
+    /// Example: `trialwatch check-config --json | jq .data_dir`
+    CheckConfig {
+        /// Print the effective configuration as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List the field paths of the normalized record (for watched fields and filters)
-    Fields,
+    ///
+    /// Example: `trialwatch fields | grep status`
+    Fields {
+        /// Print the paths as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the store's invariants (read-only); exit 2 when something is broken
     Verify {
         /// Print the report as JSON
@@ -210,17 +253,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the store's index (`db/`) from the pack files, when `verify` reports it missing
+    /// or damaged; the old index is kept beside it. Run it with the daemon stopped
+    Repair {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are not errors; everything else clap refuses is a
+            // usage error, with its own exit code (64) distinct from "some trials failed".
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(output::exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     // The daemon logs at info unless told otherwise; commands stay quiet.
+    // A command's own report names every trial CT.gov failed for, so the client's warnings
+    // about the same failures would only repeat it on stderr.
     let default_level = if matches!(cli.command, Command::Daemon) {
         "info"
     } else {
-        "warn"
+        "warn,trialwatch::ctgov=error"
     };
+    if let Some(Err(e)) = cli.log_level.as_deref().map(output::check_log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(output::exit::USAGE);
+    }
     init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
         .map_err(anyhow::Error::from)
@@ -232,16 +300,41 @@ pub fn main() -> ExitCode {
             if let Some(code) = daemon::forward_if_running(&cfg, &cli.command)? {
                 return Ok(code);
             }
-            let ctx = Ctx::new(cfg, None);
+            store_access::set_command(
+                format!("{:?}", cli.command)
+                    .to_lowercase()
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or(""),
+            );
+            let mut ctx = Ctx::new(cfg, None);
+            ctx.reading = reads_only(&cli.command);
             execute(cli.command, &ctx, &mut std::io::stdout().lock())
         });
     match result {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing is wrong, end quietly.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            output::code_for(&e)
         }
     }
+}
+
+/// Commands that only read the store: on a data directory without one they say so instead of
+/// creating an empty store.
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::History { .. }
+            | Command::Show { .. }
+            | Command::Diff { .. }
+            | Command::Changes { .. }
+            | Command::Status { .. }
+            | Command::Verify { .. }
+            | Command::Outbox { action: None, .. }
+    )
 }
 
 fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
@@ -256,9 +349,15 @@ fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
         .with_ansi(std::io::stderr().is_terminal());
     // Under journald the journal stamps each line itself.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Under journald each text event carries its priority (`journalctl -p warning`) and
+    // stays one entry however many lines it has.
     let _ = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
-        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, true) => builder
+            .without_time()
+            .with_ansi(false)
+            .with_writer(journal::Journal)
+            .try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
 }
@@ -269,6 +368,10 @@ pub struct Ctx {
     /// The configuration every command reads (watch list, SMTP, alert settings, data_dir).
     pub cfg: Config,
     store: std::sync::OnceLock<Store>,
+    /// The command only reads: a missing store is an error ("run `trialwatch sync` first"),
+    /// not a reason to create an empty one, and a store that cannot be written (full disk,
+    /// read-only mount) is read through `Store::open_for_reading`.
+    reading: bool,
 }
 
 impl Ctx {
@@ -279,7 +382,11 @@ impl Ctx {
         if let Some(s) = store {
             let _ = cell.set(s);
         }
-        Ctx { cfg, store: cell }
+        Ctx {
+            cfg,
+            store: cell,
+            reading: false,
+        }
     }
 
     /// The store, opened at `cfg.data_dir` on first use; commands that never touch it
@@ -288,7 +395,10 @@ impl Ctx {
         if let Some(s) = self.store.get() {
             return Ok(s.clone());
         }
-        let s = Store::open(&self.cfg.data_dir)?;
+        if self.reading {
+            store_access::require_existing(&self.cfg.data_dir)?;
+        }
+        let s = store_access::open(&self.cfg.data_dir, self.reading)?;
         Ok(self.store.get_or_init(|| s).clone())
     }
 }
@@ -311,7 +421,8 @@ pub(crate) fn named_or_watched(ctx: &Ctx, args: &[String]) -> anyhow::Result<(St
 }
 
 pub(crate) fn parse_nct(s: &str) -> anyhow::Result<NctId> {
-    s.parse::<NctId>().map_err(anyhow::Error::from)
+    s.parse::<NctId>()
+        .map_err(|e| output::UsageError(e.to_string()).into())
 }
 
 /// Run one command, writing its output to `out`. The daemon calls this too, with its own store.
@@ -359,12 +470,18 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             out,
         ),
         Command::Subscribe { target } => subscribe::subscribe(ctx, target, out),
+        Command::Query { action } => queries::run(ctx, action, out),
+        Command::Due { json } => due::run(ctx, json, out),
         Command::Subscriptions { json } => subscribe::list(ctx, json, out),
         Command::Unsubscribe { id } => subscribe::unsubscribe(ctx, &id, out),
         Command::Outbox { json, action } => outbox::run(ctx, action, json, out),
-        Command::CheckConfig => check_config(ctx, out),
+        Command::CheckConfig { json } => check_config::run(ctx, json, out),
         Command::Verify { json } => {
-            let rep = ctx.open_store()?.verify()?;
+            // Without a daemon, on a private copy of the index: verify changes no byte.
+            let rep = match ctx.store.get() {
+                Some(store) => store.verify()?,
+                None => crate::store::verify_dir(&ctx.cfg.data_dir)?,
+            };
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rep)?)?;
             } else {
@@ -389,125 +506,22 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Status { json } => daemon::status(ctx, json, out),
         Command::Export { dir, only, json } => export::run(ctx, &dir, &only, json, out),
         Command::Serve { listen } => serve::run(ctx, &listen, out),
+        Command::Repair { json } => repair::run(ctx, json, out),
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),
-        Command::Fields => {
-            for p in crate::schema::all_paths() {
-                writeln!(out, "{p}")?;
+        Command::Fields { json } => {
+            if json {
+                let paths: Vec<String> = crate::schema::all_paths().collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&paths)?)?;
+            } else {
+                for p in crate::schema::all_paths() {
+                    writeln!(out, "{p}")?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn check_config(ctx: &Ctx, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let c = &ctx.cfg;
-    let source = c
-        .source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "none found; built-in defaults".into());
-    writeln!(out, "configuration: {source}: OK")?;
-    writeln!(out, "data_dir: {}", c.data_dir.display())?;
-    writeln!(
-        out,
-        "ctgov: {}/api/v2, {} requests/min{}, batches of {}, timeout {:?}, {} attempts",
-        c.ctgov.base_url,
-        c.ctgov.requests_per_minute,
-        if c.ctgov.requests_per_minute == 0 {
-            " (limiter off)"
-        } else {
-            ""
-        },
-        c.ctgov.batch_size,
-        c.ctgov.timeout,
-        c.ctgov.max_attempts
-    )?;
-    let from_file = c
-        .watch
-        .nct_file
-        .as_ref()
-        .map(|p| format!(" (including {})", p.display()))
-        .unwrap_or_default();
-    writeln!(
-        out,
-        "watch: {} trials in the configuration{from_file}",
-        c.watch.nct_ids.len()
-    )?;
-    let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
-    writeln!(out, "watched fields: {}", fields.join(", "))?;
-    // The schedule and its next fire times.
-    let next = crate::daemon::schedule::upcoming(&c.schedule.cron, chrono::Utc::now(), 3);
-    writeln!(
-        out,
-        "schedule: {:?} (UTC), full sync at least every {} days; next: {}",
-        c.schedule.cron.source(),
-        c.schedule.full_sync_days,
-        if next.is_empty() {
-            "never".to_string()
-        } else {
-            next.iter()
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    )?;
-    match &c.smtp {
-        // The password is only ever said to be set, never shown.
-        Some(s) => writeln!(
-            out,
-            "smtp: {}:{} ({}), from {}, {}",
-            s.host,
-            s.port,
-            s.security,
-            s.from,
-            match (&s.username, &s.password) {
-                (Some(u), Some(_)) => format!("login as {u} with a password (hidden)"),
-                _ => "no login".to_string(),
-            }
-        )?,
-        None => writeln!(
-            out,
-            "smtp: not configured (email subscriptions cannot be delivered)"
-        )?,
-    }
-    let a = &c.alerts;
-    writeln!(
-        out,
-        "alerts: retry after {:?} doubling up to {:?}, give up after {}, {} subscribers at once, webhook timeout {:?}",
-        a.retry_base,
-        a.retry_cap,
-        humantime::format_duration(a.give_up_after),
-        a.concurrency,
-        a.webhook_timeout
-    )?;
-    writeln!(
-        out,
-        "subscriptions in the configuration: {}",
-        c.subscriptions.len()
-    )?;
-    for s in &c.subscriptions {
-        writeln!(
-            out,
-            "  {} ({}, {} trials, {} field patterns, {} and above, {})",
-            s.id,
-            s.target.kind(),
-            if s.nct.is_empty() {
-                "all".to_string()
-            } else {
-                s.nct.len().to_string()
-            },
-            if s.fields.is_empty() {
-                "watched".to_string()
-            } else {
-                s.fields.len().to_string()
-            },
-            s.min_severity,
-            s.digest
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Make `anyhow` context messages that name the trial.

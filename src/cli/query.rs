@@ -45,6 +45,14 @@ fn assessed<'a>(
         .collect()
 }
 
+/// The record of `version`.
+fn record_of(store: &Store, id: &NctId, version: u32) -> anyhow::Result<Record> {
+    store
+        .record(id, version)
+        .for_trial(id)?
+        .with_context(|| format!("{id} version {version} is missing from the store"))
+}
+
 /// The records on both sides of `version` (the one before is `None` for version 1).
 fn records_around(
     store: &Store,
@@ -440,34 +448,47 @@ pub(crate) fn changes(
             .map_err(|e| anyhow::anyhow!("--min-severity {e}"))?,
     };
     let store = ctx.open_store()?;
-    let versions = store.versions_since(since)?;
-    let mut found: Vec<(NctId, &VersionMeta, AssessedChange)> = Vec::new();
+    // Listed from the time index alone; each version is decoded only once the filters that
+    // need no decoding (trial, first version) have kept it, so the cost is what is shown.
+    let refs = store.version_refs_since(since)?;
+    let mut versions: Vec<(NctId, VersionMeta)> = Vec::new();
     let mut states: std::collections::HashMap<NctId, Option<crate::store::TrialState>> =
         std::collections::HashMap::new();
-    for (nct, meta) in &versions {
-        if !ncts.is_empty() && !ncts.contains(nct) {
+    for r in refs {
+        if !ncts.is_empty() && !ncts.contains(&r.nct) {
             continue;
         }
-        if meta.provenance.backfilled && !filter.include_backfill {
+        // Version 1 is always the trial's first snapshot, its first observed version, or a
+        // backfilled one: skipped without reading anything unless backfills are shown.
+        if !filter.include_first && r.version == 1 && !filter.include_backfill {
             continue;
         }
         if !filter.include_first {
-            let state = match states.get(nct) {
+            let state = match states.get(&r.nct) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = store.trial(nct)?;
-                    states.insert(nct.clone(), s.clone());
+                    let s = store.trial(&r.nct)?;
+                    states.insert(r.nct.clone(), s.clone());
                     s
                 }
             };
             // A trial's first snapshot (every field `added`), and the first version trialwatch
             // observed after a backfill (whose changes are CT.gov's past, not news).
-            let first = state.as_ref().is_none_or(|t| {
-                meta.version == t.first_observed || t.before(meta.version).is_none()
-            });
+            let first = state
+                .as_ref()
+                .is_none_or(|t| r.version == t.first_observed || t.before(r.version).is_none());
             if first {
                 continue;
             }
+        }
+        if let Some(meta) = store.version(&r.nct, r.version)? {
+            versions.push((r.nct, meta));
+        }
+    }
+    let mut found: Vec<(NctId, &VersionMeta, AssessedChange)> = Vec::new();
+    for (nct, meta) in &versions {
+        if meta.provenance.backfilled && !filter.include_backfill {
+            continue;
         }
         let wanted: Vec<&FieldChange> = meta
             .changes
@@ -477,7 +498,18 @@ pub(crate) fn changes(
         if wanted.is_empty() {
             continue;
         }
-        let (old, new) = records_around(&store, nct, meta.version)?;
+        // Only the records the severity rules read for these paths (often none).
+        let (need_old, need_new) = wanted
+            .iter()
+            .map(|c| crate::severity::records_read(&c.path))
+            .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1));
+        let (old, new) = if need_old {
+            records_around(&store, nct, meta.version)?
+        } else if need_new {
+            (None, record_of(&store, nct, meta.version)?)
+        } else {
+            (None, Record::default())
+        };
         for c in wanted {
             let (severity, summary) = assess(c, old.as_ref(), &new);
             if severity >= min {

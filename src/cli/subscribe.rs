@@ -58,6 +58,37 @@ pub struct Filter {
     /// Leave out changes below this severity: minor, notable or critical (default: minor)
     #[arg(long, value_name = "LEVEL")]
     min_severity: Option<String>,
+    /// What it hears about: changes (field changes, the default), query-entered, query-left
+    #[arg(long = "event", num_args = 1.., value_name = "KIND")]
+    events: Vec<String>,
+    /// Hear about trials entering and leaving these watched queries (`trialwatch query list`)
+    #[arg(long = "query", num_args = 1.., value_name = "NAME")]
+    queries: Vec<String>,
+}
+
+/// The event kinds and queries of `--event`/`--query`, checked: every query must exist.
+fn parse_events(
+    ctx: &Ctx,
+    store: &crate::store::Store,
+    f: &Filter,
+) -> anyhow::Result<(Vec<crate::model::EventKind>, Vec<String>)> {
+    let events = f
+        .events
+        .iter()
+        .map(|s| s.parse().map_err(|e| anyhow::anyhow!("--event {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !f.queries.is_empty() {
+        let known = crate::sync::queries::all_queries(&ctx.cfg, store)?;
+        for q in &f.queries {
+            if !known.iter().any(|k| &k.name == q) {
+                bail!(
+                    "--query {q}: there is no such query; add it with `trialwatch query add {q} …` \
+                     (`trialwatch query list` shows the existing ones)"
+                );
+            }
+        }
+    }
+    Ok((events, f.queries.clone()))
 }
 
 fn parse_filter(
@@ -102,13 +133,21 @@ pub(crate) fn describe(s: &Subscription) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    format!(
+    let mut line = format!(
         "{} {}; {trials}; {fields}; {} and above; {}",
         s.target.kind(),
         s.target.address(),
         s.min_severity,
         s.digest
-    )
+    );
+    if !s.events.is_empty() {
+        let kinds: Vec<&str> = s.events.iter().map(|k| k.as_str()).collect();
+        line.push_str(&format!("; events: {}", kinds.join(", ")));
+    }
+    if !s.queries.is_empty() {
+        line.push_str(&format!("; queries: {}", s.queries.join(", ")));
+    }
+    line
 }
 
 pub(crate) fn subscribe(
@@ -155,7 +194,12 @@ pub(crate) fn subscribe(
         }
     };
     let (nct, fields, min) = parse_filter(&filter)?;
+    // Refused now, not found out at the first alert as a dead letter.
+    if matches!(target, Target::Email { .. }) && ctx.cfg.smtp.is_none() {
+        bail!("{}", crate::config::NO_SMTP_FOR_EMAIL);
+    }
     let store = ctx.open_store()?;
+    let (events, queries) = parse_events(ctx, &store, &filter)?;
     let as_config = Subscription::new(
         Origin::Config,
         target.clone(),
@@ -164,7 +208,8 @@ pub(crate) fn subscribe(
         min,
         digest,
         None,
-    );
+    )
+    .with_events(events.clone(), queries.clone());
     if ctx.cfg.subscriptions.iter().any(|s| s.id == as_config.id) {
         writeln!(
             out,
@@ -181,7 +226,8 @@ pub(crate) fn subscribe(
         min,
         digest,
         Some(crate::clock::now()),
-    );
+    )
+    .with_events(events, queries);
     if let Some(existing) = store.subscription(&sub.id)?
         && existing.target == sub.target
     {

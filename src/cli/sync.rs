@@ -15,8 +15,11 @@ pub(crate) fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let (store, ids) = super::named_or_watched(ctx, args)?;
-    if ids.is_empty() {
+    let (store, mut ids) = super::named_or_watched(ctx, args)?;
+    // A plain sync runs the watched queries first: their watched members join the sync.
+    let has_queries =
+        args.is_empty() && !crate::sync::queries::all_queries(&ctx.cfg, &store)?.is_empty();
+    if ids.is_empty() && !has_queries {
         writeln!(
             out,
             "nothing to sync: the watch list is empty; add trials with `trialwatch watch add NCT…` \
@@ -42,6 +45,20 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let query_runs = if has_queries {
+        let runs = rt.block_on(crate::sync::queries::run_all(
+            &client,
+            &store,
+            &ctx.cfg,
+            subs.clone(),
+            now,
+        ))?;
+        ids = crate::sync::watched_ids(&ctx.cfg, &store)?;
+        runs
+    } else {
+        Vec::new()
+    };
+    let query_requests = client.request_count();
     let mut report = rt.block_on(run_sync(
         &client,
         &store,
@@ -51,16 +68,40 @@ pub(crate) fn run(
         progress,
         ctx.cfg.watch.backfill,
     ))?;
+    report.requests += query_requests;
+    if args.is_empty() {
+        report.deadlines =
+            crate::sync::deadlines::evaluate_daily(&ctx.cfg, &store, subs.clone(), now)?;
+        if let Some(d) = &report.deadlines {
+            report.alerts_enqueued += d.alerts_enqueued;
+        }
+    }
+    report.alerts_enqueued += query_runs.iter().map(|q| q.alerts_enqueued).sum::<usize>();
+    let query_failed = query_runs.iter().any(|q| q.problem.is_some());
+    report.queries = query_runs;
     report.delivery = Some(rt.block_on(delivery.run(&ctx.cfg, &store))?);
     if show_progress {
         eprintln!();
+    }
+    if report.nothing_reached() {
+        // Every trial failed the same way: one line, not a `failed:` list of the watch list.
+        let why = report.failed.first().map_or("", |f| f.error.as_str());
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        }
+        anyhow::bail!(
+            "nothing could be fetched: CT.gov ({}) could not be reached; check the network, \
+             a proxy (HTTPS_PROXY) or `[ctgov] base_url`, then run `trialwatch sync` again. \
+             Last error: {why}",
+            ctx.cfg.ctgov.base_url
+        );
     }
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         print_summary(&report, out)?;
     }
-    Ok(if report.all_ok() {
+    Ok(if report.all_ok() && !query_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
@@ -68,16 +109,17 @@ pub(crate) fn run(
 }
 
 fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::util::text::plural;
     writeln!(
         out,
-        "synced {} trials in {:.1}s: {} fetched, {} new versions, {} unchanged, {} failed ({} requests to CT.gov)",
-        r.requested,
-        r.duration_ms as f64 / 1000.0,
+        "synced {} in {}: {} fetched, {}, {} unchanged, {} failed ({} to CT.gov)",
+        plural(r.requested, "trial"),
+        crate::util::text::duration(std::time::Duration::from_millis(r.duration_ms)),
         r.fetched,
-        r.new_versions,
+        plural(r.new_versions, "new version"),
         r.unchanged,
         r.failed.len(),
-        r.requests
+        plural(usize::try_from(r.requests).unwrap_or(usize::MAX), "request")
     )?;
     if r.backfilled_versions > 0 {
         writeln!(
@@ -91,6 +133,33 @@ fn print_summary(r: &SyncReport, out: &mut dyn Write) -> std::io::Result<()> {
             out,
             "gap repair: {} stored from CT.gov's record history (earlier syncs missed them)",
             crate::util::text::plural_of(r.gap_repaired, "missed version", "missed versions")
+        )?;
+    }
+    for q in &r.queries {
+        match &q.problem {
+            Some(p) => writeln!(out, "query {}: not run: {p}", q.name)?,
+            None if q.baseline => writeln!(
+                out,
+                "query {}: {} (baseline: recorded without alerts)",
+                q.name,
+                crate::util::text::plural(q.members, "member")
+            )?,
+            None => writeln!(
+                out,
+                "query {}: {}, {} entered, {} left",
+                q.name,
+                crate::util::text::plural(q.members, "member"),
+                q.entered,
+                q.left
+            )?,
+        }
+    }
+    if let Some(d) = r.deadlines.as_ref().filter(|d| d.events > 0) {
+        writeln!(
+            out,
+            "deadlines: {} ({} checked; `trialwatch due` lists what holds today)",
+            crate::util::text::plural(d.events, "new event"),
+            crate::util::text::plural(d.trials, "trial")
         )?;
     }
     for w in &r.backfill_warnings {

@@ -87,6 +87,8 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction, out: &mut dyn Write) -> anyhow
         WatchAction::List { json } => {
             let store = ctx.open_store()?;
             let stored = store.watch_list()?;
+            let stored_ids: std::collections::HashSet<&crate::model::NctId> =
+                stored.iter().map(|w| &w.nct_id).collect();
             let mut entries: Vec<Entry> = ctx
                 .cfg
                 .watch
@@ -94,15 +96,18 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction, out: &mut dyn Write) -> anyhow
                 .iter()
                 .map(|id| Entry {
                     nct_id: id.to_string(),
-                    source: if stored.iter().any(|w| &w.nct_id == id) {
+                    source: if stored_ids.contains(id) {
                         "config+store"
                     } else {
                         "config"
                     },
                 })
                 .collect();
-            for w in stored {
-                if !ctx.cfg.watch.nct_ids.contains(&w.nct_id) {
+            // Sets, not scans: both lists can hold 100,000 trials.
+            let config_ids: std::collections::HashSet<&crate::model::NctId> =
+                ctx.cfg.watch.nct_ids.iter().collect();
+            for w in &stored {
+                if !config_ids.contains(&w.nct_id) {
                     entries.push(Entry {
                         nct_id: w.nct_id.to_string(),
                         source: "store",

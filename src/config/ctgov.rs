@@ -57,6 +57,15 @@ pub(super) fn validate_ctgov(raw: &raw::Ctgov, problems: &mut Vec<String>) -> Ct
     let base_url = match raw.base_url.as_deref() {
         None => d.base_url.clone(),
         Some(u) => match validate_http_url(u) {
+            // The client adds `/api/v2` itself; pasted from CT.gov's docs it would be doubled.
+            Ok(_) if u.trim_end_matches('/').ends_with("/api/v2") => {
+                let fixed = u.trim_end_matches('/').trim_end_matches("/api/v2");
+                problems.push(format!(
+                    "`ctgov.base_url` = {u:?} ends in /api/v2, which trialwatch adds itself; \
+                     write base_url = {fixed:?}"
+                ));
+                String::new()
+            }
             Ok(_) => u.trim_end_matches('/').to_string(),
             Err(_) => {
                 problems.push(format!(

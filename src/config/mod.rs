@@ -14,8 +14,11 @@
 mod alerts;
 mod check;
 mod ctgov;
+mod lenient;
+mod locate;
 mod mirror;
 mod publish;
+mod queries;
 mod raw;
 mod schedule;
 mod smtp;
@@ -29,14 +32,24 @@ use crate::model::Subscription;
 
 pub use alerts::AlertsConfig;
 pub use ctgov::CtgovConfig;
+pub use locate::config_candidates;
 pub use mirror::{MirrorConfig, validate_field_pattern};
 pub use publish::{DEFAULT_LISTEN, PublishConfig, WebConfig, parse_listen};
+pub use queries::{DEFAULT_MAX_MATCHES, QueriesConfig};
 pub use schedule::{DEFAULT_CRON, ScheduleConfig};
-pub use smtp::{BadSmtpSecurity, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity};
+pub use smtp::{
+    BadSmtpSecurity, PasswordSource, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity,
+};
 pub use watch::{WatchConfig, read_watch_file};
 
 /// Where the config is looked for when `--config` is not given, in order.
 pub const DEFAULT_CONFIG_PATHS: &[&str] = &["/etc/trialwatch/config.toml", "./trialwatch.toml"];
+
+/// Why an email subscription is refused without `[smtp]`, and the fix.
+pub const NO_SMTP_FOR_EMAIL: &str = "email alerts need an [smtp] section to send them, and the \
+     configuration has none: add [smtp] with host = \"smtp.example.org\" and \
+     from = \"trialwatch <trialwatch@example.org>\" (see the README's Email settings), or \
+     subscribe a webhook instead";
 
 /// Default store location for a system service (systemd's `StateDirectory=trialwatch`).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/trialwatch";
@@ -46,6 +59,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/trialwatch";
 pub struct Config {
     /// The file this came from (`None` when running on built-in defaults), for messages.
     pub source: Option<PathBuf>,
+    /// Where [`Config::load`] looked for a file without `--config`, in order (empty with
+    /// `--config`), for `check-config`.
+    pub searched: Vec<PathBuf>,
     /// The sled store lives here.
     pub data_dir: PathBuf,
     /// `[ctgov]`: how the CT.gov client reaches the API (rate, batches, retries).
@@ -68,6 +84,8 @@ pub struct Config {
     pub publish: PublishConfig,
     /// `[web]`: the read-only web view the daemon serves.
     pub web: WebConfig,
+    /// `[[query]]` watched searches and `[queries]` settings.
+    pub queries: QueriesConfig,
 }
 
 /// How many problems `Display` lists before it only counts the rest: a config with thousands
@@ -145,12 +163,14 @@ impl Config {
         path: Option<&Path>,
         data_dir_override: Option<&Path>,
     ) -> Result<Config, ConfigError> {
+        let searched = if path.is_some() {
+            Vec::new()
+        } else {
+            config_candidates()
+        };
         let found = match path {
             Some(p) => Some(p.to_path_buf()),
-            None => DEFAULT_CONFIG_PATHS
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file()),
+            None => searched.iter().find(|p| p.is_file()).cloned(),
         };
         let mut cfg = match found {
             Some(p) => {
@@ -161,10 +181,21 @@ impl Config {
                          (config/trialwatch.example.toml shows every key)"
                     )],
                 })?;
-                Config::from_toml(&text, Some(&p))?
+                let mut cfg = Config::from_toml(&text, Some(&p))?;
+                let sets_data_dir =
+                    toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("data_dir"));
+                if !sets_data_dir {
+                    cfg.data_dir = locate::default_data_dir(Some(&p));
+                }
+                cfg
             }
-            None => Config::from_toml("", None)?,
+            None => {
+                let mut cfg = Config::from_toml("", None)?;
+                cfg.data_dir = locate::default_data_dir(None);
+                cfg
+            }
         };
+        cfg.searched = searched;
         if let Some(d) = data_dir_override {
             cfg.data_dir = d.to_path_buf();
         }
@@ -177,8 +208,11 @@ impl Config {
             file: file.map(Path::to_path_buf),
             problems,
         };
-        let raw: raw::File = toml::from_str(text).map_err(|e| err(vec![toml_problem(text, &e)]))?;
+        // Syntax errors stop here (with their line); type mistakes are collected with the rest.
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| err(vec![toml_problem(text, &e)]))?;
         let mut problems = Vec::new();
+        let raw = lenient::read(table, &mut problems).ok_or_else(|| err(problems.clone()))?;
 
         let data_dir = match raw.data_dir.as_deref() {
             Some("") => {
@@ -205,12 +239,21 @@ impl Config {
             subscriptions::validate_subscriptions(&raw.subscription, file, &mut problems);
         let publish = publish::validate_publish(&raw.publish, file, &mut problems);
         let web = publish::validate_web(&raw.web, &mut problems);
+        let queries = queries::validate_queries(&raw.queries, &raw.query, &mut problems);
+        if raw.smtp.is_none() {
+            for (i, s) in raw.subscription.iter().enumerate() {
+                if s.email.is_some() {
+                    problems.push(format!("`subscription[{i}].email`: {NO_SMTP_FOR_EMAIL}"));
+                }
+            }
+        }
 
         if !problems.is_empty() {
             return Err(err(problems));
         }
         Ok(Config {
             source: file.map(Path::to_path_buf),
+            searched: Vec::new(),
             data_dir,
             ctgov,
             watch,
@@ -221,6 +264,7 @@ impl Config {
             subscriptions,
             publish,
             web,
+            queries,
         })
     }
 }

@@ -26,6 +26,10 @@ pub(super) struct File {
     pub(super) publish: super::publish::RawPublish,
     #[serde(default)]
     pub(super) web: super::publish::RawWeb,
+    #[serde(default)]
+    pub(super) queries: super::queries::RawQueries,
+    #[serde(default)]
+    pub(super) query: Vec<super::queries::RawQuery>,
 }
 
 /// `[schedule]`.
@@ -81,6 +85,12 @@ pub(super) struct Subscription {
     pub(super) fields: Vec<String>,
     pub(super) min_severity: Option<String>,
     pub(super) digest: Option<String>,
+    /// Event kinds (`changes`, `query-entered`, …); absent means field changes only.
+    #[serde(default)]
+    pub(super) events: Vec<String>,
+    /// Only entries and exits of these queries.
+    #[serde(default)]
+    pub(super) queries: Vec<String>,
 }
 
 /// `[ctgov]`.

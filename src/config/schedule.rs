@@ -16,9 +16,9 @@ pub const DEFAULT_CRON: &str = "0 30 13 * * *";
 pub struct ScheduleConfig {
     /// Fire times of scheduled syncs (the `cron` crate's syntax, seconds first), in UTC.
     pub cron: cron::Schedule,
-    /// A full sync of the whole watch list runs at least this often, even when the cheap
-    /// checks (`/version`, `LastUpdatePostDate`) say nothing moved: the safety net against
-    /// a change CT.gov posted without moving either.
+    /// A full sync of the whole watch list runs at least this often, even when `/version`
+    /// says CT.gov's data did not move: the safety net against a change CT.gov posted
+    /// without moving its `dataTimestamp`.
     pub full_sync_days: u32,
     /// After a scheduled sync that fetched at least this many trials, the daemon re-executes
     /// itself in place once idle (same PID, store flushed first), so the memory the sync used
@@ -28,7 +28,14 @@ pub struct ScheduleConfig {
 
 /// Check `[schedule]`: the cron expression must parse and fire again.
 pub(super) fn validate_schedule(raw: &raw::Schedule, problems: &mut Vec<String>) -> ScheduleConfig {
-    let text = raw.cron.as_deref().unwrap_or(DEFAULT_CRON);
+    let given = raw.cron.as_deref().unwrap_or(DEFAULT_CRON);
+    // A crontab(5) line has five fields (no seconds); the `cron` crate wants seconds first.
+    let five_field = format!("0 {}", given.trim());
+    let text = if given.split_whitespace().count() == 5 {
+        five_field.as_str()
+    } else {
+        given
+    };
     let default = || {
         DEFAULT_CRON
             .parse::<cron::Schedule>()
@@ -38,15 +45,16 @@ pub(super) fn validate_schedule(raw: &raw::Schedule, problems: &mut Vec<String>)
         Ok(s) if s.upcoming(chrono::Utc).next().is_some() => s,
         Ok(_) => {
             problems.push(format!(
-                "`schedule.cron` = {text:?} never fires again; give a recurring expression such as \
+                "`schedule.cron` = {given:?} never fires again; give a recurring expression such as \
                  {DEFAULT_CRON:?} (sec min hour day-of-month month day-of-week, UTC)"
             ));
             default()
         }
         Err(e) => {
             problems.push(format!(
-                "`schedule.cron` = {text:?} is not a cron expression ({e}); use six or seven fields, \
-                 seconds first, e.g. {DEFAULT_CRON:?} = every day at 13:30:00 UTC"
+                "`schedule.cron` = {given:?} is not a cron expression ({e}); use a crontab line \
+                 (minute hour day-of-month month day-of-week, e.g. \"30 13 * * *\") or six or \
+                 seven fields, seconds first, e.g. {DEFAULT_CRON:?} = every day at 13:30:00 UTC"
             ));
             default()
         }
@@ -89,14 +97,20 @@ mod tests {
     }
 
     #[test]
+    fn a_five_field_crontab_line_means_second_zero() {
+        let c = Config::from_toml("[schedule]\ncron = \"30 13 * * 1-5\"\n", None).unwrap();
+        assert_eq!(c.schedule.cron.source(), "0 30 13 * * 1-5");
+    }
+
+    #[test]
     fn bad_cron_and_days_are_named_with_a_fix() {
         let e = Config::from_toml(
-            "[schedule]\ncron = \"30 13 * * *\"\nfull_sync_days = 0\nreexec_after_trials = -1\n",
+            "[schedule]\ncron = \"30 13 * *\"\nfull_sync_days = 0\nreexec_after_trials = -1\n",
             Some(Path::new("c.toml")),
         )
         .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("`schedule.cron` = \"30 13 * * *\""), "{msg}");
+        assert!(msg.contains("`schedule.cron` = \"30 13 * *\""), "{msg}");
         assert!(msg.contains("seconds first"), "{msg}");
         assert!(msg.contains("`schedule.full_sync_days` = 0"), "{msg}");
         assert!(msg.contains("`schedule.reexec_after_trials` = -1"), "{msg}");

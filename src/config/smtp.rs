@@ -130,6 +130,20 @@ pub struct SmtpConfig {
     /// An extra trusted root certificate (PEM), for a server whose certificate comes from a
     /// private CA (a company relay, the tests' own CA). The public web roots stay trusted.
     pub extra_root_cert_pem: Option<String>,
+    /// Where the password comes from when `username` is set (`None` when built in code). A
+    /// password that cannot be read in this process (a shell without the service's systemd
+    /// credential or environment) is no config error: only sending mail needs it.
+    pub password_source: Option<PasswordSource>,
+}
+
+/// Where the SMTP password comes from, and why it is not available here if it is not; for
+/// `check-config` and for the delivery error that replaces a config error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordSource {
+    /// e.g. "the systemd credential `smtp-password`" or "password_file /etc/trialwatch/pw".
+    pub describe: String,
+    /// Why this process could not read it (no secret in the text); `None` when it was read.
+    pub unavailable: Option<String>,
 }
 
 impl fmt::Debug for SmtpConfig {
@@ -142,6 +156,7 @@ impl fmt::Debug for SmtpConfig {
             .field("password", &self.password)
             .field("from", &self.from)
             .field("timeout", &self.timeout)
+            .field("password_source", &self.password_source)
             .field(
                 "extra_root_cert_pem",
                 &self
@@ -218,44 +233,62 @@ pub(super) fn validate_smtp(
             String::new()
         }
     };
-    let password = match (&raw.password_file, &raw.password_env) {
+    // A password that cannot be read here is not a mistake in the file: the CLI run from a
+    // shell has neither the service's credential nor its environment. It is recorded and only
+    // delivery (which needs it) fails; `check-config` says where it will come from.
+    let (password, source) = match (&raw.password_file, &raw.password_env) {
         (Some(_), Some(_)) => {
             problems
                 .push("`smtp.password_file` and `smtp.password_env` are both set; keep one".into());
-            None
+            (None, None)
         }
         (Some(f), None) => {
             let path = relative_to(file, f);
+            let describe = format!("password_file {}", path.display());
             match read_secret_file(&path) {
-                Ok(text) => Some(Secret::new(text)),
-                Err(e) => {
-                    problems.push(format!(
-                        "`smtp.password_file` = {:?} {e} (the password on one line, mode 0600), or remove the key",
-                        path.display().to_string()
-                    ));
-                    None
-                }
+                Ok(text) => (Some(Secret::new(text)), Some((describe, None))),
+                Err(e) => (
+                    None,
+                    Some((
+                        describe,
+                        Some(format!(
+                            "it {e} (the password on one line, mode 0600, readable by the user that sends mail)"
+                        )),
+                    )),
+                ),
             }
         }
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
-            _ => {
-                problems.push(format!(
-                    "`smtp.password_env` = {var:?} names an environment variable that is not set; \
-                     set it in the service's environment or use password_file"
-                ));
-                None
+        (None, Some(var)) => {
+            let describe = format!("the environment variable {var}");
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => (Some(Secret::new(v)), Some((describe, None))),
+                _ => (
+                    None,
+                    Some((
+                        describe,
+                        Some(format!(
+                            "{var} is not set in this environment; set it in the service's environment or use password_file"
+                        )),
+                    )),
+                ),
             }
-        },
-        (None, None) => credentials_dir_password(),
+        }
+        (None, None) => {
+            let describe = format!("the systemd credential `{SMTP_PASSWORD_CREDENTIAL}`");
+            match credentials_dir_password() {
+                Ok(pw) => (Some(pw), Some((describe, None))),
+                Err(why) => (None, Some((describe, Some(why)))),
+            }
+        }
     };
-    if raw.username.is_some() && password.is_none() && problems.len() == before {
-        problems.push(
-            "`smtp.username` is set but no password is: add password_file or password_env (or \
-             LoadCredential=smtp-password in the systemd unit), or drop username for a relay without AUTH"
-                .into(),
-        );
-    }
+    let password_source = raw
+        .username
+        .as_ref()
+        .and(source)
+        .map(|(describe, unavailable)| PasswordSource {
+            describe,
+            unavailable,
+        });
     let timeout = secs_in_range(
         raw.timeout_secs,
         "smtp.timeout_secs",
@@ -288,15 +321,22 @@ pub(super) fn validate_smtp(
         from,
         timeout,
         extra_root_cert_pem,
+        password_source,
     })
 }
 
-/// `$CREDENTIALS_DIRECTORY/smtp-password`, when systemd handed one over.
-fn credentials_dir_password() -> Option<Secret> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+/// `$CREDENTIALS_DIRECTORY/smtp-password`, when systemd handed one over; else why not.
+fn credentials_dir_password() -> Result<Secret, String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+        format!(
+            "CREDENTIALS_DIRECTORY is not set (only the service started by systemd with \
+             LoadCredential={SMTP_PASSWORD_CREDENTIAL}:… has it); set password_file or \
+             password_env to send mail from elsewhere"
+        )
+    })?;
     read_secret_file(&Path::new(&dir).join(SMTP_PASSWORD_CREDENTIAL))
-        .ok()
         .map(Secret::new)
+        .map_err(|e| format!("the credential {e}"))
 }
 
 #[cfg(test)]

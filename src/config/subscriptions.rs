@@ -10,7 +10,8 @@ use super::check::relative_to;
 use super::mirror::validate_field_pattern;
 use super::raw;
 use crate::model::{
-    DigestMode, NctId, Origin, Severity, Subscription, Target, validate_email, validate_webhook_url,
+    DigestMode, EventKind, NctId, Origin, Severity, Subscription, Target, validate_email,
+    validate_webhook_url,
 };
 
 /// Check every `[[subscription]]` entry and build its [`Subscription`] (origin
@@ -106,6 +107,13 @@ pub(super) fn validate_subscriptions(
                 DigestMode::Immediate
             }),
         };
+        let mut events = Vec::new();
+        for (j, e) in r.events.iter().enumerate() {
+            match e.parse::<EventKind>() {
+                Ok(k) => events.push(k),
+                Err(e) => problems.push(format!("`{key}.events[{j}]`: {e}")),
+            }
+        }
         if let (Some(target), true) = (target, problems.len() == before) {
             let sub = Subscription::new(
                 Origin::Config,
@@ -115,7 +123,8 @@ pub(super) fn validate_subscriptions(
                 min_severity,
                 digest,
                 None,
-            );
+            )
+            .with_events(events, r.queries.clone());
             if out.iter().any(|s| s.id == sub.id) {
                 problems.push(format!(
                     "`{key}` repeats an earlier subscription (same destination and filters); remove one"

@@ -27,8 +27,11 @@ pub(super) fn validate_watch(
     problems: &mut Vec<String>,
 ) -> WatchConfig {
     let mut ids: Vec<NctId> = Vec::new();
+    // A set, not `ids.contains`: every command loads the config, and a scan per ID made a
+    // 100,000-line watch file cost seconds (quadratic) before any command ran.
+    let mut seen = std::collections::HashSet::new();
     let mut push = |id: NctId| {
-        if !ids.contains(&id) {
+        if seen.insert(id.clone()) {
             ids.push(id);
         }
     };
@@ -114,5 +117,27 @@ mod tests {
         let e = read_watch_file(&p).unwrap_err();
         assert_eq!(e.len(), 1);
         assert!(e[0].contains("list.txt:2"), "{}", e[0]);
+    }
+
+    /// Guards the set behind the deduplication: every command loads the config, so a watch
+    /// file of 100,000 trials must load in milliseconds, not in the seconds a scan per ID took.
+    #[test]
+    fn a_100k_watch_file_loads_fast_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text: String = (0..100_000)
+            .map(|i| format!("NCT{:08}\n", 70_000_000 + i))
+            .collect();
+        text.push_str("NCT70000000\n");
+        std::fs::write(dir.path().join("list.txt"), text).unwrap();
+        let t0 = std::time::Instant::now();
+        let c = Config::from_toml(
+            "[watch]\nnct_file = \"list.txt\"\n",
+            Some(&dir.path().join("c.toml")),
+        )
+        .unwrap();
+        let took = t0.elapsed();
+        assert_eq!(c.watch.nct_ids.len(), 100_000);
+        assert_eq!(c.watch.nct_ids[1].as_str(), "NCT70000001");
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     }
 }

@@ -32,7 +32,7 @@ use super::error::describe_ids;
 use super::http::{no_answer, same_origin_redirects};
 use super::limiter::RateLimiter;
 use super::page::{
-    BadListed, DataVersion, ListedStudy, Page, parse_page, parse_page_lenient, parse_single_lenient,
+    BadListed, DataVersion, ListedStudy, Page, parse_page_lenient, parse_single_lenient,
 };
 use crate::config::CtgovConfig;
 use crate::model::NctId;
@@ -308,7 +308,10 @@ impl CtGovClient {
     /// Which of `ids` CT.gov lists with a `LastUpdatePostDate` on or after `since`, in batches
     /// of `batch_size`: `filter.ids=…&filter.advanced=AREA[LastUpdatePostDate]RANGE[since,MAX]`.
     /// The daemon then syncs only those. A watched alias is reported under the watched ID.
-    /// Fails whole if any page fails (the daemon then falls back to a full sync).
+    /// Fails whole if any page fails (the daemon then falls back to a full sync), but not for a
+    /// broken study on a page: that study counts as changed, so the sync fetches it and it
+    /// fails alone there with its message; one whose ID cannot be read makes its whole batch
+    /// count as changed (fetching a few more trials is harmless, missing a change is not).
     ///
     /// (CT.gov's `fields=NCTId` would shrink the answers; the test server does not take it.)
     pub async fn fetch_updated_since(
@@ -323,8 +326,8 @@ impl CtGovClient {
         let mut changed = Vec::new();
         for batch in ids.chunks(self.inner.cfg.batch_size.max(1)) {
             let subject = format!("trials updated since {since} among {}", describe_ids(batch));
-            let parse = |body: &str| parse_page(body);
-            let (studies, _) = self
+            let parse = |body: &str| parse_page_lenient(body);
+            let (studies, bad) = self
                 .query_pages(
                     batch,
                     &[("filter.advanced", filter.as_str())],
@@ -339,6 +342,27 @@ impl CtGovClient {
                 match hit {
                     Some(id) if !changed.contains(id) => changed.push(id.clone()),
                     _ => {}
+                }
+            }
+            for (b, _) in &bad {
+                let named = b
+                    .nct_id
+                    .as_deref()
+                    .and_then(|s| s.parse::<NctId>().ok())
+                    .filter(|id| batch.contains(id));
+                let ids = match &named {
+                    Some(id) => std::slice::from_ref(id),
+                    None => batch,
+                };
+                debug!(
+                    trial.ncts = %describe_ids(ids),
+                    error = %b.reason,
+                    "a study in CT.gov's updated-since answer is broken; syncing it to fail it alone"
+                );
+                for id in ids {
+                    if !changed.contains(id) {
+                        changed.push(id.clone());
+                    }
                 }
             }
         }

@@ -122,6 +122,16 @@ impl FetchError {
         }
     }
 
+    /// Whether CT.gov gave no HTTP answer at all (connection refused or reset, DNS, timeout):
+    /// when every trial fails so, the CLI says "CT.gov could not be reached" in one line.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            FetchError::Transport { .. } => true,
+            FetchError::GaveUp { last, .. } => last.is_unreachable(),
+            _ => false,
+        }
+    }
+
     /// Whether the (last) answer was a 200 whose body as a whole was not a page of studies
     /// (not UTF-8, not JSON): one broken study can do that, so the batch is split to isolate it.
     pub(super) fn is_broken_page(&self) -> bool {

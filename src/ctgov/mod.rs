@@ -4,6 +4,7 @@
 //!   aliases, retries, incremental queries) and what it hands back ([`StudyOutcome`]).
 //! - `error`: [`FetchError`], why a request failed and whether a retry may help.
 //! - `limiter`: the one rate limiter all requests share.
+//! - `search`: running a watched query to its last page, or reporting it too broad.
 //! - `wire`: the serde types of CT.gov's JSON (the study, list pages, history versions, and the
 //!   ID-only view the client reads).
 //!
@@ -15,6 +16,7 @@ pub mod history;
 mod http;
 mod limiter;
 mod page;
+pub mod search;
 pub mod wire;
 
 pub use client::{

@@ -1,8 +1,9 @@
 //! `trialwatch daemon`: the long-running process. It owns the store for its whole life and
 //!
 //! - runs scheduled syncs on the `[schedule] cron` timetable (`scheduler.rs`, with the pure
-//!   cron arithmetic in [`schedule`]), asking CT.gov's `/version` first and fetching only what
-//!   moved (see [`plan()`]), with a full sync at least every `full_sync_days` (`sync_run.rs`);
+//!   cron arithmetic in [`schedule`]), asking CT.gov's `/version` first and fetching the
+//!   whole watch list once its `dataTimestamp` moved (see [`plan()`]), with a full sync at
+//!   least every `full_sync_days` (`sync_run.rs`);
 //! - delivers the outbox after each sync and every [`OUTBOX_INTERVAL`] (`delivery.rs`);
 //! - serves CLI commands over its control socket ([`control`]) so that every command works
 //!   while it runs;
@@ -26,6 +27,7 @@ mod delivery;
 pub mod lock;
 mod plan;
 mod publish;
+mod queries;
 mod reexec;
 pub mod schedule;
 mod scheduler;

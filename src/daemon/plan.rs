@@ -1,12 +1,16 @@
-//! What a scheduled run fetches ([`plan`]): everything (a full sync), only what CT.gov says
-//! moved since the last complete sync (incremental), only trials never synced (CT.gov's data
-//! did not move), or nothing. Decided from the store, the daemon's bookkeeping and CT.gov's
-//! `/version`; the one CT.gov question it may ask comes in as a function, so tests need no
-//! server.
+//! What a scheduled run fetches ([`plan`]): every watched trial once CT.gov's data moved (a
+//! full sync), only trials never synced (CT.gov's data did not move), or nothing. Decided from
+//! the store, the daemon's bookkeeping and CT.gov's `/version` `dataTimestamp`.
+//!
+//! Why a moved `dataTimestamp` fetches everything, not only the trials whose
+//! `LastUpdatePostDate` moved: CT.gov edits records without moving that date (its own move of
+//! unverified records to UNKNOWN, publications it links, site-name clean-ups across many
+//! trials), and an incremental query would leave those for the next weekly full sync. A full
+//! fetch costs ⌈N / batch_size⌉ `filter.ids` requests (100 for 10,000 trials), and the sync's
+//! source fingerprint makes an unchanged study cost no normalization and no store write, so
+//! "nothing missed" costs one request per 100 trials a day.
 //!
 //! Not here: running the plan ([`super::sync_run`]), when runs happen ([`super::scheduler`]).
-
-use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
@@ -18,10 +22,9 @@ use crate::store::Store;
 /// What kind of fetch a scheduled run decided on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncKind {
-    /// Every watched trial (first run, or `full_sync_days` since the last full sync).
+    /// Every watched trial: first run, CT.gov's data moved (or `/version` could not say), or
+    /// `full_sync_days` since the last full sync.
     Full,
-    /// Watched trials whose `LastUpdatePostDate` moved, plus those never synced or failed.
-    Incremental,
     /// Only trials never synced (or whose last sync failed): CT.gov's data did not move.
     NewOnly,
 }
@@ -35,25 +38,20 @@ pub enum Plan {
     Fetch {
         /// Why these trials: recorded in the bookkeeping once the fetch is done.
         kind: SyncKind,
-        /// The watched trials to fetch (may be empty: nothing moved).
+        /// The watched trials to fetch.
         ids: Vec<NctId>,
     },
 }
 
-/// Decide what a scheduled run fetches. `changed_since` asks CT.gov which of the watched
-/// trials changed since a date; it is only called for an incremental run.
-pub async fn plan<F, Fut>(
+/// Decide what a scheduled run fetches. `data_timestamp` is CT.gov's current `dataTimestamp`
+/// (`None` when `/version` could not be asked: then everything is fetched, to miss nothing).
+pub fn plan(
     cfg: &Config,
     store: &Store,
     state: &DaemonState,
     data_timestamp: Option<&str>,
     now: DateTime<Utc>,
-    changed_since: F,
-) -> anyhow::Result<Plan>
-where
-    F: FnOnce(Vec<NctId>, chrono::NaiveDate) -> Fut,
-    Fut: Future<Output = anyhow::Result<Vec<NctId>>>,
-{
+) -> anyhow::Result<Plan> {
     let watched = crate::sync::watched_ids(cfg, store)?;
     if watched.is_empty() {
         return Ok(Plan::Skip(
@@ -62,6 +60,23 @@ where
                 .into(),
         ));
     }
+    let full = Plan::Fetch {
+        kind: SyncKind::Full,
+        ids: watched.clone(),
+    };
+    let full_due = match state.last_full_at {
+        None => true,
+        Some(t) => now - t >= chrono::Duration::days(i64::from(cfg.schedule.full_sync_days)),
+    };
+    if full_due {
+        return Ok(full);
+    }
+    let unmoved = match (data_timestamp, state.complete_data_timestamp.as_deref()) {
+        (Some(ts), Some(done)) if ts == done => ts,
+        // Moved, never recorded, or unknown: CT.gov may have changed any record, with or
+        // without moving its LastUpdatePostDate.
+        _ => return Ok(full),
+    };
     // Never synced whole, or failed last time: these are fetched whatever CT.gov says.
     let mut pending = Vec::new();
     for id in &watched {
@@ -70,69 +85,21 @@ where
             _ => pending.push(id.clone()),
         }
     }
-    let full_due = match state.last_full_at {
-        None => true,
-        Some(t) => now - t >= chrono::Duration::days(i64::from(cfg.schedule.full_sync_days)),
-    };
-    if full_due {
-        return Ok(Plan::Fetch {
-            kind: SyncKind::Full,
-            ids: watched,
-        });
-    }
-    let unmoved = match (data_timestamp, state.complete_data_timestamp.as_deref()) {
-        (Some(ts), Some(done)) if ts == done => Some(ts),
-        _ => None,
-    };
-    if let Some(ts) = unmoved {
-        return Ok(if pending.is_empty() {
-            Plan::Skip(format!(
-                "CT.gov's dataTimestamp {ts} has not moved since the last complete sync{}; \
-                     nothing can have changed",
-                state
-                    .last_complete_at
-                    .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
-                    .unwrap_or_default()
-            ))
-        } else {
-            Plan::Fetch {
-                kind: SyncKind::NewOnly,
-                ids: pending,
-            }
-        });
-    }
-    let Some(last) = state.last_complete_at else {
-        return Ok(Plan::Fetch {
-            kind: SyncKind::Full,
-            ids: watched,
-        });
-    };
-    // Two days of slack: LastUpdatePostDate is a US date, our clock is UTC.
-    let since = last.date_naive() - chrono::Days::new(2);
-    match changed_since(watched.clone(), since).await {
-        Ok(changed) => {
-            let mut ids = pending;
-            for id in changed {
-                if watched.contains(&id) && !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            Ok(Plan::Fetch {
-                kind: SyncKind::Incremental,
-                ids,
-            })
+    Ok(if pending.is_empty() {
+        Plan::Skip(format!(
+            "CT.gov's dataTimestamp {unmoved} has not moved since the last complete sync{}; \
+             nothing can have changed",
+            state
+                .last_complete_at
+                .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default()
+        ))
+    } else {
+        Plan::Fetch {
+            kind: SyncKind::NewOnly,
+            ids: pending,
         }
-        Err(e) => {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "cannot ask CT.gov what changed; running a full sync instead"
-            );
-            Ok(Plan::Fetch {
-                kind: SyncKind::Full,
-                ids: watched,
-            })
-        }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -155,10 +122,6 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, day, 13, 30, 0).unwrap()
     }
 
-    async fn never(_: Vec<NctId>, _: chrono::NaiveDate) -> anyhow::Result<Vec<NctId>> {
-        panic!("not an incremental run")
-    }
-
     fn synced(store: &Store, id: &str) {
         let nct: NctId = id.parse().unwrap();
         let rec = crate::model::Record::default();
@@ -179,21 +142,12 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
-    async fn first_run_is_a_full_sync() {
+    #[test]
+    fn first_run_is_a_full_sync() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cfg = cfg_with(&["NCT00000001"]);
-        let p = plan(
-            &cfg,
-            &store,
-            &DaemonState::default(),
-            Some("x"),
-            t(1),
-            never,
-        )
-        .await
-        .unwrap();
+        let p = plan(&cfg, &store, &DaemonState::default(), Some("x"), t(1)).unwrap();
         assert!(
             matches!(
                 p,
@@ -208,8 +162,8 @@ mod tests {
 
     /// Guards "skip the fetch while dataTimestamp has not moved", and that trials added to the
     /// watch list since are fetched all the same.
-    #[tokio::test]
-    async fn unchanged_data_timestamp_skips_all_but_new_trials() {
+    #[test]
+    fn unchanged_data_timestamp_skips_all_but_new_trials() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         synced(&store, "NCT00000001");
@@ -220,32 +174,14 @@ mod tests {
             ..DaemonState::default()
         };
         let cfg = cfg_with(&["NCT00000001"]);
-        let p = plan(
-            &cfg,
-            &store,
-            &state,
-            Some("2026-03-02T09:00:05"),
-            t(3),
-            never,
-        )
-        .await
-        .unwrap();
+        let p = plan(&cfg, &store, &state, Some("2026-03-02T09:00:05"), t(3)).unwrap();
         assert!(
             matches!(&p, Plan::Skip(r) if r.contains("has not moved")),
             "{p:?}"
         );
 
         let cfg = cfg_with(&["NCT00000001", "NCT00000002"]);
-        let p = plan(
-            &cfg,
-            &store,
-            &state,
-            Some("2026-03-02T09:00:05"),
-            t(3),
-            never,
-        )
-        .await
-        .unwrap();
+        let p = plan(&cfg, &store, &state, Some("2026-03-02T09:00:05"), t(3)).unwrap();
         assert_eq!(
             p,
             Plan::Fetch {
@@ -255,8 +191,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn moved_data_timestamp_fetches_what_changed_since_the_last_complete_sync() {
+    /// Guards "nothing missed": a moved dataTimestamp fetches every watched trial, even the day
+    /// after a full sync, because CT.gov edits records without moving `LastUpdatePostDate`; so
+    /// does a `/version` that could not be asked.
+    #[test]
+    fn moved_data_timestamp_fetches_every_watched_trial() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         synced(&store, "NCT00000001");
@@ -264,40 +203,32 @@ mod tests {
         let state = DaemonState {
             complete_data_timestamp: Some("old".into()),
             last_complete_at: Some(t(5)),
-            last_full_at: Some(t(4)),
+            last_full_at: Some(t(5)),
             ..DaemonState::default()
         };
         let cfg = cfg_with(&["NCT00000001", "NCT00000002"]);
-        let p = plan(
-            &cfg,
-            &store,
-            &state,
-            Some("new"),
-            t(6),
-            |ids, since| async move {
-                assert_eq!(ids.len(), 2);
-                assert_eq!(since, chrono::NaiveDate::from_ymd_opt(2026, 3, 3).unwrap());
-                Ok(vec![
-                    "NCT00000002".parse().unwrap(),
-                    "NCT09999999".parse().unwrap(),
-                ])
-            },
-        )
-        .await
-        .unwrap();
+        let every = Plan::Fetch {
+            kind: SyncKind::Full,
+            ids: vec![
+                "NCT00000001".parse().unwrap(),
+                "NCT00000002".parse().unwrap(),
+            ],
+        };
         assert_eq!(
-            p,
-            Plan::Fetch {
-                kind: SyncKind::Incremental,
-                ids: vec!["NCT00000002".parse().unwrap()]
-            }
+            plan(&cfg, &store, &state, Some("new"), t(6)).unwrap(),
+            every
         );
+        assert_eq!(plan(&cfg, &store, &state, None, t(6)).unwrap(), every);
+        assert!(matches!(
+            plan(&cfg, &store, &state, Some("old"), t(6)).unwrap(),
+            Plan::Skip(_)
+        ));
     }
 
     /// Guards the safety net: `full_sync_days` after the last full sync, everything is fetched
     /// even though CT.gov's data did not move.
-    #[tokio::test]
-    async fn full_sync_runs_after_full_sync_days_whatever_version_says() {
+    #[test]
+    fn full_sync_runs_after_full_sync_days_whatever_version_says() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         synced(&store, "NCT00000001");
@@ -308,9 +239,7 @@ mod tests {
             ..DaemonState::default()
         };
         let cfg = cfg_with(&["NCT00000001"]);
-        let p = plan(&cfg, &store, &state, Some("same"), t(8), never)
-            .await
-            .unwrap();
+        let p = plan(&cfg, &store, &state, Some("same"), t(8)).unwrap();
         assert!(
             matches!(
                 p,

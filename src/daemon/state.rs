@@ -44,8 +44,7 @@ pub struct DaemonState {
     /// The `dataTimestamp` seen before the last sync that covered the whole plan: while CT.gov
     /// reports the same value, nothing can have changed and the fetch is skipped.
     pub complete_data_timestamp: Option<String>,
-    /// Start of that sync: incremental fetches ask for `LastUpdatePostDate` from (shortly
-    /// before) this date.
+    /// Start of that sync (for `status` and the skip message).
     pub last_complete_at: Option<DateTime<Utc>>,
     /// Start of the last full sync (the safety net runs `full_sync_days` after it).
     pub last_full_at: Option<DateTime<Utc>>,

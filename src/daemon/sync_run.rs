@@ -16,27 +16,16 @@ use super::delivery::deliver_outbox;
 use super::plan::{Plan, SyncKind, plan};
 use super::state::{DaemonState, Shared};
 use crate::config::Config;
-use crate::model::NctId;
 use crate::store::Store;
 use crate::sync::SyncReport;
 
 /// CT.gov calls the scheduler needs beyond `sync::run`.
 mod ctgov_calls {
-    use super::*;
     use crate::ctgov::client::CtGovClient;
 
     /// `GET /api/v2/version` → `dataTimestamp`.
     pub(super) async fn data_timestamp(client: &CtGovClient) -> anyhow::Result<String> {
         Ok(client.data_timestamp().await?)
-    }
-
-    /// Watched trials whose `LastUpdatePostDate` is on or after `since`.
-    pub(super) async fn changed_since(
-        client: &CtGovClient,
-        ids: Vec<NctId>,
-        since: chrono::NaiveDate,
-    ) -> anyhow::Result<Vec<NctId>> {
-        Ok(client.fetch_updated_since(&ids, since).await?)
     }
 }
 
@@ -133,6 +122,11 @@ fn sync_thread(
     });
     // Dropping the fetch left batch writes running on blocking threads: let them finish.
     rt.shutdown_timeout(stop_timeout);
+    // Deadlines move with the calendar, not with CT.gov's data: evaluated once a day whatever
+    // the sync found (even when it was skipped).
+    if !matches!(outcome, Outcome::Cancelled) {
+        super::queries::evaluate_deadlines(&cfg, &store, started);
+    }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "cannot flush the store after a sync");
     }
@@ -161,18 +155,32 @@ async fn scheduled_run(
             None
         }
     };
-    let plan = plan(
-        cfg,
-        store,
-        state,
-        data_timestamp.as_deref(),
-        started,
-        |ids, since| {
-            let client = client.clone();
-            async move { ctgov_calls::changed_since(&client, ids, since).await }
-        },
-    )
-    .await;
+    let plan = plan(cfg, store, state, data_timestamp.as_deref(), started);
+    // The watched queries run with every sync that fetches; members they add to the watch
+    // list (`--watch`) join this sync.
+    let plan = match plan {
+        Ok(Plan::Fetch { kind, ids }) => {
+            match super::queries::run_queries(&client, cfg, store, started, ids).await {
+                Ok(ids) => Ok(Plan::Fetch { kind, ids }),
+                Err(e) => Err(e),
+            }
+        }
+        // Only queries (an empty watch list): they still run, and their `--watch` members are
+        // fetched for the first time.
+        Ok(Plan::Skip(reason))
+            if crate::sync::watched_ids(cfg, store).is_ok_and(|w| w.is_empty()) =>
+        {
+            match super::queries::run_queries(&client, cfg, store, started, Vec::new()).await {
+                Ok(ids) if !ids.is_empty() => Ok(Plan::Fetch {
+                    kind: SyncKind::NewOnly,
+                    ids,
+                }),
+                Ok(_) => Ok(Plan::Skip(reason)),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
     match plan {
         Err(e) => Outcome::Failed(e),
         Ok(Plan::Skip(reason)) => Outcome::Skipped {
@@ -217,7 +225,11 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
             reason,
             data_timestamp,
         } => {
-            tracing::info!(ctgov.data_timestamp = ?data_timestamp, "scheduled sync skipped: {reason}");
+            // The field is left out when unknown, never logged as Rust's `None`/`Some(…)`.
+            tracing::info!(
+                ctgov.data_timestamp = data_timestamp.as_deref(),
+                "scheduled sync skipped: {reason}"
+            );
             shared.update_state(|s| {
                 s.sync_running_since = None;
                 if data_timestamp.is_some() {

@@ -31,6 +31,39 @@ pub struct Alert {
     /// history because syncs missed it (the daemon was down, or two were posted in between).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctgov_posted: Option<NaiveDate>,
+    /// Set for an event that is no field change (a trial entering or leaving a watched query):
+    /// `version` is then 0 and `changes` empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<AlertEvent>,
+}
+
+/// An event no field diff produces, as the outbox keeps it and a subscriber sees it: enough to
+/// recognise the trial and to know why it is told, rendered when the event happened (there is
+/// no stored version to render it from).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// What happened.
+    pub kind: super::EventKind,
+    /// The query it happened in, for query events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// How much it matters; a subscription's `min_severity` filters on it.
+    pub severity: Severity,
+    /// One line for the subject (`entered query cmv-china: newly registered`).
+    pub summary: String,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// The trial's title, status and link when it happened.
+    pub trial: TrialInfo,
+    /// The trial's phases (`PHASE2, PHASE3`), when CT.gov lists any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The lead sponsor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<String>,
+    /// The part of the alert's idempotency key that names this event (kind, query, day), so
+    /// the same event is one alert however often it is enqueued.
+    pub key: String,
 }
 
 /// The trial as of the new version, for the message's heading.
@@ -85,6 +118,7 @@ mod tests {
                 summary: "status RECRUITING → COMPLETED".into(),
             }],
             ctgov_posted: None,
+            event: None,
         };
         let json = serde_json::to_value(&alert).unwrap();
         assert_eq!(json["changes"][0]["path"], "status.overallStatus");

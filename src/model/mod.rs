@@ -7,13 +7,15 @@
 mod alert;
 mod history;
 mod nct;
+mod query;
 mod record;
 mod severity;
 mod subscription;
 
-pub use alert::{Alert, AlertChange, TrialInfo};
+pub use alert::{Alert, AlertChange, AlertEvent, TrialInfo};
 pub use history::{HistorySummary, OutcomeSwitch};
 pub use nct::{BadNctId, NctId};
+pub use query::{EventKind, PHASES, QuerySpec, RAW_KEYS, STATUSES, STUDY_TYPES};
 pub use record::{
     ChangeKind, DEFAULT_WATCHED_FIELDS, FieldChange, FieldPattern, Provenance, Record, Source,
     VersionMeta, WatchedFields,

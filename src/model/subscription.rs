@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{FieldChange, FieldPattern, NctId, Severity, WatchedFields};
+use super::{EventKind, FieldChange, FieldPattern, NctId, Severity, WatchedFields};
 
 /// Where a subscription's alerts go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +116,13 @@ pub struct Subscription {
     /// When `trialwatch subscribe` added it (absent for config-declared ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
+    /// What it hears about; empty means field changes only (what every subscription heard
+    /// before event kinds existed, so stored ones keep their meaning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventKind>,
+    /// Only entries and exits of these watched queries; empty means every query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<String>,
 }
 
 impl Subscription {
@@ -158,7 +165,73 @@ impl Subscription {
             min_severity,
             digest,
             created_at,
+            events: Vec::new(),
+            queries: Vec::new(),
         }
+    }
+
+    /// The same subscription hearing about `events` (empty: field changes only) of `queries`
+    /// (empty: every query), with its ID recomputed. The ID of one with the defaults is the one
+    /// [`Subscription::new`] gives, so subscriptions from before event kinds keep theirs.
+    pub fn with_events(mut self, mut events: Vec<EventKind>, mut queries: Vec<String>) -> Self {
+        events.sort();
+        events.dedup();
+        if events == [EventKind::Changes] {
+            events.clear();
+        }
+        queries.sort();
+        queries.dedup();
+        if !queries.is_empty() && events.is_empty() {
+            // `--query` alone means "tell me who enters and leaves it".
+            events = vec![EventKind::QueryEntered, EventKind::QueryLeft];
+        }
+        if events.is_empty() && queries.is_empty() {
+            return self;
+        }
+        let mut pats: Vec<&str> = self.fields.iter().map(FieldPattern::as_str).collect();
+        pats.sort();
+        pats.dedup();
+        let canonical = serde_json::json!([
+            self.target.kind(),
+            self.target.address(),
+            self.nct,
+            pats,
+            self.min_severity,
+            self.digest,
+            events,
+            queries,
+        ]);
+        let hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
+        let prefix = &self.id[..self.id.find('-').unwrap_or(0)];
+        self.id = format!("{prefix}-{}", &hash[..10]);
+        self.events = events;
+        self.queries = queries;
+        self
+    }
+
+    /// Whether it hears about events of this kind.
+    pub fn wants_event(&self, kind: EventKind) -> bool {
+        if self.events.is_empty() {
+            kind == EventKind::Changes
+        } else {
+            self.events.contains(&kind)
+        }
+    }
+
+    /// Whether it hears about an event of `kind` on `nct` with this severity; for a query
+    /// event, `query` must be one of its queries (when it names any).
+    pub fn wants_query_event(
+        &self,
+        kind: EventKind,
+        query: &str,
+        nct: &NctId,
+        severity: Severity,
+    ) -> bool {
+        let query_event = matches!(kind, EventKind::QueryEntered | EventKind::QueryLeft);
+        self.wants_event(kind)
+            && severity >= self.min_severity
+            && self.wants_trial(nct)
+            && (!query_event || self.queries.is_empty() || self.queries.iter().any(|q| q == query))
     }
 
     /// Whether changes to this trial concern the subscriber at all.
@@ -182,7 +255,7 @@ impl Subscription {
         changes: &[(&FieldChange, Severity)],
         watched: &WatchedFields,
     ) -> Vec<String> {
-        if !self.wants_trial(nct) {
+        if !self.wants_trial(nct) || !self.wants_event(EventKind::Changes) {
             return Vec::new();
         }
         changes

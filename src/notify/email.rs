@@ -130,7 +130,12 @@ impl TrialGroup<'_> {
     fn max_severity(&self) -> Option<crate::model::Severity> {
         self.alerts
             .iter()
-            .flat_map(|a| a.changes.iter().map(|c| c.severity))
+            .flat_map(|a| {
+                a.changes
+                    .iter()
+                    .map(|c| c.severity)
+                    .chain(a.event.as_ref().map(|e| e.severity))
+            })
             .max()
     }
 }
@@ -165,12 +170,23 @@ fn by_severity(changes: &[AlertChange]) -> Vec<&AlertChange> {
     sorted
 }
 
+/// Field changes, with each event (query entry or exit) counted as one.
 fn count_changes(alerts: &[Alert]) -> usize {
-    alerts.iter().map(|a| a.changes.len()).sum()
+    alerts
+        .iter()
+        .map(|a| a.changes.len() + usize::from(a.event.is_some()))
+        .sum()
 }
 
 fn subject(alerts: &[Alert], trials: &[TrialGroup<'_>]) -> String {
     match alerts {
+        [
+            Alert {
+                event: Some(event),
+                nct_id,
+                ..
+            },
+        ] => format!("[trialwatch] {nct_id}: {}", super::events::headline(event)),
         [alert] => {
             let headline = by_severity(&alert.changes)
                 .first()
@@ -210,6 +226,10 @@ fn render_trial(trial: &TrialGroup<'_>, text: &mut String, html: &mut String) {
         );
     }
     for alert in &trial.alerts {
+        if let Some(event) = &alert.event {
+            super::events::render_event(alert, event, text, html);
+            continue;
+        }
         // A version fetched afterwards from CT.gov's history says when CT.gov posted it.
         let when = match alert.ctgov_posted {
             Some(day) => format!(
@@ -387,6 +407,10 @@ pub(crate) struct Mailer {
     /// lettre's timeout is per connect and per reply; this bounds the whole conversation so a
     /// server that answers very slowly cannot hold a delivery worker for ever.
     total_timeout: Duration,
+    /// Why no message can be sent from this process although the config is valid: the
+    /// password (systemd credential, file, environment) is not available here. Transient,
+    /// so the alert waits for the service, which has it.
+    password_unavailable: Option<String>,
 }
 
 impl fmt::Debug for Mailer {
@@ -408,15 +432,27 @@ impl Mailer {
             value: cfg.from.clone(),
             reason: format!("{e}"),
         })?;
-        let credentials = match (&cfg.username, &cfg.password) {
-            (Some(user), Some(password)) => Some(Credentials::new(
+        let mut password_unavailable = None;
+        let credentials = match (&cfg.username, &cfg.password, &cfg.password_source) {
+            (Some(user), Some(password), _) => Some(Credentials::new(
                 user.clone(),
                 password.expose().to_string(),
             )),
-            (None, None) => None,
+            (None, None, _) => None,
+            (Some(_), None, Some(source)) => {
+                password_unavailable = Some(format!(
+                    "the SMTP password ({}) is not available here: {}",
+                    source.describe,
+                    source
+                        .unavailable
+                        .as_deref()
+                        .unwrap_or("it could not be read")
+                ));
+                None
+            }
             _ => return Err(SetupError::HalfCredentials),
         };
-        if credentials.is_some() && cfg.security == SmtpSecurity::None && !is_loopback(host) {
+        if cfg.username.is_some() && cfg.security == SmtpSecurity::None && !is_loopback(host) {
             return Err(SetupError::PlaintextAuth {
                 host: host.to_string(),
             });
@@ -438,11 +474,15 @@ impl Mailer {
             from,
             endpoint: format!("{host}:{}", cfg.port),
             total_timeout: cfg.timeout.saturating_mul(3),
+            password_unavailable,
         })
     }
 
     /// Sends one message for `alerts` to `to`.
     pub(crate) async fn send(&self, to: &str, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        if let Some(why) = &self.password_unavailable {
+            return Err(DeliveryError::transient(why.clone()));
+        }
         let to: Mailbox = to.trim().parse().map_err(|e| {
             DeliveryError::permanent(format!(
                 "the subscription's email address is not valid ({e}): fix it in the subscription"
@@ -468,7 +508,7 @@ impl Mailer {
             })?;
         match tokio::time::timeout(self.total_timeout, self.transport.send(message)).await {
             Err(_) => Err(DeliveryError::transient(format!(
-                "SMTP server {} did not finish the conversation within {:?}: will retry; raise smtp.timeout if the server is just slow",
+                "SMTP server {} did not finish the conversation within {:?}: will retry; raise smtp.timeout_secs if the server is just slow",
                 self.endpoint, self.total_timeout
             ))),
             Ok(Err(err)) => Err(classify(&err, &self.endpoint)),
@@ -539,8 +579,12 @@ fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryErr
             ));
         }
         let hint = match code {
-            535 | 534 | 454 => "check smtp.username and smtp.password",
-            530 => "the server wants authentication: set smtp.username and smtp.password",
+            535 | 534 | 454 => {
+                "check smtp.username and the password (smtp.password_file, smtp.password_env or the smtp-password credential)"
+            }
+            530 => {
+                "the server wants authentication: set smtp.username and smtp.password_file (or smtp.password_env)"
+            }
             550 | 551 | 553 | 501 => {
                 "the server refused an address: check the subscriber's address and smtp.from"
             }
@@ -554,13 +598,13 @@ fn classify(err: &lettre::transport::smtp::Error, endpoint: &str) -> DeliveryErr
     }
     if err.is_timeout() {
         return DeliveryError::transient(format!(
-            "SMTP server {endpoint} timed out ({detail}): will retry; check the server is up, or raise smtp.timeout"
+            "SMTP server {endpoint} timed out ({detail}): will retry; check the server is up, or raise smtp.timeout_secs"
         ));
     }
     if err.is_tls() || tls_failure(err).is_some() {
         let hint = match tls_failure(err) {
             Some(rustls::Error::InvalidCertificate(_)) => {
-                "the server's certificate is not trusted: check that smtp.host is the name on the certificate and, for a private CA, set smtp.extra_root_cert_pem"
+                "the server's certificate is not trusted: check that smtp.host is the name on the certificate and, for a private CA, set smtp.root_cert_file"
             }
             _ => "check that smtp.security matches the port (starttls: 587, tls: 465)",
         };
@@ -613,6 +657,7 @@ mod tests {
             nct_id,
             changes,
             ctgov_posted: None,
+            event: None,
         }
     }
 

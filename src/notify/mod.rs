@@ -16,6 +16,7 @@
 //! query (which often carries a token).
 
 pub mod email;
+mod events;
 pub mod webhook;
 
 use std::fmt;
@@ -102,7 +103,7 @@ pub enum SetupError {
         reason: String,
     },
     #[error(
-        "smtp.username and smtp.password must be set together: set both to log in, or neither for a relay that needs no AUTH"
+        "smtp.username and its password must be set together: set username and password_file (or password_env) to log in, or neither for a relay that needs no AUTH"
     )]
     /// Only one of `smtp.username` / `smtp.password` is set.
     HalfCredentials,
@@ -116,7 +117,7 @@ pub enum SetupError {
         host: String,
     },
     #[error(
-        "smtp.extra_root_cert_pem holds no usable certificate ({reason}): give a PEM file with `-----BEGIN CERTIFICATE-----`"
+        "smtp.root_cert_file holds no usable certificate ({reason}): give a PEM file with `-----BEGIN CERTIFICATE-----`"
     )]
     /// The extra root certificate for a private SMTP server's CA cannot be used.
     BadRootCert {

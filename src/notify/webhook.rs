@@ -44,7 +44,7 @@ use sha2::Sha256;
 use super::{DeliveryError, SetupError};
 use crate::config::Secret;
 use crate::model::NctId;
-use crate::model::{Alert, AlertChange, TrialInfo};
+use crate::model::{Alert, AlertChange, AlertEvent, TrialInfo};
 use crate::util::http::{is_transient_status, retry_after};
 use crate::util::text::{error_chain, one_line};
 
@@ -81,6 +81,11 @@ pub struct Payload<'a> {
     /// and fetched from CT.gov's record history afterwards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ctgov_posted: Option<String>,
+    /// For an event that is no field change (a trial entering or leaving a watched query):
+    /// `{"kind", "query", "severity", "summary", "reason", "trial", "phase"?, "sponsor"?, "key"}`;
+    /// `version` is then 0 and `changes` empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'a AlertEvent>,
 }
 
 impl<'a> Payload<'a> {
@@ -95,6 +100,7 @@ impl<'a> Payload<'a> {
             trial: &alert.trial,
             changes: &alert.changes,
             ctgov_posted: alert.ctgov_posted.map(|d| d.to_string()),
+            event: alert.event.as_ref(),
         }
     }
 }

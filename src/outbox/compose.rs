@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Alert, AlertChange, NctId, TrialInfo};
+use crate::model::{Alert, AlertChange, AlertEvent, NctId, TrialInfo};
 use crate::severity::assess;
 use crate::store::{OutboxEntry, Store};
 
@@ -96,5 +96,21 @@ pub(super) fn alert_for(entry: &OutboxEntry, rendered: &RenderedVersion) -> Aler
             .cloned()
             .collect(),
         ctgov_posted: rendered.ctgov_posted,
+        event: None,
+    }
+}
+
+/// The alert an event's outbox entry stands for: the event was rendered when it happened.
+pub(super) fn alert_for_event(entry: &OutboxEntry, event: &AlertEvent) -> Alert {
+    Alert {
+        id: entry.id(),
+        subscription_id: entry.subscription_id.clone(),
+        nct_id: entry.nct_id.clone(),
+        version: 0,
+        detected_at: entry.created_at,
+        trial: event.trial.clone(),
+        changes: Vec::new(),
+        ctgov_posted: None,
+        event: Some(event.clone()),
     }
 }

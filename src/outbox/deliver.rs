@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::compose::{RenderCache, alert_for, render_version};
+use super::compose::{RenderCache, alert_for, alert_for_event, render_version};
 use super::retry::after_failure;
 use super::{DIGEST_INTERVAL, Subscriptions};
 use crate::config::{AlertsConfig, Secret};
@@ -149,7 +149,7 @@ pub async fn deliver_due(
     // Render each referenced version once.
     let mut cache: RenderCache = HashMap::new();
     for (_, entries, _) in &work {
-        for e in entries {
+        for e in entries.iter().filter(|e| e.event.is_none()) {
             cache
                 .entry((e.nct_id.clone(), e.version))
                 .or_insert_with(|| render_version(store, &e.nct_id, e.version).map(Arc::new));
@@ -222,6 +222,9 @@ impl SubscriberRun<'_> {
     }
 
     fn rendered(&self, e: &OutboxEntry) -> Result<Alert, String> {
+        if let Some(event) = &e.event {
+            return Ok(alert_for_event(e, event));
+        }
         match self.cache.get(&(e.nct_id.clone(), e.version)) {
             Some(Ok(r)) => Ok(alert_for(e, r)),
             Some(Err(msg)) => Err(msg.clone()),

@@ -30,6 +30,8 @@
 //! One job per file:
 //! - `subscriptions`: every subscription in force (configuration + store).
 //! - `plan`: which alerts a new version owes ([`EnqueuePlan`]), decided during the sync.
+//! - `events`: which subscriptions an event that is no field change owes (query entries and
+//!   exits), as outbox entries carrying the rendered event.
 //! - `retry`: the retry policy: backoff delay, reschedule or dead letter after a failure.
 //! - `compose`: an outbox entry + its stored version → the [`Alert`] the notifier sends.
 //! - `deliver`: the delivery run ([`deliver_due`]): grouping, concurrency, acknowledgement,
@@ -46,6 +48,7 @@ use crate::store::{Store, StoreError};
 
 mod compose;
 mod deliver;
+mod events;
 mod plan;
 mod retry;
 mod subscriptions;

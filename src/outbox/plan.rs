@@ -19,10 +19,10 @@ use crate::store::{OwedAlert, Store, StoreError};
 /// digest subscriptions, when their next digest is due. Built once per sync.
 #[derive(Debug, Clone)]
 pub struct EnqueuePlan {
-    subs: Arc<Subscriptions>,
+    pub(super) subs: Arc<Subscriptions>,
     /// First attempt time per daily-digest subscription.
-    digest_due: HashMap<String, DateTime<Utc>>,
-    now: DateTime<Utc>,
+    pub(super) digest_due: HashMap<String, DateTime<Utc>>,
+    pub(super) now: DateTime<Utc>,
 }
 
 impl EnqueuePlan {

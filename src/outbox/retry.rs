@@ -93,6 +93,7 @@ mod tests {
             last_attempt_at: None,
             last_error: None,
             dead_at: None,
+            event: None,
         }
     }
 

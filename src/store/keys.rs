@@ -20,6 +20,10 @@
 //! | `o` sub `/` NCT ver | [`OutboxEntry`] JSON: one alert owed to one subscription (pending or dead) |
 //! | `d` due sub `/` NCT ver | empty: index of *pending* entries by next attempt time (µs BE), so due ones are one range scan |
 //! | `D` sub | RFC 3339 JSON: when the subscription's last daily digest went out |
+//! | `A` NCT | `deadlines::Told` JSON: the deadline events told about the trial |
+//! | `Q` name | `QuerySpec` JSON: a query kept by `trialwatch query add` |
+//! | `q` name | `QueryState` JSON: the query's last run |
+//! | `M` name `\0` NCT | `Member` JSON: when the trial entered (and left) the query |
 //!
 //! Format 1 also had `v`/`r`/`w` NCT ver keys holding each version's encoded metadata, record
 //! and raw JSON inside sled; [`super::migrate`] moves them into the packs.
@@ -100,20 +104,29 @@ fn due_key(at: DateTime<Utc>, tail: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Parse an alert id `{subscription}.{NCT}.v{version}` back into its key tail.
-pub(super) fn parse_alert_id(id: &str) -> Option<(String, NctId, u32)> {
-    let (rest, ver) = id.trim().rsplit_once(".v")?;
-    let (sub, nct) = rest.rsplit_once('.')?;
-    Some((sub.to_string(), nct.parse().ok()?, ver.parse().ok()?))
+/// Parse an alert id back into its key tail: `{subscription}.{NCT}.v{version}`, or
+/// `{subscription}.{NCT}.{event key}` for an event (version 0).
+pub(super) fn parse_alert_id(id: &str) -> Option<(String, NctId, u32, Option<String>)> {
+    let mut parts = id.trim().splitn(3, '.');
+    let (sub, nct, last) = (parts.next()?, parts.next()?, parts.next()?);
+    let nct = nct.parse().ok()?;
+    match last.strip_prefix('v').and_then(|v| v.parse().ok()) {
+        Some(ver) => Some((sub.to_string(), nct, ver, None)),
+        None => Some((sub.to_string(), nct, 0, Some(last.to_string()))),
+    }
 }
 
-/// `sub` `/` NCT ver: the part of the `o` and `d` keys that names one outbox entry.
-pub(super) fn entry_tail(sub: &str, nct: &NctId, version: u32) -> Vec<u8> {
+/// `sub` `/` NCT ver [event key]: the part of the `o` and `d` keys that names one outbox
+/// entry; an event's entry (version 0) carries its key after the version.
+pub(super) fn entry_tail(sub: &str, nct: &NctId, version: u32, event: Option<&str>) -> Vec<u8> {
     let mut k = Vec::with_capacity(sub.len() + 16);
     k.extend_from_slice(sub.as_bytes());
     k.push(b'/');
     k.extend_from_slice(nct.as_str().as_bytes());
     k.extend_from_slice(&version.to_be_bytes());
+    if let Some(e) = event {
+        k.extend_from_slice(e.as_bytes());
+    }
     k
 }
 
@@ -121,18 +134,23 @@ pub(super) fn entry_tail(sub: &str, nct: &NctId, version: u32) -> Vec<u8> {
 impl OutboxEntry {
     /// The part of the `o` and `d` keys that names this entry.
     fn tail(&self) -> Vec<u8> {
-        entry_tail(&self.subscription_id, &self.nct_id, self.version)
+        entry_tail(
+            &self.subscription_id,
+            &self.nct_id,
+            self.version,
+            self.event.as_ref().map(|e| e.key.as_str()),
+        )
     }
 
     /// Its `o` key, which holds the entry.
-    pub(super) fn key(&self) -> Vec<u8> {
+    pub(crate) fn key(&self) -> Vec<u8> {
         let mut k = vec![b'o'];
         k.extend_from_slice(&self.tail());
         k
     }
 
     /// Its `d` key, present while the entry is pending.
-    pub(super) fn due_key(&self) -> Vec<u8> {
+    pub(crate) fn due_key(&self) -> Vec<u8> {
         due_key(self.next_attempt_at, &self.tail())
     }
 }
@@ -239,7 +257,7 @@ pub(super) fn decode_version_key(k: &[u8]) -> Result<(NctId, u32)> {
 }
 
 /// `(detected at, NCT, version)` of a `c` key.
-fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
+pub(super) fn decode_time_key(k: &[u8]) -> Option<(DateTime<Utc>, NctId, u32)> {
     if k.len() != 1 + 8 + 11 + 4 {
         return None;
     }

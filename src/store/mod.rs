@@ -19,9 +19,12 @@
 //! - `keys.rs`: the key layout (the table of every key and its value) and key encodings.
 //! - `codec.rs`: how a blob is compressed (zstd, dictionaries, keyframes) and [`record_hash`].
 //! - `pack.rs`: the append-only pack files that hold the blobs.
-//! - `versions.rs`: committing new versions and reading them back; [`TrialState`].
+//! - `versions.rs`: committing new versions; [`TrialState`].
+//! - `reads.rs`: reading versions back, and the time index ([`VersionRef`]).
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
+//! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
+//! - `queries.rs`: watched queries, their members (entered/left) and run state.
 //! - `migrate.rs`: format 1 → 2.
 //! - `verify.rs`: the integrity checks behind `trialwatch verify`.
 //!
@@ -33,10 +36,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod codec;
+mod deadlines;
 mod keys;
 mod migrate;
 mod outbox;
 mod pack;
+mod queries;
+mod reads;
+mod repair;
 mod verify;
 mod versions;
 mod watch;
@@ -47,7 +54,10 @@ mod tests;
 pub use codec::record_hash;
 pub use outbox::{FanOut, FanOutGroup, OutboxEntry, OwedAlert};
 pub use pack::PackError;
-pub use verify::IntegrityReport;
+pub use queries::{Member, QueryState};
+pub use reads::VersionRef;
+pub use repair::{RepairReport, repair};
+pub use verify::{IntegrityReport, verify_dir};
 pub use versions::{NewVersion, TrialState};
 pub use watch::WatchEntry;
 
@@ -112,6 +122,75 @@ pub enum StoreError {
     #[error("store blob I/O failed: {0}")]
     /// A pack file could not be written or synced.
     Pack(#[from] PackError),
+    /// A write hit a full disk. The commit order (packs first, then one atomic sled batch)
+    /// means nothing already stored changed; the user needs to know where space is needed.
+    #[error(
+        "the disk holding the store {path} is full ({free} free); free some space there and run \
+         the command again (nothing already stored was changed)"
+    )]
+    DiskFull {
+        /// The store directory.
+        path: PathBuf,
+        /// Free space on its file system, for people (`12.0 KiB`), or `unknown`.
+        free: String,
+    },
+    /// The index (`db/`) is gone while the packs still hold versions: opening it as a new,
+    /// empty store would start every trial again at version 1.
+    #[error(
+        "the store's index {path}/db is missing, but its packs hold stored versions; run \
+         `trialwatch repair` to rebuild the index from the packs (nothing was written)"
+    )]
+    IndexMissing {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// The index disagrees with the packs (it lost commits the packs record): writing to it
+    /// would build on a rolled-back state.
+    #[error(
+        "the store's index {path}/db is damaged: {reason}; run `trialwatch repair` to rebuild it \
+         from the packs (nothing was written)"
+    )]
+    IndexDamaged {
+        /// The store directory.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether a full disk caused this error (`ENOSPC` anywhere in its chain).
+    fn is_disk_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && is_enospc(io)
+            {
+                return true;
+            }
+            if let Some(sled::Error::Io(io)) = e.downcast_ref::<sled::Error>()
+                && is_enospc(io)
+            {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+fn is_enospc(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+}
+
+/// Free space on the file system holding `dir`, for people.
+fn free_space(dir: &Path) -> String {
+    match fs4::available_space(dir) {
+        Ok(b) if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        Ok(b) if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        Ok(b) => format!("{b} bytes"),
+        Err(_) => "unknown".into(),
+    }
 }
 
 /// The result of a store operation.
@@ -132,6 +211,9 @@ pub struct Store {
     /// Records and raw JSON; sled holds pointers to them.
     packs: std::sync::Arc<Packs>,
     path: PathBuf,
+    /// The private copy of `db/` a read-only open works on (see [`Store::open_read_only`]);
+    /// removed when the last handle goes.
+    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Serializes fan-out expansion, so two callers never both expand one record (which
     /// could resurrect an alert the other had already delivered).
     expand_lock: std::sync::Arc<std::sync::Mutex<()>>,
@@ -169,6 +251,102 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// sled's settings, the same for the store and for a read-only copy of its index.
+fn sled_config(db: &Path, cache_bytes: u64) -> sled::Config {
+    sled::Config::new()
+        .path(db)
+        .cache_capacity(cache_bytes)
+        .mode(sled::Mode::LowSpace)
+        .flush_every_ms(Some(500))
+}
+
+/// A sled open error as a [`StoreError`]: one that found damaged bytes says the index is
+/// damaged (and how to rebuild it), anything else is [`StoreError::Open`].
+fn damaged_or(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Corruption { .. } => StoreError::IndexDamaged {
+            path: dir.to_path_buf(),
+            reason: format!("sled cannot read it ({e})"),
+        },
+        source => StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Whether `dir/db` holds a sled database (its `db` file).
+fn index_present(dir: &Path) -> bool {
+    dir.join("db").join("db").is_file()
+}
+
+/// Whether `dir/packs` holds any pack bytes (stored versions an index should point to).
+fn packs_hold_data(dir: &Path) -> bool {
+    Packs::new(&dir.join("packs")).size().is_ok_and(|n| n > 0)
+}
+
+/// Remove the snapshots sled was writing when it stopped: a `snap.*.generating` is never
+/// complete (sled renames it once written), and sled 0.34 fails every later open on one
+/// ("Read corrupted data") — which is what a full disk during a sync used to leave behind.
+fn remove_unfinished_snapshots(db: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(db) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::info!(file = %entry.path().display(), "removing an unfinished sled snapshot");
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// A private temporary copy of the index `db` (without unfinished snapshots), under
+/// `$TMPDIR` or, when that cannot hold it (the same full disk), `/dev/shm`.
+fn scratch_copy(db: &Path) -> std::io::Result<tempfile::TempDir> {
+    let mut last = None;
+    for base in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
+        let attempt = tempfile::Builder::new()
+            .prefix("trialwatch-index-")
+            .tempdir_in(&base)
+            .and_then(|t| copy_tree(db, &t.path().join("db")).map(|()| t));
+        match attempt {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no temporary directory")))
+}
+
+/// Copy the directory tree `from` to `to` (created 0700), skipping unfinished snapshots.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    create_private_dir(to)?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".generating") {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &to.join(&name))?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating if needed) the store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Store> {
@@ -176,21 +354,40 @@ impl Store {
     }
 
     /// Like [`Store::open`], with sled's page cache limited to `cache_bytes`.
+    ///
+    /// Refuses ([`StoreError::IndexMissing`], [`StoreError::IndexDamaged`]) an index that is
+    /// gone or lost commits the packs record, before writing anything, so that no command
+    /// builds on it; `trialwatch repair` rebuilds it.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        Self::open_writable(dir, cache_bytes).map_err(|e| {
+            if e.is_disk_full() {
+                StoreError::DiskFull {
+                    path: dir.to_path_buf(),
+                    free: free_space(dir),
+                }
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_writable(dir: &Path, cache_bytes: u64) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: dir.to_path_buf(),
             source,
         };
+        if !index_present(dir) && packs_hold_data(dir) {
+            return Err(StoreError::IndexMissing {
+                path: dir.to_path_buf(),
+            });
+        }
         // Private whatever the umask: the store holds who watches what, and webhook targets.
         create_private_dir(dir).map_err(|e| open_err(sled::Error::Io(e)))?;
         create_private_dir(&dir.join("db")).map_err(|e| open_err(sled::Error::Io(e)))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .flush_every_ms(Some(500))
+        remove_unfinished_snapshots(&dir.join("db")).map_err(|e| open_err(sled::Error::Io(e)))?;
+        let db = sled_config(&dir.join("db"), cache_bytes)
             .open()
-            .map_err(open_err)?;
+            .map_err(|e| damaged_or(dir, e))?;
         // sled creates its files with the process's umask; `db/` is 0700 already, and its
         // files are made 0600 too, so a later chmod of `db/` reveals nothing.
         make_private(&dir.join("db")).map_err(|e| open_err(sled::Error::Io(e)))?;
@@ -198,38 +395,142 @@ impl Store {
             db,
             packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
             path: dir.to_path_buf(),
+            _scratch: None,
             expand_lock: Default::default(),
         };
-        match store.db.get(b"F")? {
-            Some(v) => {
-                let found = v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
-                    StoreError::Corrupt {
-                        key: "F".into(),
-                        reason: "format version is not 4 bytes".into(),
-                    }
-                })?;
-                if found > FORMAT_VERSION {
-                    return Err(StoreError::TooNew {
-                        path: dir.to_path_buf(),
-                        found,
-                        supported: FORMAT_VERSION,
-                    });
-                }
+        match store.format()? {
+            Some(found) => {
                 if found < 2 {
                     store.migrate_1_to_2()?;
                 }
+                store.check_recent_commits()?;
             }
-            None if store.db.is_empty() => {
+            None => {
+                if packs_hold_data(dir) {
+                    return Err(StoreError::IndexMissing {
+                        path: dir.to_path_buf(),
+                    });
+                }
                 store.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
                 store.db.flush()?;
             }
-            None => {
-                return Err(StoreError::Foreign {
+        }
+        Ok(store)
+    }
+
+    /// Open the store without changing a byte of it, for `verify` and for read commands on a
+    /// store that cannot be written (a full disk, a read-only mount, another user's files).
+    ///
+    /// Why a copy: sled 0.34 has no read-only mode, and its open writes (it recovers its log
+    /// and may write a snapshot, which on a full disk left an unfinished `snap.*.generating`
+    /// that broke every later open). The index is small — blobs live in the packs, which are
+    /// only read here — so `db/` is copied into a private temporary directory (`$TMPDIR`, then
+    /// `/dev/shm`) and sled opens the copy; the packs are read in place. Nothing written
+    /// through this handle reaches the store, and read commands write nothing.
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        if !index_present(dir) {
+            if packs_hold_data(dir) {
+                return Err(StoreError::IndexMissing {
                     path: dir.to_path_buf(),
                 });
             }
+            if !dir.exists() {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source: sled::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no store there yet (run `trialwatch sync` first)",
+                    )),
+                });
+            }
+        }
+        let scratch = scratch_copy(&dir.join("db")).map_err(|e| StoreError::Open {
+            path: dir.to_path_buf(),
+            source: sled::Error::Io(e),
+        })?;
+        let db = sled_config(&scratch.path().join("db"), DEFAULT_CACHE_BYTES)
+            .open()
+            .map_err(|e| damaged_or(dir, e))?;
+        let store = Store {
+            db,
+            packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
+            path: dir.to_path_buf(),
+            _scratch: Some(std::sync::Arc::new(scratch)),
+            expand_lock: Default::default(),
+        };
+        if store.format()?.is_none() && !store.db.is_empty() {
+            return Err(StoreError::Foreign {
+                path: dir.to_path_buf(),
+            });
         }
         Ok(store)
+    }
+
+    /// Open for a read command: the store itself when it can be written, else (a full disk, a
+    /// read-only mount, no write permission) the private copy of [`Store::open_read_only`].
+    pub fn open_for_reading(dir: &Path) -> Result<Store> {
+        // Below this much free space sled's own open could fill the disk.
+        const LOW_SPACE: u64 = 16 << 20;
+        let low = fs4::available_space(dir).is_ok_and(|free| free < LOW_SPACE);
+        if low {
+            return Self::open_read_only(dir);
+        }
+        match Self::open(dir) {
+            Err(StoreError::Open {
+                source: sled::Error::Io(e),
+                ..
+            }) if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::StorageFull
+            ) || matches!(e.raw_os_error(), Some(1 | 13 | 28 | 30)) =>
+            {
+                Self::open_read_only(dir)
+            }
+            other => other,
+        }
+    }
+
+    /// The stored format version (`None` in an empty index); refuses a newer one.
+    fn format(&self) -> Result<Option<u32>> {
+        let Some(v) = self.db.get(b"F")? else {
+            if self.db.is_empty() {
+                return Ok(None);
+            }
+            return Err(StoreError::Foreign {
+                path: self.path.clone(),
+            });
+        };
+        let found =
+            v.as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: "F".into(),
+                    reason: "format version is not 4 bytes".into(),
+                })?;
+        if found > FORMAT_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(Some(found))
+    }
+
+    /// `e`, or [`StoreError::DiskFull`] naming the store and its free space when a full disk
+    /// caused it.
+    pub(super) fn disk_full_or(&self, e: StoreError) -> StoreError {
+        if e.is_disk_full() {
+            StoreError::DiskFull {
+                path: self.path.clone(),
+                free: free_space(&self.path),
+            }
+        } else {
+            e
+        }
     }
 
     /// The store directory (sled under `db/`, blobs under `packs/`).

@@ -21,7 +21,7 @@ use super::keys::{
     parse_alert_id,
 };
 use super::{Result, Store};
-use crate::model::{NctId, Subscription};
+use crate::model::{AlertEvent, NctId, Subscription};
 
 /// One alert a new version owes one subscription, as the sync computed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,13 +106,20 @@ pub struct OutboxEntry {
     /// Set when the entry became a dead letter: it waits for `outbox retry` or `outbox drop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_at: Option<DateTime<Utc>>,
+    /// An event that is no version (a trial entering or leaving a query), rendered when it
+    /// happened; `version` is then 0. Absent in entries written before events existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<AlertEvent>,
 }
 
 impl OutboxEntry {
     /// The alert's idempotency key, stable across retries and restarts:
     /// `{subscription}.{NCT}.v{version}` (valid as the left part of a Message-ID).
     pub fn id(&self) -> String {
-        format!("{}.{}.v{}", self.subscription_id, self.nct_id, self.version)
+        match &self.event {
+            Some(ev) => format!("{}.{}.{}", self.subscription_id, self.nct_id, ev.key),
+            None => format!("{}.{}.v{}", self.subscription_id, self.nct_id, self.version),
+        }
     }
 
     /// Whether the entry is a dead letter (no longer retried, not in the due index).
@@ -199,6 +206,7 @@ impl Store {
                         last_attempt_at: None,
                         last_error: None,
                         dead_at: None,
+                        event: None,
                     };
                     batch.insert(entry.due_key(), &[][..]);
                     batch.insert(entry.key(), to_json(&entry));
@@ -229,12 +237,12 @@ impl Store {
 
     /// One entry by its alert id (`{subscription}.{NCT}.v{version}`).
     pub fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>> {
-        let Some((sub, nct, version)) = parse_alert_id(id) else {
+        let Some((sub, nct, version, event)) = parse_alert_id(id) else {
             return Ok(None);
         };
         self.outbox_expand()?;
         let mut k = vec![b'o'];
-        k.extend_from_slice(&entry_tail(&sub, &nct, version));
+        k.extend_from_slice(&entry_tail(&sub, &nct, version, event.as_deref()));
         self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
     }
 

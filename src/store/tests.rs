@@ -134,20 +134,21 @@ fn a_damaged_pack_is_reported_by_verify_and_reads_fail_clearly() {
     let nct: NctId = "NCT02241018".parse().unwrap();
     let r = rec("RECRUITING");
     let c = r.canonical_bytes();
-    {
+    let record_at = {
         let store = Store::open(dir.path()).unwrap();
         store
             .commit_version(version_of(&nct, &r, &c, b"{\"raw\":1}"))
             .unwrap();
         store.flush().unwrap();
-    }
+        // The raw JSON is the last blob, just before the commit's record.
+        store.get_meta::<(u32, u64)>("pack_end").unwrap().unwrap().1
+    };
     let pack = dir.path().join("packs/000001.pack");
-    let len = std::fs::metadata(&pack).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&pack)
         .unwrap()
-        .set_len(len - 3)
+        .set_len(record_at - 3)
         .unwrap();
     let store = Store::open(dir.path()).unwrap();
     let problems = store.verify().unwrap().problems;

@@ -1,7 +1,9 @@
 //! The integrity checks behind `trialwatch verify`: every invariant a crash must not break, in
 //! the versions, the time index and the outbox.
 //!
-//! It only reads; it repairs nothing.
+//! It only reads; it repairs nothing (`repair.rs` does). [`verify_dir`] runs it on a private copy
+//! of the index, so that `trialwatch verify` changes no byte of the store, and reports an index
+//! that is missing or cannot be read as a problem rather than failing.
 
 use serde::Serialize;
 
@@ -18,6 +20,32 @@ pub struct IntegrityReport {
     pub versions: usize,
     /// Every broken invariant, one sentence each; empty when the store is sound.
     pub problems: Vec<String>,
+}
+
+/// `trialwatch verify` of the store in `dir`, without changing a byte of it: on a private copy
+/// of the index ([`Store::open_read_only`]). An index that is missing or unreadable is itself
+/// the problem reported.
+pub fn verify_dir(dir: &std::path::Path) -> Result<IntegrityReport> {
+    match Store::open_read_only(dir) {
+        Ok(store) => store.verify(),
+        Err(
+            e @ (super::StoreError::IndexMissing { .. } | super::StoreError::IndexDamaged { .. }),
+        ) => Ok(IntegrityReport {
+            problems: vec![e.to_string()],
+            ..Default::default()
+        }),
+        Err(super::StoreError::Open { source, .. }) if dir.join("db").exists() => {
+            Ok(IntegrityReport {
+                problems: vec![format!(
+                    "the store's index {}/db cannot be read ({source}): it is damaged; run \
+                     `trialwatch repair` to rebuild it from the packs",
+                    dir.display()
+                )],
+                ..Default::default()
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl Store {
@@ -100,6 +128,7 @@ impl Store {
                 .push(format!("{nct} v{v}: indexed but not stored"));
         }
         self.verify_outbox(&mut rep)?;
+        self.verify_against_packs(&mut rep.problems)?;
         Ok(rep)
     }
 
@@ -127,7 +156,8 @@ impl Store {
                 rep.problems
                     .push(format!("alert {id} is pending but not in the due index"));
             }
-            if !self.has_version(&e.nct_id, e.version)? {
+            // An event (query entry or exit) carries what it reports: no version behind it.
+            if e.event.is_none() && !self.has_version(&e.nct_id, e.version)? {
                 rep.problems.push(format!(
                     "alert {id} references a version that is not stored"
                 ));

@@ -1,6 +1,6 @@
 //! Trial versions: committing new ones — the version, its changes, the trial's state and the
-//! alerts it owes in one atomic batch — and reading them back (latest state, metadata, records,
-//! raw JSON, versions since a time); also the per-trial "seen" and "failed" bookkeeping.
+//! alerts it owes in one atomic batch — and the per-trial state ([`TrialState`]: latest version,
+//! "seen" and "failed" bookkeeping). Reading versions back is [`super::reads`].
 //!
 //! It does not choose the encoding of a blob ([`super::codec`]), build keys ([`super::keys`]) or
 //! expand the alerts a version owes into outbox entries ([`super::outbox`]).
@@ -9,12 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{
-    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, codec_of, decode, encode, encode_at, from_json,
-    keyframe_of, record_hash, to_json,
+    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, from_json, keyframe_of, record_hash,
+    to_json,
 };
 use super::keys::{
-    VersionBlobs, blob_label, decode_table, decode_time_entries, encode_table, encode_time_entries,
-    key, time_key, vkey,
+    VersionBlobs, decode_table, encode_table, encode_time_entries, key, time_key, vkey,
 };
 use super::pack::BlobRef;
 use super::{FanOut, OwedAlert, Result, Store, corrupt};
@@ -219,10 +218,14 @@ impl Store {
         for nv in items {
             // A second version of one trial builds on the first as staged (its blobs are
             // already readable in the packs), so a whole chain is one atomic batch.
-            out.push(self.stage_version(nv, None, &mut pending)?);
+            out.push(
+                self.stage_version(nv, None, &mut pending)
+                    .map_err(|e| self.disk_full_or(e))?,
+            );
         }
         if !pending.trials.is_empty() {
-            self.apply_versions(pending)?;
+            self.apply_versions(pending)
+                .map_err(|e| self.disk_full_or(e))?;
         }
         Ok(out)
     }
@@ -230,6 +233,7 @@ impl Store {
     /// Pack blobs first, durably; then the sled batch that points to them, with one
     /// time-index key per detection time.
     fn apply_versions(&self, pending: Pending) -> Result<()> {
+        let record = self.commit_record(&pending.states, &pending.tables)?;
         let Pending {
             mut batch, times, ..
         } = pending;
@@ -239,9 +243,11 @@ impl Store {
             };
             batch.insert(time_key(at, nct, *ver), encode_time_entries(&entries));
         }
+        self.stage_pack_end(&mut batch);
         self.packs.sync()?;
         self.db.apply_batch(batch)?;
-        Ok(())
+        // The packs' own record of this commit, once the batch is durable (see `repair.rs`).
+        self.append_commit_record(record)
     }
 
     /// Write CT.gov's older versions of a trial that already has some, in one atomic batch:
@@ -294,7 +300,10 @@ impl Store {
             .append(&encode(&to_json(&stored), Codec::Plain, &[]))?;
         pending.batch.insert(key(b'V', &nct), encode_table(&table));
         pending.batch.insert(key(b't', &nct), to_json(&state));
-        self.apply_versions(pending)?;
+        pending.tables.push((nct.clone(), table));
+        pending.states.push(state);
+        self.apply_versions(pending)
+            .map_err(|e| self.disk_full_or(e))?;
         Ok(out)
     }
 
@@ -469,125 +478,6 @@ impl Store {
         Ok(())
     }
 
-    // Reads take the trial's version table as read once by the caller, so that one `history`
-    // or `verify` of a trial reads its table from sled once, not once per blob.
-
-    /// Decode a value of `nct`/`version` whose dictionary, if any, is that version's raw JSON.
-    fn decode_own(
-        &self,
-        key: &[u8],
-        bytes: &[u8],
-        nct: &NctId,
-        version: u32,
-        table: &[VersionBlobs],
-    ) -> Result<Vec<u8>> {
-        let dict = match codec_of(key, bytes)? {
-            Some(Codec::OwnRaw) => self.raw_in(nct, version, table)?.ok_or_else(|| {
-                corrupt(
-                    key,
-                    "its dictionary (the version's raw JSON) is missing".into(),
-                )
-            })?,
-            _ => Vec::new(),
-        };
-        decode(key, bytes, &dict)
-    }
-
-    /// Read and decode one JSON blob of `nct`/`version`.
-    fn blob_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        nct: &NctId,
-        version: u32,
-        table: &[VersionBlobs],
-        which: fn(&VersionBlobs) -> &BlobRef,
-        what: &str,
-    ) -> Result<Option<T>> {
-        let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
-            return Ok(None);
-        };
-        let label = blob_label(nct, version, what);
-        let bytes = self.blob(&label, which(e))?;
-        from_json(
-            &label,
-            &self.decode_own(&label, &bytes, nct, version, table)?,
-        )
-        .map(Some)
-    }
-
-    /// Version `version`'s metadata, with a first version's changes derived from its record.
-    pub(super) fn meta_in(
-        &self,
-        nct: &NctId,
-        version: u32,
-        table: &[VersionBlobs],
-    ) -> Result<Option<VersionMeta>> {
-        let Some(stored) =
-            self.blob_json::<StoredMeta>(nct, version, table, |e| &e.meta, "metadata")?
-        else {
-            return Ok(None);
-        };
-        let mut meta = stored.meta;
-        if stored.changes_from_record
-            && let Some(record) = self.record_in(nct, version, table)?
-        {
-            meta.changes = crate::diff::diff(None, &record);
-        }
-        Ok(Some(meta))
-    }
-
-    /// Version `version`'s normalized record.
-    pub(super) fn record_in(
-        &self,
-        nct: &NctId,
-        version: u32,
-        table: &[VersionBlobs],
-    ) -> Result<Option<Record>> {
-        self.blob_json(nct, version, table, |e| &e.record, "record")
-    }
-
-    /// One version's metadata (detection time, CT.gov last update, changes).
-    pub fn version(&self, nct: &NctId, version: u32) -> Result<Option<VersionMeta>> {
-        self.meta_in(nct, version, &self.table(nct)?)
-    }
-
-    /// All versions of a trial in timeline order, oldest first (by when CT.gov posted them;
-    /// for a trial without backfilled history, the numbers' order).
-    pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
-        let table = self.table(nct)?;
-        let order = match self.trial(nct)? {
-            Some(t) if !t.timeline.is_empty() => t.timeline,
-            _ => (1..=table.len() as u32).collect(),
-        };
-        order
-            .into_iter()
-            .filter_map(|v| self.meta_in(nct, v, &table).transpose())
-            .collect()
-    }
-
-    /// The version that was current at `at`: the newest in the timeline that CT.gov had posted
-    /// by then (versions from CT.gov's history, and observed versions CT.gov's index names), or
-    /// that a sync had seen by then (other observed versions).
-    pub fn version_at(&self, nct: &NctId, at: DateTime<Utc>) -> Result<Option<VersionMeta>> {
-        Ok(self
-            .versions(nct)?
-            .into_iter()
-            .rev()
-            .find(|v| effective_time(v) <= at))
-    }
-
-    /// The normalized record of one version.
-    pub fn record(&self, nct: &NctId, version: u32) -> Result<Option<Record>> {
-        self.record_in(nct, version, &self.table(nct)?)
-    }
-
-    /// The normalized record of the trial's newest version (the timeline's head).
-    pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
-        match self.trial(nct)? {
-            Some(t) if t.latest_version > 0 => self.record(nct, t.head()),
-            _ => Ok(None),
-        }
-    }
-
     /// Record what CT.gov's history index said of a trial (outcome switching, its newest
     /// CT.gov version), or why it could not be read.
     pub fn set_ctgov_history(&self, nct: &NctId, summary: HistorySummary) -> Result<()> {
@@ -597,75 +487,4 @@ impl Store {
         }
         Ok(())
     }
-
-    /// The study JSON exactly as CT.gov sent it for `version`.
-    pub fn raw(&self, nct: &NctId, version: u32) -> Result<Option<Vec<u8>>> {
-        self.raw_in(nct, version, &self.table(nct)?)
-    }
-
-    /// Version `version`'s raw JSON, undoing the keyframe delta.
-    pub(super) fn raw_in(
-        &self,
-        nct: &NctId,
-        version: u32,
-        table: &[VersionBlobs],
-    ) -> Result<Option<Vec<u8>>> {
-        let Some(e) = version.checked_sub(1).and_then(|i| table.get(i as usize)) else {
-            return Ok(None);
-        };
-        let label = blob_label(nct, version, "raw JSON");
-        let v = self.blob(&label, &e.raw)?;
-        let dict = match codec_of(&label, &v)? {
-            Some(Codec::Keyframe) => {
-                let kf = keyframe_of(version);
-                let kl = blob_label(nct, kf, "raw JSON");
-                let ke = table.get(kf as usize - 1).ok_or_else(|| {
-                    corrupt(&label, format!("its keyframe (version {kf}) is missing"))
-                })?;
-                let kv = self.blob(&kl, &ke.raw)?;
-                if codec_of(&kl, &kv)? == Some(Codec::Keyframe) {
-                    return Err(corrupt(&kl, "a keyframe must not be a delta".into()));
-                }
-                decode(&kl, &kv, &[])?
-            }
-            _ => Vec::new(),
-        };
-        decode(&label, &v, &dict).map(Some)
-    }
-
-    /// Versions detected at or after `since`, newest first, as `(trial, version metadata)`.
-    pub fn versions_since(&self, since: DateTime<Utc>) -> Result<Vec<(NctId, VersionMeta)>> {
-        let start = time_key(since, &NctId::min(), 0);
-        let mut out = Vec::new();
-        for kv in self.db.range(start..b"d".to_vec()).rev() {
-            let (k, v) = kv?;
-            let mut entries = decode_time_entries(&k, &v)?;
-            entries.reverse();
-            for (nct, ver) in entries {
-                if let Some(meta) = self.version(&nct, ver)? {
-                    out.push((nct, meta));
-                }
-            }
-        }
-        // Newest first; within one detection time, by trial and version, descending.
-        out.sort_by(|a, b| {
-            (b.1.detected_at, &b.0, b.1.version).cmp(&(a.1.detected_at, &a.0, a.1.version))
-        });
-        Ok(out)
-    }
-
-    /// Whether `nct` has a stored version `version`.
-    pub(super) fn has_version(&self, nct: &NctId, version: u32) -> Result<bool> {
-        Ok(self.entry(nct, version)?.is_some())
-    }
-}
-
-/// When a version became current, for `show --at`: CT.gov's posting day (its end, UTC) when
-/// known, else when a sync saw it.
-fn effective_time(v: &VersionMeta) -> DateTime<Utc> {
-    v.provenance
-        .ctgov_posted
-        .and_then(|d| d.and_hms_opt(23, 59, 59))
-        .map(|t| t.and_utc())
-        .unwrap_or(v.detected_at)
 }

@@ -26,7 +26,9 @@ use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, record_hash};
 use crate::util::text::error_chain;
 
+pub mod deadlines;
 mod gap;
+pub mod queries;
 use gap::repair_and_commit;
 
 /// Batches processed at once: the machine this is sized for has two cores.
@@ -67,6 +69,12 @@ pub struct SyncReport {
     /// One line per trial whose history could not be backfilled; the sync itself succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backfill_warnings: Vec<String>,
+    /// The watched queries run before the sync (entries, exits, problems).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<queries::QueryRun>,
+    /// The day's deadline evaluation, when this sync was the day's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadlines: Option<deadlines::DeadlineRun>,
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
@@ -79,12 +87,22 @@ pub struct TrialFailure {
     pub nct_id: NctId,
     /// What went wrong, in words the user can act on.
     pub error: String,
+    /// CT.gov gave no answer at all for it (network down, connection refused, timeout); not
+    /// in the JSON, whose shape stays as it was.
+    #[serde(skip)]
+    pub unreachable: bool,
 }
 
 impl SyncReport {
     /// Whether every trial synced; `trialwatch sync` exits 2 otherwise.
     pub fn all_ok(&self) -> bool {
         self.failed.is_empty()
+    }
+
+    /// Whether nothing at all was fetched because CT.gov never answered (every trial failed
+    /// for want of a connection): the CLI says so in one line and exits 1.
+    pub fn nothing_reached(&self) -> bool {
+        self.fetched == 0 && !self.failed.is_empty() && self.failed.iter().all(|f| f.unreachable)
     }
 }
 
@@ -266,13 +284,17 @@ fn process_batch(
                 out.push(failed(store, nct, now, error, None));
             }
             StudyOutcome::Failed { ids, error } => {
+                let unreachable = error.is_unreachable();
                 let error = error_chain(&error);
                 // The client has logged the failure, its retries and the trials it concerns.
                 tracing::debug!(trial.count = ids.len(), error = %error, "trials not fetched");
-                out.extend(
-                    ids.into_iter()
-                        .map(|nct| failed(store, nct, now, error.clone(), None)),
-                );
+                out.extend(ids.into_iter().map(|nct| {
+                    let mut f = failed(store, nct, now, error.clone(), None);
+                    if let Processed::Failed(t) = &mut f.1 {
+                        t.unreachable = unreachable;
+                    }
+                    f
+                }));
             }
         }
     }
@@ -363,18 +385,26 @@ fn failed(
     }
     (
         nct.clone(),
-        Processed::Failed(TrialFailure { nct_id: nct, error }),
+        Processed::Failed(TrialFailure {
+            nct_id: nct,
+            error,
+            unreachable: false,
+        }),
         alias_of,
     )
 }
 
 /// The trials a plain sync covers: the configuration's `[watch]` list, then the store's watch
-/// list (`trialwatch watch add`), without repeats.
+/// list (`trialwatch watch add`), then the current members of queries with `watch`, without
+/// repeats.
 pub fn watched_ids(cfg: &Config, store: &Store) -> Result<Vec<NctId>, crate::store::StoreError> {
     let mut ids = cfg.watch.nct_ids.clone();
-    for w in store.watch_list()? {
-        if !ids.contains(&w.nct_id) {
-            ids.push(w.nct_id);
+    // A set: a scan of `ids` per stored entry is quadratic in the watch list.
+    let mut seen: std::collections::HashSet<NctId> = ids.iter().cloned().collect();
+    let stored = store.watch_list()?.into_iter().map(|w| w.nct_id);
+    for id in stored.chain(queries::watched_members(cfg, store)?) {
+        if seen.insert(id.clone()) {
+            ids.push(id);
         }
     }
     Ok(ids)

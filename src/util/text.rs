@@ -47,6 +47,23 @@ pub fn plural(n: usize, noun: &str) -> String {
     plural_of(n, noun, &format!("{noun}s"))
 }
 
+/// A duration the one way the CLI prints them: `0.4 s`, `12.5 s`, `3 min 20 s`, `2 h 5 min`
+/// (tenths only under a minute, where they matter).
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        return format!("{secs:.1} s");
+    }
+    let whole = d.as_secs();
+    let (h, m, s) = (whole / 3600, whole / 60 % 60, whole % 60);
+    match (h, s) {
+        (0, 0) => format!("{m} min"),
+        (0, _) => format!("{m} min {s} s"),
+        (_, _) if m == 0 => format!("{h} h"),
+        _ => format!("{h} h {m} min"),
+    }
+}
+
 /// `n noun` with an irregular plural given in full: `plural_of(2, "entry", "entries")`.
 pub fn plural_of(n: usize, singular: &str, plural: &str) -> String {
     if n == 1 {
@@ -58,6 +75,16 @@ pub fn plural_of(n: usize, singular: &str, plural: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_are_printed_one_way() {
+        use std::time::Duration;
+        assert_eq!(super::duration(Duration::from_millis(400)), "0.4 s");
+        assert_eq!(super::duration(Duration::from_secs(60)), "1 min");
+        assert_eq!(super::duration(Duration::from_secs(200)), "3 min 20 s");
+        assert_eq!(super::duration(Duration::from_secs(7500)), "2 h 5 min");
+        assert_eq!(super::duration(Duration::from_secs(7200)), "2 h");
+    }
+
     use super::*;
 
     #[test]

@@ -149,7 +149,8 @@ fn store_error(e: impl std::fmt::Display) -> Doc {
     )
 }
 
-/// `/`: every trial, filtered by `status`, `severity` (at least) and `q`, `page` by page.
+/// `/`: every trial, filtered by `status`, `severity` (at least), `query` (a query watch's
+/// current members) and `q`, `page` by page.
 pub(super) fn list(w: &Web, q: &HashMap<String, String>) -> Doc {
     let all = match rows(w) {
         Ok(r) => r,
@@ -176,9 +177,29 @@ pub(super) fn list(w: &Web, q: &HashMap<String, String>) -> Doc {
         .get("q")
         .map(|s| s.trim().to_lowercase())
         .unwrap_or_default();
+    // `query`: only the current members of that query watch (any query that ran has its
+    // membership in the store, whether declared in the config or added with `query add`).
+    let query = q.get("query").map(|s| s.trim()).filter(|s| !s.is_empty());
+    let members: Option<BTreeSet<String>> = match query {
+        None => None,
+        Some(name) => match w.store.query_members(name) {
+            Ok(m) => Some(
+                m.into_iter()
+                    .filter(|m| m.is_current())
+                    .map(|m| m.nct_id.as_str().to_string())
+                    .collect(),
+            ),
+            Err(e) => return store_error(e),
+        },
+    };
+    let query_names: Vec<String> = match w.store.queries() {
+        Ok(qs) => qs.into_iter().map(|q| q.name).collect(),
+        Err(e) => return store_error(e),
+    };
     let statuses: BTreeSet<&str> = all.iter().map(|r| r.status.as_str()).collect();
     let shown: Vec<&ListRow> = all
         .iter()
+        .filter(|r| members.as_ref().is_none_or(|m| m.contains(&r.nct)))
         .filter(|r| status.is_none_or(|s| r.status.eq_ignore_ascii_case(s)))
         .filter(|r| min.is_none_or(|m| r.severity.is_some_and(|s| s >= m)))
         .filter(|r| needle.is_empty() || r.haystack.contains(&needle))
@@ -208,6 +229,21 @@ pub(super) fn list(w: &Web, q: &HashMap<String, String>) -> Doc {
     for s in Severity::ALL {
         let sel = if min == Some(s) { " selected" } else { "" };
         b.push_str(&format!("<option{sel}>{s}</option>"));
+    }
+    b.push_str(
+        "</select></label> <label>Query <select name=\"query\"><option value=\"\">any</option>",
+    );
+    let mut names = query_names;
+    if let Some(name) = query.filter(|n| !names.iter().any(|x| x == n)) {
+        names.push(name.to_string());
+    }
+    for n in &names {
+        let sel = if query == Some(n.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        b.push_str(&format!("<option{sel}>{}</option>", esc(n)));
     }
     b.push_str(&format!(
         "</select></label> <label>Search <input name=\"q\" value=\"{}\"></label> <button>Filter</button></form>",

@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "diff",
     "render",
     "severity",
+    "deadlines",
     "store",
     "notify",
     "outbox",

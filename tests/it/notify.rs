@@ -108,6 +108,7 @@ fn status_alert() -> Alert {
             ),
         ],
         ctgov_posted: None,
+        event: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn enrollment_alert() -> Alert {
             "enrollment 120 → 134",
         )],
         ctgov_posted: None,
+        event: None,
     }
 }
 
@@ -159,6 +161,7 @@ fn other_trial_alert() -> Alert {
             "primary completion date set to 2025-12",
         )],
         ctgov_posted: None,
+        event: None,
     }
 }
 
@@ -172,6 +175,7 @@ fn smtp_config(port: u16, security: SmtpSecurity, password: &str, ca_pem: &str) 
         from: FROM.into(),
         timeout: Duration::from_secs(5),
         extra_root_cert_pem: Some(ca_pem.to_string()),
+        password_source: None,
     }
 }
 
@@ -443,7 +447,7 @@ async fn untrusted_server_certificate_is_transient_with_a_hint() {
     let notifier = Notifier::new(Some(cfg), Duration::from_secs(5)).expect("notifier");
     let err = expect_failure(&notifier, &email_to(READER), &[status_alert()]).await;
     assert!(err.transient, "{err}");
-    assert!(err.message.contains("extra_root_cert_pem"), "{err}");
+    assert!(err.message.contains("smtp.root_cert_file"), "{err}");
     assert!(server.messages().is_empty());
 }
 
@@ -555,6 +559,7 @@ async fn plain_local_relay_without_auth_delivers() {
         from: FROM.into(),
         timeout: Duration::from_secs(5),
         extra_root_cert_pem: None,
+        password_source: None,
     };
     let notifier = Notifier::new(Some(cfg), Duration::from_secs(5)).expect("notifier");
     notifier

@@ -328,3 +328,44 @@ fn the_daemon_exports_after_every_sync() {
     );
     d.terminate();
 }
+
+/// A query watch gets its own feed, `feeds/query-NAME.atom`, holding the versions of its
+/// current members only, and a real feed parser reads it without error.
+#[test]
+fn each_query_watch_gets_a_feed_of_its_members() {
+    let env = TestEnv::with_config(&[], "", "");
+    env.server.put_study(fixture("NCT02985775.json")); // CMV, China: matches
+    env.server.put_study(fixture("NCT03418623.json")); // does not match
+    env.ok(&[
+        "query", "add", "cmv", "--cond", "cmv", "--locn", "china", "--watch",
+    ]);
+    env.ok(&["watch", "add", A]);
+    at(&env, T1, &["sync"]);
+    let dir = env.dir.path().join("site");
+    report(&env, T3, &dir);
+    let path = dir.join("feeds/query-cmv.atom");
+    let feed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        feed.contains(&format!("<id>urn:trialwatch:{B}:v1</id>")),
+        "{feed}"
+    );
+    assert!(!feed.contains(A), "only the query's members: {feed}");
+    assert!(
+        dir.join(format!("feeds/{A}.atom")).is_file(),
+        "the non-member still has its own feed"
+    );
+    let Some(py) = crate::support::publish_tools::feedparser_python() else {
+        return;
+    };
+    let o = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import sys, feedparser; d = feedparser.parse(sys.argv[1]); \
+             print(int(bool(d.bozo)), d.version, len(d.entries))",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0 atom10 1");
+}

@@ -26,7 +26,7 @@ fn edited_fields_become_exactly_those_changes() {
     let v1 = fixture("NCT03418623.json");
     env.server.put_study(v1.clone());
     let out = env.ok(&["sync"]);
-    assert!(out.contains("1 new versions"), "{out}");
+    assert!(out.contains("1 new version,"), "{out}");
 
     let v2 = edit(&v1, |p| {
         p["statusModule"]["overallStatus"] = json!("TERMINATED");
@@ -48,7 +48,7 @@ fn edited_fields_become_exactly_those_changes() {
     });
     env.server.put_study(v2);
     let out = env.ok(&["sync"]);
-    assert!(out.contains("1 new versions"), "{out}");
+    assert!(out.contains("1 new version,"), "{out}");
 
     let d = env.json(&["diff", id, "--json"]);
     assert_eq!(d["nct_id"], id);
@@ -252,22 +252,23 @@ fn unknown_trial_is_reported_per_trial() {
         text.contains("failed: NCT09999999: NCT09999999 is not on ClinicalTrials.gov (404)"),
         "{text}"
     );
-    assert!(text.contains("1 new versions"), "{text}");
+    assert!(text.contains("1 new version,"), "{text}");
 }
 
 /// Malformed IDs fail at the edge with a message that says what a valid one looks like.
 #[test]
 fn malformed_ids_are_refused_clearly() {
     let env = TestEnv::new(&[]);
+    // A usage error (64), not a fatal one.
     let out = env.run(&["sync", "NCT123"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
     assert!(
         stderr(&out).contains("`NCT123` is not an NCT ID: expected `NCT` followed by 8 digits"),
         "{}",
         stderr(&out)
     );
     let out = env.run(&["history", "02241018"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(64));
 
     // In the config: the file, the key and the bad value are named.
     let bad = env.dir.path().join("bad.toml");

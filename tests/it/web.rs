@@ -419,3 +419,42 @@ fn pages_load_in_headless_chromium_without_console_errors() {
         }
     }
 }
+
+/// The list filters by query watch: `?query=NAME` shows only that query's current members,
+/// and the form offers the stored query watches.
+#[test]
+fn the_list_filters_by_query_watch() {
+    let env = TestEnv::with_config(&[], "", "");
+    env.server
+        .put_study(crate::support::env::fixture("NCT02985775.json"));
+    env.server
+        .put_study(crate::support::env::fixture("NCT03418623.json"));
+    env.ok(&[
+        "query", "add", "cmv", "--cond", "cmv", "--locn", "china", "--watch",
+    ]);
+    env.ok(&["watch", "add", A]);
+    cli(&env, &["sync"]);
+    let s = serve(&env);
+    let all = get(&s.addr, "/");
+    assert_eq!(all.status, 200);
+    assert!(
+        all.text().contains(A) && all.text().contains(B),
+        "{}",
+        all.text()
+    );
+    assert!(
+        all.text().contains("<option>cmv</option>"),
+        "{}",
+        all.text()
+    );
+    let members = get(&s.addr, "/?query=cmv");
+    assert_eq!(members.status, 200);
+    let body = members.text();
+    assert!(body.contains(&format!("/trials/{B}")), "{body}");
+    assert!(!body.contains(&format!("/trials/{A}")), "{body}");
+    assert!(body.contains("<option selected>cmv</option>"), "{body}");
+    // An unknown query has no members: an empty list, not an error.
+    let none = get(&s.addr, "/?query=nope");
+    assert_eq!(none.status, 200);
+    assert!(!none.text().contains("/trials/NCT"), "{}", none.text());
+}

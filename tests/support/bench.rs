@@ -37,27 +37,57 @@ pub fn nct_of(raw: &str) -> String {
         .to_string()
 }
 
+/// Only the small real fixtures (7–14 KB), equally: the worst case for the store's compression
+/// (least repeated text per record). `BENCH_MIX=small` selects it.
+pub const SMALL_MIX: &[(&str, u32)] = &[
+    ("NCT00973089.json", 1),
+    ("NCT03418623.json", 1),
+    ("NCT03475563.json", 1),
+    ("NCT06171568.json", 1),
+    ("NCT04207047.json", 1),
+];
+
+/// Makes study `i` of a mix on demand, so a benchmark of 100,000 trials need not hold 3 GB of
+/// JSON twice (once here, once in the fake server).
+pub struct StudyMaker {
+    sources: Vec<(String, String)>,
+    slots: Vec<usize>,
+}
+
+impl StudyMaker {
+    pub fn new(mix: &[(&str, u32)]) -> StudyMaker {
+        let sources: Vec<(String, String)> = mix
+            .iter()
+            .map(|(f, _)| {
+                let raw = fixture(f);
+                let id = nct_of(&raw);
+                (raw, id)
+            })
+            .collect();
+        let mut slots = Vec::new();
+        for (i, (_, w)) in mix.iter().enumerate() {
+            slots.extend(std::iter::repeat_n(i, *w as usize));
+        }
+        StudyMaker { sources, slots }
+    }
+
+    /// The ID of study `i`.
+    pub fn id(i: usize) -> String {
+        format!("NCT{:08}", 70_000_000 + i)
+    }
+
+    /// Study `i`: its ID and JSON.
+    pub fn study(&self, i: usize) -> (String, String) {
+        let (raw, old) = &self.sources[self.slots[(i * 7919) % self.slots.len()]];
+        let id = Self::id(i);
+        (id.clone(), raw.replace(old.as_str(), &id))
+    }
+}
+
 /// `n` studies under IDs NCT7xxxxxxx, following MIX.
 pub fn make_studies(n: usize) -> Vec<(String, String)> {
-    let sources: Vec<(String, String, u32)> = MIX
-        .iter()
-        .map(|(f, w)| {
-            let raw = fixture(f);
-            let id = nct_of(&raw);
-            (raw, id, *w)
-        })
-        .collect();
-    let mut slots = Vec::with_capacity(1000);
-    for (i, (_, _, w)) in sources.iter().enumerate() {
-        slots.extend(std::iter::repeat_n(i, *w as usize));
-    }
-    (0..n)
-        .map(|i| {
-            let (raw, old, _) = &sources[slots[(i * 7919) % slots.len()]];
-            let id = format!("NCT{:08}", 70_000_000 + i);
-            (id.clone(), raw.replace(old.as_str(), &id))
-        })
-        .collect()
+    let maker = StudyMaker::new(MIX);
+    (0..n).map(|i| maker.study(i)).collect()
 }
 
 pub fn dir_size(p: &Path) -> u64 {

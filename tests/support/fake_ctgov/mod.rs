@@ -3,9 +3,10 @@
 //! Owns: a real HTTP server on `127.0.0.1:0` that answers the API v2 endpoints trialwatch uses
 //! (`/api/v2/studies/{id}`, `/api/v2/studies?filter.ids=…`, `/api/v2/version`) the way CT.gov does
 //! (see `docs/ctgov-api.md` §1–2), plus a thread-safe control API to load studies, add aliases,
-//! queue faults and read back the requests it served. It does not own fixtures, and it implements
-//! none of CT.gov's search (no `query.*`, no `fields`): unsupported parameters get a 400 that
-//! says so, so a client that starts sending them notices instead of silently getting full studies.
+//! queue faults and read back the requests it served. It does not own fixtures. Its search
+//! (`query.cond/term/intr/spons/locn`, `filter.overallStatus`, `filter.advanced`, `fields`) is
+//! in `search.rs`; other parameters get a 400 that says so, so a client that starts sending them
+//! notices instead of silently getting full studies.
 //!
 //! It is part of the one test support module (`tests/support/mod.rs`), which the integration
 //! tests and the benches include, and only uses crates from `[dependencies]`/`[dev-dependencies]`.
@@ -176,6 +177,15 @@ struct Entry {
     aliases: Vec<u32>,
     /// `statusModule.lastUpdatePostDateStruct.date`, for `AREA[LastUpdatePostDate]RANGE[…]`.
     last_update: Option<String>,
+    /// What a search reads of it, built on its first search.
+    search: std::sync::OnceLock<search::SearchIndex>,
+}
+
+impl Entry {
+    fn index(&self) -> &search::SearchIndex {
+        self.search
+            .get_or_init(|| search::SearchIndex::build(&self.raw))
+    }
 }
 
 /// Where a page token points: which query it belongs to and where the next page starts.
@@ -327,6 +337,7 @@ impl FakeCtGov {
                 raw: bytes,
                 aliases,
                 last_update,
+                search: Default::default(),
             },
         );
         canonical(nct)
@@ -348,8 +359,19 @@ impl FakeCtGov {
                 raw: Bytes::from(raw.into()),
                 aliases: Vec::new(),
                 last_update: None,
+                search: Default::default(),
             },
         );
+    }
+
+    /// Like [`put_study_bytes`](Self::put_study_bytes), listed by `LastUpdatePostDate` queries
+    /// as updated on `date` (`YYYY-MM-DD`): a broken study in an incremental answer.
+    pub fn put_study_bytes_updated(&self, id: &str, raw: impl Into<Vec<u8>>, date: &str) {
+        self.put_study_bytes(id, raw);
+        let nct = parse_nct_number(id).expect("fake CT.gov: put_study_bytes_updated: bad ID");
+        if let Some(e) = self.lock().studies.get_mut(&nct) {
+            e.last_update = Some(date.to_string());
+        }
     }
 
     /// Stores many studies (see [`put_study`](Self::put_study)); returns their canonical IDs.
@@ -868,6 +890,12 @@ fn list(shared: &Shared, uri: &Uri, empty_page: bool) -> Response {
         "filter.ids",
         "filter.advanced",
         "query.term",
+        "query.cond",
+        "query.intr",
+        "query.spons",
+        "query.locn",
+        "filter.overallStatus",
+        "fields",
         "pageSize",
         "pageToken",
         "countTotal",
@@ -928,8 +956,20 @@ fn list(shared: &Shared, uri: &Uri, empty_page: bool) -> Response {
         }
         wanted = Some(nums);
     }
+    let search = if search::is_search(&params) {
+        match search::Search::parse(&params) {
+            Ok(s) => Some(s),
+            Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+        }
+    } else {
+        None
+    };
     let mut range: Option<(String, String)> = None;
     for name in ["filter.advanced", "query.term"] {
+        if search.is_some() {
+            // The search reads (and has checked) these itself.
+            break;
+        }
         if let Some(expr) = get(name) {
             match parse_last_update_range(expr) {
                 Some(r) => range = Some(r),
@@ -988,20 +1028,28 @@ fn list(shared: &Shared, uri: &Uri, empty_page: bool) -> Response {
         },
     };
 
+    let searched = |e: Option<&Entry>| match (&search, e) {
+        (None, _) => true,
+        (Some(s), Some(e)) => s.matches(e.index()),
+        (Some(_), None) => false,
+    };
     let matched: Vec<u32> = match &wanted {
         Some(nums) => {
             let set: BTreeSet<u32> = nums.iter().filter_map(|&n| st.resolve(n)).collect();
             set.into_iter()
                 .filter(|n| in_range(st.studies.get(n), range.as_ref()))
+                .filter(|n| searched(st.studies.get(n)))
                 .collect()
         }
         None => st
             .studies
             .iter()
             .filter(|(_, e)| in_range(Some(e), range.as_ref()))
+            .filter(|(_, e)| searched(Some(e)))
             .map(|(n, _)| *n)
             .collect(),
     };
+    let fields = search.as_ref().and_then(|s| s.fields.clone());
     let total = matched.len();
     let page_size = page_size.min(st.max_page_size);
     let (page, next_offset): (Vec<Bytes>, usize) = if empty_page {
@@ -1012,7 +1060,12 @@ fn list(shared: &Shared, uri: &Uri, empty_page: bool) -> Response {
             .get(offset.min(end)..end)
             .unwrap_or_default()
             .iter()
-            .filter_map(|n| st.studies.get(n).map(|e| e.raw.clone()))
+            .filter_map(|n| {
+                st.studies.get(n).map(|e| match &fields {
+                    Some(f) => Bytes::from(e.index().project(f)),
+                    None => e.raw.clone(),
+                })
+            })
             .collect();
         (page, end)
     };
@@ -1176,6 +1229,8 @@ struct DateHead {
 
 // The server's own tests. Benches (`harness = false`) are compiled with `--cfg test` as well and
 // include this module too; there the `#[test]`s vanish and their imports go unused.
+mod search;
+
 #[cfg(test)]
 #[allow(unused_imports)]
 mod tests;

@@ -211,8 +211,9 @@ async fn filter_ids_matches_loosely_and_rejects_malformed_items() {
         body,
         "Item 2 in parameter `filter.ids` has incorrect format"
     );
+    // A search parameter the fake does not implement is refused, not ignored.
     assert_eq!(
-        get(&server, "/api/v2/studies?query.cond=melanoma").await.0,
+        get(&server, "/api/v2/studies?query.outc=survival").await.0,
         400
     );
 }
@@ -232,7 +233,7 @@ async fn last_update_range_filters_with_or_without_ids() {
     )
     .await;
     assert_eq!(page_ids(&page), [nct(3)]);
-    let bad = "filter.advanced=AREA%5BPhase%5DPHASE3";
+    let bad = "filter.advanced=AREA%5BLastUpdatePostDate%5DRANGE%5B2024-01-15";
     assert_eq!(get(&server, &format!("/api/v2/studies?{bad}")).await.0, 400);
 }
 
@@ -419,4 +420,71 @@ async fn faults_apply_to_the_history_routes() {
             .count(),
         3
     );
+}
+
+/// The search the query watcher relies on: word matches per area, status and advanced filters,
+/// `fields` projections, `countTotal` and CT.gov's 400 texts for bad parameters.
+#[tokio::test]
+async fn searches_match_words_filters_and_project_fields() {
+    let server = FakeCtGov::start();
+    server.put_study(fixture("NCT02985775.json")); // CMV Infection, China, PHASE1/PHASE2
+    server.put_study(fixture("NCT03418623.json")); // Alcohol Use Disorder, US, PHASE2
+    server.put_study(fixture("NCT02513394.json")); // Breast Cancer, PHASE3
+    let ids = |q: &'static str| {
+        let server = &server;
+        async move { page_ids(&get_json(server, &format!("/api/v2/studies?{q}")).await) }
+    };
+    assert_eq!(ids("query.cond=cmv%20INFECTION").await, ["NCT02985775"]);
+    assert_eq!(ids("query.locn=china").await, ["NCT02985775"]);
+    assert!(ids("query.cond=cmv&query.locn=spain").await.is_empty());
+    assert_eq!(ids("query.term=alcohol").await, ["NCT03418623"]);
+    assert_eq!(
+        ids("filter.advanced=AREA%5BPhase%5DPHASE2").await,
+        ["NCT02985775", "NCT03418623"]
+    );
+    assert_eq!(
+        ids("filter.advanced=(AREA%5BPhase%5DPHASE3%20OR%20AREA%5BPhase%5DPHASE1)%20AND%20AREA%5BStudyType%5DINTERVENTIONAL").await,
+        ["NCT02513394", "NCT02985775"]
+    );
+    assert_eq!(
+        ids("filter.overallStatus=ACTIVE_NOT_RECRUITING,RECRUITING").await,
+        ["NCT02513394"]
+    );
+    assert_eq!(
+        ids("filter.advanced=AREA%5BStudyFirstSubmitDate%5DRANGE%5B2018-01-01,MAX%5D").await,
+        ["NCT03418623"]
+    );
+    let page = get_json(
+        &server,
+        "/api/v2/studies?query.cond=cmv&fields=NCTId,BriefTitle,OverallStatus,Phase,LeadSponsorName&countTotal=true",
+    )
+    .await;
+    assert_eq!(page["totalCount"], 1);
+    let p = &page["studies"][0]["protocolSection"];
+    assert_eq!(p["identificationModule"]["nctId"], "NCT02985775");
+    assert!(p["identificationModule"]["briefTitle"].is_string());
+    assert!(p["eligibilityModule"].is_null(), "not projected: {p}");
+    assert_eq!(
+        p["designModule"]["phases"],
+        serde_json::json!(["PHASE1", "PHASE2"])
+    );
+    for (q, want) in [
+        (
+            "filter.overallStatus=RECRUTING",
+            "Invalid value in parameter `filter.overallStatus`: `RECRUTING`",
+        ),
+        (
+            "query.cond=cmv&fields=NCTId,Bogus",
+            "Parameter `fields` contains invalid field name: 'Bogus'",
+        ),
+        (
+            "filter.advanced=AREA%5BPhase",
+            "Error parsing query in parameter `filter.advanced`",
+        ),
+    ] {
+        let (status, ctype, body) = get(&server, &format!("/api/v2/studies?{q}")).await;
+        assert_eq!(status, 400, "{q}: {body}");
+        assert!(ctype.starts_with("text/plain"));
+        assert!(body.starts_with(want), "{q}: {body}");
+    }
 }
