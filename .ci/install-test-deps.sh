@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test receivers need, idempotently (CI runs it as root on a fresh machine):
 #   - aiosmtpd, the real SMTP server behind tests/support/smtp_server.py (STARTTLS, AUTH).
+#   - man-db, to render the generated man page (tests/it/shell.rs).
 # The webhook receiver is Rust (axum) and the test certificates are made by rcgen: nothing to
 # install for those. Set PYTHON to use an interpreter other than python3 (and pass the same one
 # to the tests as TRIALWATCH_TEST_PYTHON).
@@ -29,3 +30,10 @@ fi
 
 have_aiosmtpd || { echo "install-test-deps: aiosmtpd $AIOSMTPD_VERSION did not install for $PY" >&2; exit 1; }
 echo "install-test-deps: aiosmtpd $AIOSMTPD_VERSION ready for $("$PY" --version 2>&1)"
+
+# man-db renders the generated man page in tests/it/shell.rs (`man -l`); without it the test
+# checks the roff structure only.
+if ! command -v man >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null
+fi

@@ -64,7 +64,11 @@ pub(super) fn run_daemon(
 fn needs_store(command: &Command) -> bool {
     !matches!(
         command,
-        Command::CheckConfig { .. } | Command::Fields { .. } | Command::Daemon
+        Command::CheckConfig { .. }
+            | Command::Fields { .. }
+            | Command::Daemon
+            | Command::Completions { .. }
+            | Command::Man
     )
 }
 

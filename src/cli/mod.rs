@@ -6,6 +6,7 @@
 
 mod backfill;
 mod check_config;
+mod completions; // `completions SHELL`, `man`
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 mod due;
 mod journal;
@@ -239,6 +240,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (needs no configuration)
+    ///
+    /// Example: `trialwatch completions bash > /usr/share/bash-completion/completions/trialwatch`
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page trialwatch(1) as roff (needs no configuration)
+    ///
+    /// Example: `trialwatch man | gzip > /usr/local/share/man/man1/trialwatch.1.gz`
+    Man,
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
@@ -269,6 +282,25 @@ pub fn main() -> ExitCode {
         return ExitCode::from(output::exit::USAGE);
     }
     init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
+    // Generated from the parser alone: no configuration, store or daemon involved.
+    let generated = match cli.command {
+        Command::Completions { shell } => Some(completions::completions(
+            shell,
+            &mut std::io::stdout().lock(),
+        )),
+        Command::Man => Some(completions::man(&mut std::io::stdout().lock())),
+        _ => None,
+    };
+    if let Some(result) = generated {
+        return match result {
+            Ok(code) => code,
+            Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                output::code_for(&e)
+            }
+        };
+    }
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
         .map_err(anyhow::Error::from)
         .and_then(|cfg| {
@@ -487,6 +519,8 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),
+        Command::Completions { shell } => completions::completions(shell, out),
+        Command::Man => completions::man(out),
         Command::Fields { json } => {
             if json {
                 let paths: Vec<String> = crate::schema::all_paths().collect();

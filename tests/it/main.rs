@@ -30,6 +30,7 @@ mod notify;
 mod private_store;
 mod queries;
 mod reads;
+mod shell;
 mod silent_edits;
 mod sync;
 mod updated_since;
