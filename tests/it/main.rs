@@ -24,6 +24,7 @@ mod golden;
 mod hostile_ctgov;
 mod input;
 mod layers;
+mod network;
 mod normalize_fixtures;
 mod normalize_props;
 mod notify;
