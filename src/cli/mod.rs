@@ -6,6 +6,7 @@
 
 mod backfill;
 mod check_config;
+pub mod color; // `--color`, NO_COLOR, CLICOLOR_FORCE; painting diffs, severities, statuses
 mod completions; // `completions SHELL`, `man`
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 mod due;
@@ -60,6 +61,10 @@ pub struct Cli {
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Colour on a terminal: auto (unless NO_COLOR is set; CLICOLOR_FORCE forces it), always
+    /// or never; output that is piped gets none in auto
+    #[arg(long, global = true, value_enum, default_value_t = color::ColorChoice::Auto, value_name = "WHEN")]
+    color: color::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -281,7 +286,18 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(output::exit::USAGE);
     }
-    init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
+    // The daemon's stdout is not the user's terminal: what it executes for a client is plain.
+    let is_daemon = matches!(cli.command, Command::Daemon);
+    color::set_paint(
+        !is_daemon && color::decide_from_env(cli.color, std::io::stdout().is_terminal()),
+    );
+    let log_color = color::decide_from_env(cli.color, std::io::stderr().is_terminal());
+    init_logging(
+        cli.log_level.as_deref(),
+        cli.log_format,
+        default_level,
+        log_color,
+    );
     // Generated from the parser alone: no configuration, store or daemon involved.
     let generated = match cli.command {
         Command::Completions { shell } => Some(completions::completions(
@@ -348,7 +364,7 @@ fn reads_only(command: &Command) -> bool {
     )
 }
 
-fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
+fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str, ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new(default_level)),
@@ -357,7 +373,7 @@ fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     // Under journald the journal stamps each line itself.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     // Under journald each text event carries its priority (`journalctl -p warning`) and
