@@ -13,6 +13,7 @@ mod due;
 mod journal;
 pub mod outbox;
 pub mod output;
+mod progress; // the progress bar of sync and backfill
 pub mod queries;
 pub mod query;
 mod repair; // `repair`: rebuild the index from the packs

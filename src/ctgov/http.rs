@@ -92,6 +92,23 @@ impl CtGovClient {
                 }
                 None => full_jitter(cfg.backoff_base, cfg.backoff_cap, attempt),
             };
+            if let Some(observer) = self.inner.on_retry.get() {
+                let reason = match &err {
+                    FetchError::Status { status, .. } => format!("HTTP {status}"),
+                    FetchError::Transport {
+                        timed_out: true, ..
+                    } => "timed out".to_string(),
+                    FetchError::Transport { .. } => "no answer".to_string(),
+                    _ => "unusable answer".to_string(),
+                };
+                (observer.0)(&super::client::RetryNotice {
+                    attempt: attempt + 1,
+                    max_attempts: cfg.max_attempts,
+                    delay,
+                    timeout: cfg.timeout,
+                    reason,
+                });
+            }
             warn!(
                 http.url = %url,
                 http.status = err.status().unwrap_or(0),
