@@ -3,6 +3,7 @@
 #   - aiosmtpd, the real SMTP server behind tests/support/smtp_server.py (STARTTLS, AUTH).
 #   - feedparser, the real feed parser that checks the exported Atom feeds (tests/it/publish.rs).
 #   - Debian's chromium, the headless browser that loads the web view (tests/it/web.rs).
+#   - man-db, to render the generated man page (tests/it/shell.rs).
 # The webhook receiver is Rust (axum) and the test certificates are made by rcgen: nothing to
 # install for those. Set PYTHON to use an interpreter other than python3 (and pass the same one
 # to the tests as TRIALWATCH_TEST_PYTHON).
@@ -50,3 +51,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 command -v chromium >/dev/null 2>&1 || { echo "install-test-deps: chromium did not install" >&2; exit 1; }
 echo "install-test-deps: $(chromium --version 2>/dev/null | head -1) ready"
+
+# man-db renders the generated man page in tests/it/shell.rs (`man -l`); without it the test
+# checks the roff structure only.
+if ! command -v man >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null
+fi

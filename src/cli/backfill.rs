@@ -3,7 +3,7 @@
 //! ([`crate::backfill`]). One line per trial that could not be backfilled, then a summary;
 //! exit 2 when some could not (the others were still backfilled).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::Ctx;
@@ -32,11 +32,11 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let show_progress = std::io::stderr().is_terminal();
+    let bar = super::progress::Progress::start("backfilling", &client);
     let progress = |done: usize, total: usize| {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\rbackfilling: {done}/{total} trials");
-        let _ = err.flush();
+        if let Some(b) = &bar {
+            b.update(done, total);
+        }
     };
     let report = rt.block_on(crate::backfill::run(
         &client,
@@ -44,11 +44,12 @@ pub(crate) fn run(
         ids,
         selection,
         crate::clock::now(),
-        show_progress.then_some(&progress as &(dyn Fn(usize, usize) + Sync)),
+        bar.is_some()
+            .then_some(&progress as &(dyn Fn(usize, usize) + Sync)),
     ));
     store.flush()?;
-    if show_progress {
-        eprintln!();
+    if let Some(bar) = &bar {
+        bar.finish();
     }
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -68,6 +68,8 @@ fn needs_store(command: &Command) -> bool {
             | Command::Fields { .. }
             | Command::Daemon
             | Command::Serve { .. }
+            | Command::Completions { .. }
+            | Command::Man
     )
 }
 

@@ -6,12 +6,15 @@
 
 mod backfill;
 mod check_config;
+pub mod color; // `--color`, NO_COLOR, CLICOLOR_FORCE; painting diffs, severities, statuses
+mod completions; // `completions SHELL`, `man`
 mod daemon; // `daemon`, `status`, forwarding to a running daemon
 mod due;
 pub(crate) mod export;
 mod journal;
 pub mod outbox;
 pub mod output;
+mod progress; // the progress bar of sync and backfill
 pub mod queries;
 pub mod query;
 mod repair; // `repair`: rebuild the index from the packs
@@ -61,6 +64,10 @@ pub struct Cli {
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Colour on a terminal: auto (unless NO_COLOR is set; CLICOLOR_FORCE forces it), always
+    /// or never; output that is piped gets none in auto
+    #[arg(long, global = true, value_enum, default_value_t = color::ColorChoice::Auto, value_name = "WHEN")]
+    color: color::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -260,6 +267,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (needs no configuration)
+    ///
+    /// Example: `trialwatch completions bash > /usr/share/bash-completion/completions/trialwatch`
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page trialwatch(1) as roff (needs no configuration)
+    ///
+    /// Example: `trialwatch man | gzip > /usr/local/share/man/man1/trialwatch.1.gz`
+    Man,
 }
 
 /// Parse the command line, run it, and turn the outcome into an exit code.
@@ -289,7 +308,37 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(output::exit::USAGE);
     }
-    init_logging(cli.log_level.as_deref(), cli.log_format, default_level);
+    // The daemon's stdout is not the user's terminal: what it executes for a client is plain.
+    let is_daemon = matches!(cli.command, Command::Daemon);
+    color::set_paint(
+        !is_daemon && color::decide_from_env(cli.color, std::io::stdout().is_terminal()),
+    );
+    let log_color = color::decide_from_env(cli.color, std::io::stderr().is_terminal());
+    init_logging(
+        cli.log_level.as_deref(),
+        cli.log_format,
+        default_level,
+        log_color,
+    );
+    // Generated from the parser alone: no configuration, store or daemon involved.
+    let generated = match cli.command {
+        Command::Completions { shell } => Some(completions::completions(
+            shell,
+            &mut std::io::stdout().lock(),
+        )),
+        Command::Man => Some(completions::man(&mut std::io::stdout().lock())),
+        _ => None,
+    };
+    if let Some(result) = generated {
+        return match result {
+            Ok(code) => code,
+            Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                output::code_for(&e)
+            }
+        };
+    }
     let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
         .map_err(anyhow::Error::from)
         .and_then(|cfg| {
@@ -337,7 +386,7 @@ fn reads_only(command: &Command) -> bool {
     )
 }
 
-fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
+fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str, ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new(default_level)),
@@ -346,7 +395,7 @@ fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     // Under journald the journal stamps each line itself.
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     // Under journald each text event carries its priority (`journalctl -p warning`) and
@@ -510,6 +559,8 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Daemon => anyhow::bail!(
             "`trialwatch daemon` runs the daemon itself; it cannot be executed as a command"
         ),
+        Command::Completions { shell } => completions::completions(shell, out),
+        Command::Man => completions::man(out),
         Command::Fields { json } => {
             if json {
                 let paths: Vec<String> = crate::schema::all_paths().collect();

@@ -121,10 +121,10 @@ pub(crate) fn run(
                 };
                 writeln!(
                     out,
-                    "{}  {}  {} attempts  {when}{}",
+                    "{}  {}  {}  {when}{}",
                     r.id,
                     r.state,
-                    r.entry.attempts,
+                    crate::util::text::plural(r.entry.attempts as usize, "attempt"),
                     r.entry
                         .last_error
                         .as_deref()

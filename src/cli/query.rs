@@ -166,7 +166,11 @@ pub(crate) fn history(
             writeln!(out, "({sentence})")?;
         }
         for (i, v) in versions.iter().enumerate() {
-            writeln!(out, "{}", text::history_line(v, 3, i == 0))?;
+            writeln!(
+                out,
+                "{}",
+                super::color::statuses(&text::history_line(v, 3, i == 0))
+            )?;
         }
         writeln!(
             out,
@@ -363,7 +367,7 @@ pub(crate) fn diff(
         write!(
             out,
             "{}",
-            text::diff_report(id.as_str(), from, to, &changes)
+            super::color::diff_report(&text::diff_report(id.as_str(), from, to, &changes))
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -546,12 +550,12 @@ pub(crate) fn changes(
         for (nct, meta, c) in &found {
             writeln!(
                 out,
-                "{}  {} v{}  {:<8}  {}",
+                "{}  {} v{}  {}  {}",
                 meta.detected_at.format("%Y-%m-%d %H:%M"),
                 nct,
                 meta.version,
-                c.severity.to_string(),
-                c.summary
+                super::color::severity(c.severity, &format!("{:<8}", c.severity.to_string())),
+                super::color::statuses(&c.summary)
             )?;
         }
     }

@@ -1,10 +1,9 @@
 //! `trialwatch sync [NCT…]`: one sync run from the command line, with a progress line on a
-//! terminal (never when stderr is piped) and a summary at the end. The alerts the sync
+//! terminal (trials done, rate, time left, CT.gov's retries; never when stderr is piped) and a summary at the end. The alerts the sync
 //! enqueued (and any others due) are delivered right after it.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::Ctx;
 use crate::sync::{SyncReport, client_from_config, run as run_sync};
@@ -28,17 +27,8 @@ pub(crate) fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let client = client_from_config(&ctx.cfg)?;
-    let progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>> =
-        if std::io::stderr().is_terminal() {
-            Some(Arc::new(|done, total| {
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\rsyncing: {done}/{total} trials");
-                let _ = err.flush();
-            }))
-        } else {
-            None
-        };
-    let show_progress = progress.is_some();
+    let bar = super::progress::Progress::start("syncing", &client);
+    let progress = bar.as_ref().map(|b| b.callback());
     let now = crate::clock::now();
     let subs = std::sync::Arc::new(crate::outbox::Subscriptions::load(&ctx.cfg, &store)?);
     let delivery = super::outbox::delivery(ctx)?;
@@ -80,8 +70,8 @@ pub(crate) fn run(
     let query_failed = query_runs.iter().any(|q| q.problem.is_some());
     report.queries = query_runs;
     report.delivery = Some(rt.block_on(delivery.run(&ctx.cfg, &store))?);
-    if show_progress {
-        eprintln!();
+    if let Some(bar) = &bar {
+        bar.finish();
     }
     if report.nothing_reached() {
         // Every trial failed the same way: one line, not a `failed:` list of the watch list.

@@ -124,6 +124,33 @@ pub(super) struct Inner {
     pub(super) limiter: RateLimiter,
     /// HTTP requests sent (each attempt counts), for tests and sync statistics.
     pub(super) requests: AtomicU64,
+    /// Told before each retry (the CLI's progress bar shows it), set by [`CtGovClient::on_retry`].
+    pub(super) on_retry: std::sync::OnceLock<RetryObserver>,
+}
+
+/// Before a retry: which attempt comes next, of how many, after what wait, and why the last
+/// one failed; so a user sees "waiting for CT.gov: attempt 2 of 5" instead of a silent screen.
+#[derive(Debug, Clone)]
+pub struct RetryNotice {
+    /// The attempt about to be made (2 for the first retry).
+    pub attempt: u32,
+    /// `[ctgov] max_attempts`.
+    pub max_attempts: u32,
+    /// The wait before it (backoff or CT.gov's `Retry-After`).
+    pub delay: Duration,
+    /// The per-request timeout (`[ctgov] timeout_secs`).
+    pub timeout: Duration,
+    /// Why the last attempt failed, briefly: `HTTP 503`, `timed out`, `no answer`.
+    pub reason: String,
+}
+
+/// The callback behind [`CtGovClient::on_retry`] (a wrapper so [`Inner`] stays `Debug`).
+pub(super) struct RetryObserver(pub(super) Box<dyn Fn(&RetryNotice) + Send + Sync>);
+
+impl std::fmt::Debug for RetryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryObserver")
+    }
 }
 
 /// What one attempt's parser makes of a 200 body.
@@ -185,10 +212,16 @@ impl CtGovClient {
                 int: format!("{base}/api/int"),
                 limiter: RateLimiter::new(cfg.requests_per_minute),
                 requests: AtomicU64::new(0),
+                on_retry: std::sync::OnceLock::new(),
                 http,
                 cfg,
             }),
         })
+    }
+
+    /// Call `f` before every retry of any request (first call wins; clones share it).
+    pub fn on_retry(&self, f: impl Fn(&RetryNotice) + Send + Sync + 'static) {
+        let _ = self.inner.on_retry.set(RetryObserver(Box::new(f)));
     }
 
     /// The settings this client was built with (validated by [`CtGovClient::new`]).

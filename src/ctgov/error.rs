@@ -53,6 +53,17 @@ pub enum FetchError {
         /// False only for errors a retry cannot fix (redirect loops, unbuildable requests).
         retryable: bool,
     },
+    /// The TLS handshake failed on CT.gov's certificate (not trusted, wrong name, expired):
+    /// usually a TLS-inspecting proxy whose CA this machine does not trust. Not transient: a
+    /// retry would meet the same certificate; the message says what to set.
+    Certificate {
+        /// The trial(s) or resource the request was for, for messages.
+        subject: String,
+        /// The URL asked for, so a user can retry it by hand.
+        url: String,
+        /// rustls's reason (unknown issuer, not valid for name, expired, …).
+        detail: String,
+    },
     /// A 200 whose body is not the expected JSON: an HTML page, cut-off JSON, a wrong shape.
     BadBody {
         /// The trial(s) or resource the request was for, for messages.
@@ -116,6 +127,7 @@ impl FetchError {
             FetchError::Transport { retryable, .. } => *retryable,
             FetchError::BadBody { .. } => true,
             FetchError::TooLarge { .. }
+            | FetchError::Certificate { .. }
             | FetchError::Redirected { .. }
             | FetchError::BadStudy { .. } => false,
             FetchError::GaveUp { last, .. } => last.is_transient(),
@@ -126,7 +138,7 @@ impl FetchError {
     /// when every trial fails so, the CLI says "CT.gov could not be reached" in one line.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            FetchError::Transport { .. } => true,
+            FetchError::Transport { .. } | FetchError::Certificate { .. } => true,
             FetchError::GaveUp { last, .. } => last.is_unreachable(),
             _ => false,
         }
@@ -230,6 +242,17 @@ impl fmt::Display for FetchError {
                     )
                 }
             }
+            FetchError::Certificate {
+                subject,
+                url,
+                detail,
+            } => write!(
+                f,
+                "CT.gov's TLS certificate was refused for {subject} ({url}): {detail}; not \
+                 retried. Behind a TLS-inspecting proxy (hospital, university), add its CA \
+                 certificate to the system store (update-ca-certificates) or point SSL_CERT_FILE \
+                 at a PEM file holding it; otherwise check `[ctgov] base_url`"
+            ),
             FetchError::BadBody {
                 subject,
                 url,
@@ -270,7 +293,11 @@ impl fmt::Display for FetchError {
             ),
             FetchError::GaveUp {
                 subject, attempts, ..
-            } => write!(f, "gave up on {subject} after {attempts} attempts"),
+            } => write!(
+                f,
+                "gave up on {subject} after {}",
+                crate::util::text::plural(*attempts as usize, "attempt")
+            ),
         }
     }
 }

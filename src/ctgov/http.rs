@@ -92,6 +92,23 @@ impl CtGovClient {
                 }
                 None => full_jitter(cfg.backoff_base, cfg.backoff_cap, attempt),
             };
+            if let Some(observer) = self.inner.on_retry.get() {
+                let reason = match &err {
+                    FetchError::Status { status, .. } => format!("HTTP {status}"),
+                    FetchError::Transport {
+                        timed_out: true, ..
+                    } => "timed out".to_string(),
+                    FetchError::Transport { .. } => "no answer".to_string(),
+                    _ => "unusable answer".to_string(),
+                };
+                (observer.0)(&super::client::RetryNotice {
+                    attempt: attempt + 1,
+                    max_attempts: cfg.max_attempts,
+                    delay,
+                    timeout: cfg.timeout,
+                    reason,
+                });
+            }
             warn!(
                 http.url = %url,
                 http.status = err.status().unwrap_or(0),
@@ -112,13 +129,20 @@ impl CtGovClient {
         accept_404: bool,
         parse: Parser<'_, T>,
     ) -> Result<Option<(T, Url)>, FetchError> {
-        let transport = |e: reqwest::Error| FetchError::Transport {
-            subject: subject.to_string(),
-            url: url.to_string(),
-            timed_out: e.is_timeout(),
-            retryable: !(e.is_redirect() || e.is_builder()),
-            // The URL is in our own message already.
-            detail: error_chain(&e.without_url()),
+        let transport = |e: reqwest::Error| match certificate_problem(&e) {
+            Some(detail) => FetchError::Certificate {
+                subject: subject.to_string(),
+                url: url.to_string(),
+                detail,
+            },
+            None => FetchError::Transport {
+                subject: subject.to_string(),
+                url: url.to_string(),
+                timed_out: e.is_timeout(),
+                retryable: !(e.is_redirect() || e.is_builder()),
+                // The URL is in our own message already.
+                detail: error_chain(&e.without_url()),
+            },
         };
         let bad_body = |detail: String| FetchError::BadBody {
             subject: subject.to_string(),
@@ -281,4 +305,24 @@ pub(super) fn no_answer(url: &Url, subject: &str) -> FetchError {
         url: url.to_string(),
         detail: "no answer".to_string(),
     }
+}
+
+/// rustls's reason when a request failed on the server's certificate. hyper reports a failed
+/// handshake as an `io::Error` wrapping the rustls error, and `io::Error::source()` skips the
+/// wrapped error, hence `get_ref`.
+fn certificate_problem(err: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(e @ rustls::Error::InvalidCertificate(_)) = tls {
+            return Some(e.to_string());
+        }
+        source = cause.source();
+    }
+    None
 }

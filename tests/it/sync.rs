@@ -213,6 +213,36 @@ fn progress_shows_on_a_terminal_and_never_when_piped() {
     assert!(text.contains("syncing: 1/1 trials"), "{text}");
 }
 
+/// On a terminal the bar shows trials done, and when CT.gov throttles or fails, which attempt
+/// comes next and the timeout, instead of a silent screen.
+#[test]
+fn the_progress_bar_says_when_ctgov_is_being_retried() {
+    let id = "NCT03418623";
+    let env = TestEnv::new(&[id]);
+    env.server.put_study(fixture("NCT03418623.json"));
+    env.server.push_fault(Fault::TooManyRequests {
+        retry_after_secs: Some(1),
+    });
+    let line = format!(
+        "{} --config '{}' sync",
+        BIN,
+        env.config.display().to_string().replace('\'', "'\\''")
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("`script` (util-linux) runs the command under a terminal");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{text}");
+    assert!(
+        text.contains("waiting for CT.gov: attempt 2 of 4 in 1.0 s (HTTP 429), 5.0 s timeout"),
+        "{text}"
+    );
+    assert!(text.contains("syncing: 1/1 trials"), "{text}");
+    assert!(text.contains("1 new version"), "{text}");
+}
+
 /// When CT.gov keeps failing, the trial is reported (exit 2) and its stored history is intact.
 #[test]
 fn persistent_failure_is_reported_and_loses_nothing() {

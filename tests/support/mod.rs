@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod env;
 // The fake ClinicalTrials.gov API v2 server (its own tests are in `fake_ctgov/tests.rs`).
 pub mod fake_ctgov;
+// An HTTP proxy that records what passes, and an HTTPS server with an untrusted certificate.
+pub mod net;
 // Python's feedparser and headless chromium for the publishing tests (skip or fail in CI).
 pub mod publish_tools;
 // A real SMTP server (aiosmtpd, `smtp_server.py`) as a child process, and the test CA.
