@@ -72,6 +72,11 @@ pub(super) struct Alerts {
 pub(super) struct Subscription {
     pub(super) email: Option<String>,
     pub(super) webhook: Option<String>,
+    /// Team-chat incoming-webhook URLs: at most one destination key per entry.
+    pub(super) slack: Option<String>,
+    pub(super) discord: Option<String>,
+    pub(super) teams: Option<String>,
+    pub(super) ntfy: Option<String>,
     pub(super) secret_file: Option<String>,
     /// An inline signing key: refused like `smtp.password`; the value is not kept.
     pub(super) secret: Option<serde::de::IgnoredAny>,
