@@ -386,6 +386,40 @@ pub fn validate_webhook_url(s: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// IDs of email and webhook subscriptions are what they were before chat targets (pinned
+    /// values), and a chat target with the same URL as a webhook is a different subscription.
+    #[test]
+    fn existing_subscription_ids_do_not_change() {
+        let id = |t: Target| {
+            Subscription::new(
+                Origin::Store,
+                t,
+                Vec::new(),
+                Vec::new(),
+                Severity::Minor,
+                DigestMode::Immediate,
+                None,
+            )
+            .id
+        };
+        let email = id(Target::Email {
+            address: "me@example.org".into(),
+        });
+        let hook = id(Target::Webhook {
+            url: "https://example.org/h".into(),
+            secret_file: None,
+        });
+        let slack = id(Target::Chat {
+            service: ChatService::Slack,
+            url: "https://example.org/h".into(),
+        });
+        assert_eq!(
+            (email.as_str(), hook.as_str()),
+            ("sub-5fb9621802", "sub-e8c904c91e")
+        );
+        assert_ne!(slack, hook);
+    }
+
     #[test]
     fn addresses_and_urls_are_validated_with_the_fix() {
         assert!(validate_email("me@example.org").is_ok());

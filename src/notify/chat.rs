@@ -84,7 +84,7 @@ fn gist(alert: &Alert) -> Gist {
             .max()
             .unwrap_or(Severity::Minor);
         let mut changes: Vec<_> = alert.changes.iter().collect();
-        changes.sort_by(|a, b| b.severity.cmp(&a.severity));
+        changes.sort_by_key(|c| std::cmp::Reverse(c.severity));
         for c in changes {
             lines.push((
                 c.severity,
@@ -359,6 +359,79 @@ mod tests {
         );
         assert!(t.contains("more characters cut"), "{t}");
         assert_eq!(truncate_with_note("short", 10), "short");
+    }
+
+    fn huge_alert() -> Alert {
+        use crate::model::{AlertChange, ChangeKind, FieldChange, TrialInfo};
+        Alert {
+            id: "a1".into(),
+            subscription_id: "sub-x".into(),
+            nct_id: "NCT02241018".parse().unwrap(),
+            version: 3,
+            detected_at: "2024-05-01T06:00:00Z".parse().unwrap(),
+            trial: TrialInfo {
+                title: Some("T".repeat(400)),
+                overall_status: Some("RECRUITING".into()),
+                url: "https://clinicaltrials.gov/study/NCT02241018".into(),
+            },
+            changes: (0..100)
+                .map(|i| AlertChange {
+                    change: FieldChange {
+                        path: format!("arms[{i}].description"),
+                        kind: ChangeKind::Changed,
+                        old: None,
+                        new: None,
+                    },
+                    severity: if i == 7 {
+                        Severity::Critical
+                    } else {
+                        Severity::Minor
+                    },
+                    summary: format!("arm {i} rewritten: {}", "word ".repeat(60)),
+                })
+                .collect(),
+            ctgov_posted: None,
+            event: None,
+        }
+    }
+
+    fn json_of(service: ChatService, a: &Alert) -> Value {
+        serde_json::from_slice(&render(service, a).body).unwrap()
+    }
+
+    #[test]
+    fn over_long_alerts_fit_slack_and_discord_with_a_note() {
+        let a = huge_alert();
+        let slack = json_of(ChatService::Slack, &a);
+        let text = slack["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(text.chars().count() <= SLACK_TEXT_LIMIT);
+        assert!(text.contains("more characters cut"), "{text}");
+        assert!(
+            text.starts_with("• *CRITICAL* arms[7]"),
+            "most severe first: {text}"
+        );
+        let header = slack["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(header.chars().count() <= 150);
+
+        let discord = json_of(ChatService::Discord, &a);
+        let fields = discord["embeds"][0]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), DISCORD_FIELDS_LIMIT);
+        assert!(
+            fields[24]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("76 more not shown"),
+            "{}",
+            fields[24]
+        );
+        assert_eq!(discord["embeds"][0]["color"], 0xD32F2F);
+
+        let ntfy = render(ChatService::Ntfy, &a);
+        assert!(ntfy.body.len() <= 4096);
+        assert!(ntfy.headers.contains(&("Priority", "5".to_string())));
+        assert!(ntfy.headers.iter().all(|(_, v)| v.is_ascii()));
+        let teams = render(ChatService::Teams, &a);
+        assert!(teams.body.len() <= 28 * 1024, "{}", teams.body.len());
     }
 
     #[test]

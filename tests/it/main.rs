@@ -13,6 +13,7 @@ mod support;
 mod alerts;
 mod backfill;
 mod bad_studies;
+mod chat;
 mod conventions;
 mod crash;
 mod ctgov_client;
