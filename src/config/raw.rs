@@ -64,6 +64,7 @@ pub(super) struct Alerts {
     pub(super) give_up_after_hours: Option<f64>,
     pub(super) concurrency: Option<i64>,
     pub(super) webhook_timeout_secs: Option<f64>,
+    pub(super) health_after: Option<i64>,
 }
 
 /// One `[[subscription]]` entry.

@@ -121,7 +121,7 @@ fn chat_failure_is_retried_through_the_outbox() {
 /// A big edit (a 20,000-character criteria rewrite, 40 keywords) still arrives within every
 /// limit the receivers check (the cut-with-a-note itself is `notify::chat`'s unit tests).
 #[test]
-fn over_long_alerts_are_truncated_with_a_note_not_refused() {
+fn big_edits_arrive_within_every_chat_limit() {
     let (env, v1) = env_with_change(FAST_ALERTS);
     let sink = WebhookReceiver::start();
     env.ok(&["subscribe", "slack", &sink.url("/slack"), "--field", "*"]);
@@ -150,11 +150,6 @@ fn over_long_alerts_are_truncated_with_a_note_not_refused() {
         match h.path() {
             "/slack" => {
                 check_slack(h).unwrap();
-                let text = h.json()["blocks"][1]["text"]["text"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
-                assert!(text.contains("more characters cut"), "{text}");
             }
             _ => {
                 check_discord(h).unwrap();

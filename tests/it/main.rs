@@ -22,6 +22,7 @@ mod damaged_store;
 mod deadlines;
 mod full_disk;
 mod golden;
+mod health;
 mod hostile_ctgov;
 mod input;
 mod layers;
