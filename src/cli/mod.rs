@@ -22,6 +22,7 @@ pub(crate) mod serve;
 mod store_access;
 pub mod subscribe;
 mod sync;
+mod test_alert;
 pub mod watch;
 
 use std::io::{IsTerminal, Write};
@@ -169,7 +170,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Subscribe an email address or a webhook to alerts (kept in the store)
+    /// Subscribe an email address, a webhook or a team chat (Slack, Discord, Teams, ntfy) to
+    /// alerts (kept in the store)
     Subscribe {
         /// Where the alerts go
         #[command(subcommand)]
@@ -193,6 +195,11 @@ pub enum Command {
         /// Print the subscriptions as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Send one sample alert to one subscription now, to check it is wired up (not stored)
+    TestAlert {
+        /// The subscription's ID as `trialwatch subscriptions` shows it
+        id: String,
     },
     /// Remove a subscription added with `subscribe`, and the alerts it still owes
     Unsubscribe {
@@ -383,6 +390,7 @@ fn reads_only(command: &Command) -> bool {
             | Command::Status { .. }
             | Command::Verify { .. }
             | Command::Outbox { action: None, .. }
+            | Command::TestAlert { .. }
     )
 }
 
@@ -523,6 +531,7 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
         Command::Due { json } => due::run(ctx, json, out),
         Command::Subscriptions { json } => subscribe::list(ctx, json, out),
         Command::Unsubscribe { id } => subscribe::unsubscribe(ctx, &id, out),
+        Command::TestAlert { id } => test_alert::run(ctx, &id, out),
         Command::Outbox { json, action } => outbox::run(ctx, action, json, out),
         Command::CheckConfig { json } => check_config::run(ctx, json, out),
         Command::Verify { json } => {

@@ -1,4 +1,4 @@
-//! `trialwatch subscribe email|webhook`, `subscriptions`, `unsubscribe`: the subscriptions kept
+//! `trialwatch subscribe email|webhook|slack|discord|teams|ntfy`, `subscriptions`, `unsubscribe`: the subscriptions kept
 //! in the store, listed together with the configuration's `[[subscription]]` entries (which
 //! these commands cannot change: they say so instead).
 
@@ -15,7 +15,7 @@ use crate::config::validate_field_pattern;
 use crate::model::FieldPattern;
 use crate::model::Severity;
 use crate::model::{
-    DigestMode, Origin, Subscription, Target, validate_email, validate_webhook_url,
+    ChatService, DigestMode, Origin, Subscription, Target, validate_email, validate_webhook_url,
 };
 use crate::outbox::Subscriptions;
 
@@ -29,8 +29,8 @@ pub enum SubscribeTarget {
         /// Which changes it hears about
         #[command(flatten)]
         filter: Filter,
-        /// Group alerts into one message a day instead of one per change
-        #[arg(long, value_name = "daily")]
+        /// Group alerts into one message a day (daily) or a week (weekly) instead of one per change
+        #[arg(long, value_name = "daily|weekly")]
         digest: Option<String>,
     },
     /// POST alerts as signed JSON to URL
@@ -40,6 +40,38 @@ pub enum SubscribeTarget {
         /// File holding the signing secret (read at each delivery; only the path is stored)
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
+        /// Which changes it hears about
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Post alerts to a Slack channel through its incoming-webhook URL (blocks)
+    Slack {
+        /// The Slack incoming-webhook URL (https://hooks.slack.com/services/…)
+        url: String,
+        /// Which changes it hears about
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Post alerts to a Discord channel through its webhook URL (embeds)
+    Discord {
+        /// The Discord webhook URL (https://discord.com/api/webhooks/…)
+        url: String,
+        /// Which changes it hears about
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Post alerts to Microsoft Teams through a workflow's webhook URL (Adaptive Card)
+    Teams {
+        /// The Teams workflow ("When a Teams webhook request is received") URL
+        url: String,
+        /// Which changes it hears about
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Publish alerts to an ntfy topic (title, priority and tags from the severity)
+    Ntfy {
+        /// The topic URL (https://ntfy.sh/your-topic or your own server's)
+        url: String,
         /// Which changes it hears about
         #[command(flatten)]
         filter: Filter,
@@ -150,6 +182,16 @@ pub(crate) fn describe(s: &Subscription) -> String {
     line
 }
 
+/// A team-chat target from its URL, checked like a webhook's.
+fn chat(
+    service: ChatService,
+    url: &str,
+    filter: Filter,
+) -> anyhow::Result<(Target, Filter, DigestMode)> {
+    let url = validate_webhook_url(url).map_err(|e| anyhow::anyhow!("URL {e}"))?;
+    Ok((Target::Chat { service, url }, filter, DigestMode::Immediate))
+}
+
 pub(crate) fn subscribe(
     ctx: &Ctx,
     target: SubscribeTarget,
@@ -192,6 +234,10 @@ pub(crate) fn subscribe(
                 DigestMode::Immediate,
             )
         }
+        SubscribeTarget::Slack { url, filter } => chat(ChatService::Slack, &url, filter)?,
+        SubscribeTarget::Discord { url, filter } => chat(ChatService::Discord, &url, filter)?,
+        SubscribeTarget::Teams { url, filter } => chat(ChatService::Teams, &url, filter)?,
+        SubscribeTarget::Ntfy { url, filter } => chat(ChatService::Ntfy, &url, filter)?,
     };
     let (nct, fields, min) = parse_filter(&filter)?;
     // Refused now, not found out at the first alert as a dead letter.

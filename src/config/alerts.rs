@@ -19,6 +19,9 @@ pub struct AlertsConfig {
     pub concurrency: usize,
     /// Limit for one whole webhook request.
     pub webhook_timeout: Duration,
+    /// Failed scheduled syncs in a row (business days only) after which the daemon reports
+    /// syncing unhealthy (`[alerts] health_after`).
+    pub health_after: u32,
 }
 
 impl Default for AlertsConfig {
@@ -29,6 +32,7 @@ impl Default for AlertsConfig {
             give_up_after: Duration::from_secs(72 * 3600),
             concurrency: 8,
             webhook_timeout: Duration::from_secs(10),
+            health_after: 3,
         }
     }
 }
@@ -83,5 +87,13 @@ pub(super) fn validate_alerts(raw: &raw::Alerts, problems: &mut Vec<String>) -> 
             600.0,
             problems,
         ),
+        health_after: int_in_range(
+            raw.health_after,
+            "alerts.health_after",
+            3,
+            1,
+            1000,
+            problems,
+        ) as u32,
     }
 }

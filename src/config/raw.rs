@@ -68,6 +68,7 @@ pub(super) struct Alerts {
     pub(super) give_up_after_hours: Option<f64>,
     pub(super) concurrency: Option<i64>,
     pub(super) webhook_timeout_secs: Option<f64>,
+    pub(super) health_after: Option<i64>,
 }
 
 /// One `[[subscription]]` entry.
@@ -76,6 +77,11 @@ pub(super) struct Alerts {
 pub(super) struct Subscription {
     pub(super) email: Option<String>,
     pub(super) webhook: Option<String>,
+    /// Team-chat incoming-webhook URLs: at most one destination key per entry.
+    pub(super) slack: Option<String>,
+    pub(super) discord: Option<String>,
+    pub(super) teams: Option<String>,
+    pub(super) ntfy: Option<String>,
     pub(super) secret_file: Option<String>,
     /// An inline signing key: refused like `smtp.password`; the value is not kept.
     pub(super) secret: Option<serde::de::IgnoredAny>,

@@ -10,8 +10,8 @@ use super::check::relative_to;
 use super::mirror::validate_field_pattern;
 use super::raw;
 use crate::model::{
-    DigestMode, EventKind, NctId, Origin, Severity, Subscription, Target, validate_email,
-    validate_webhook_url,
+    ChatService, DigestMode, EventKind, NctId, Origin, Severity, Subscription, Target,
+    validate_email, validate_webhook_url,
 };
 
 /// Check every `[[subscription]]` entry and build its [`Subscription`] (origin
@@ -33,22 +33,50 @@ pub(super) fn validate_subscriptions(
                  (the value is not shown here)"
             ));
         }
-        let target = match (&r.email, &r.webhook) {
-            (Some(addr), None) => {
-                if r.secret_file.is_some() {
-                    problems.push(format!(
-                        "`{key}.secret_file` is for webhooks; an email subscription cannot use it, remove it"
-                    ));
-                }
-                match validate_email(addr) {
-                    Ok(address) => Some(Target::Email { address }),
-                    Err(e) => {
-                        problems.push(format!("`{key}.email`: {e}"));
-                        None
-                    }
+        let chats = [
+            (ChatService::Slack, &r.slack),
+            (ChatService::Discord, &r.discord),
+            (ChatService::Teams, &r.teams),
+            (ChatService::Ntfy, &r.ntfy),
+        ];
+        let mut keys: Vec<&str> = Vec::new();
+        if r.email.is_some() {
+            keys.push("email");
+        }
+        if r.webhook.is_some() {
+            keys.push("webhook");
+        }
+        keys.extend(
+            chats
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(s, _)| s.as_str()),
+        );
+        if r.secret_file.is_some() && r.webhook.is_none() && keys.len() == 1 {
+            problems.push(format!(
+                "`{key}.secret_file` is for webhooks; an {} subscription cannot use it, remove it",
+                keys[0]
+            ));
+        }
+        let target = if keys.len() > 1 {
+            problems.push(format!(
+                "`{key}` has {}; declare one subscription for each destination",
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
+            None
+        } else if let Some(addr) = &r.email {
+            match validate_email(addr) {
+                Ok(address) => Some(Target::Email { address }),
+                Err(e) => {
+                    problems.push(format!("`{key}.email`: {e}"));
+                    None
                 }
             }
-            (None, Some(url)) => match validate_webhook_url(url) {
+        } else if let Some(url) = &r.webhook {
+            match validate_webhook_url(url) {
                 Ok(url) => {
                     let secret_file = r.secret_file.as_ref().map(|f| relative_to(file, f));
                     if let Some(p) = &secret_file
@@ -65,19 +93,23 @@ pub(super) fn validate_subscriptions(
                     problems.push(format!("`{key}.webhook`: {e}"));
                     None
                 }
-            },
-            (Some(_), Some(_)) => {
-                problems.push(format!(
-                    "`{key}` has both `email` and `webhook`; declare two subscriptions, one each"
-                ));
-                None
             }
-            (None, None) => {
-                problems.push(format!(
-                    "`{key}` has neither `email` nor `webhook`; add email = \"you@example.org\" or webhook = \"https://…\""
-                ));
-                None
+        } else if let Some((service, Some(url))) = chats.iter().find(|(_, v)| v.is_some()) {
+            match validate_webhook_url(url) {
+                Ok(url) => Some(Target::Chat {
+                    service: *service,
+                    url,
+                }),
+                Err(e) => {
+                    problems.push(format!("`{key}.{}`: {e}", service.as_str()));
+                    None
+                }
             }
+        } else {
+            problems.push(format!(
+                "`{key}` has no destination; add one of email = \"you@example.org\", webhook = \"https://…\", slack, discord, teams or ntfy = \"https://…\""
+            ));
+            None
         };
         let mut nct = Vec::new();
         for (j, s) in r.nct.iter().enumerate() {

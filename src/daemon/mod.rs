@@ -24,6 +24,7 @@
 
 pub mod control;
 mod delivery;
+pub mod health;
 pub mod lock;
 mod plan;
 mod publish;

@@ -50,6 +50,10 @@ pub struct DaemonState {
     pub last_full_at: Option<DateTime<Utc>>,
     /// What the last scheduled run decided and why, in a sentence.
     pub last_decision: Option<String>,
+    /// Failed scheduled syncs in a row (business days only) and since when syncing is
+    /// unhealthy; absent in state written before it existed.
+    #[serde(default)]
+    pub health: super::health::SyncHealth,
 }
 
 /// Read the daemon's bookkeeping from the store (absent before the first daemon run).

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::deliver_outbox;
+use super::health::HealthChange;
 use super::plan::{Plan, SyncKind, plan};
 use super::state::{DaemonState, Shared};
 use crate::config::Config;
@@ -217,9 +218,41 @@ async fn scheduled_run(
     }
 }
 
+/// Whether the run failed as a whole: an error, or every trial it fetched failed.
+fn all_failed(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Failed(_) => true,
+        Outcome::Synced {
+            report: Some(r), ..
+        } => r.requested > 0 && r.failed.len() >= r.requested,
+        _ => false,
+    }
+}
+
 /// Log the outcome and update the bookkeeping it decides.
 fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
     let checked = Utc::now();
+    let threshold = shared.config().alerts.health_after;
+    let mut change = None;
+    if !matches!(outcome, Outcome::Cancelled) {
+        // A run in which every trial failed (CT.gov answering errors) is a failed sync too.
+        if all_failed(&outcome) {
+            shared.update_state(|s| change = s.health.failed(started, threshold));
+        } else {
+            shared.update_state(|s| change = s.health.succeeded());
+        }
+    }
+    match change {
+        Some(HealthChange::Unhealthy { failures }) => tracing::error!(
+            sync.failures_in_a_row = failures,
+            "{failures} scheduled syncs in a row have failed (business days only); syncing is unhealthy until one succeeds"
+        ),
+        Some(HealthChange::Recovered { since }) => tracing::warn!(
+            sync.unhealthy_since = %since,
+            "scheduled syncing recovered: this run worked after the failures reported at {since}"
+        ),
+        None => {}
+    }
     match outcome {
         Outcome::Skipped {
             reason,

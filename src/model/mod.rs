@@ -22,6 +22,6 @@ pub use record::{
 };
 pub use severity::{BadSeverity, Severity};
 pub use subscription::{
-    BadHttpUrl, DigestMode, Origin, Subscription, Target, validate_email, validate_http_url,
-    validate_webhook_url,
+    BadHttpUrl, ChatService, DigestMode, Origin, Subscription, Target, validate_email,
+    validate_http_url, validate_webhook_url,
 };

@@ -29,6 +29,49 @@ pub enum Target {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret_file: Option<PathBuf>,
     },
+    /// Alerts are posted in a team-chat service's own incoming-webhook format, so they read
+    /// as messages in the channel (no receiver code on the subscriber's side).
+    Chat {
+        /// Which service's format the URL expects.
+        service: ChatService,
+        /// The service's incoming-webhook URL (it carries the channel's token, so it stays
+        /// out of logs).
+        url: String,
+    },
+}
+
+/// The team-chat services whose documented incoming-webhook formats trialwatch speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatService {
+    /// Slack incoming webhooks: `{"text", "blocks"}`.
+    Slack,
+    /// Discord webhooks: `{"content", "embeds"}`.
+    Discord,
+    /// Microsoft Teams workflows: an Adaptive Card in a `message` attachment.
+    Teams,
+    /// ntfy topics: the message as the body, title/priority/tags as headers.
+    Ntfy,
+}
+
+impl ChatService {
+    /// Every service, for messages that list them.
+    pub const ALL: &'static [ChatService] = &[
+        ChatService::Slack,
+        ChatService::Discord,
+        ChatService::Teams,
+        ChatService::Ntfy,
+    ];
+
+    /// The word the CLI, the config keys and listings use (`slack`, `discord`, `teams`, `ntfy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatService::Slack => "slack",
+            ChatService::Discord => "discord",
+            ChatService::Teams => "teams",
+            ChatService::Ntfy => "ntfy",
+        }
+    }
 }
 
 impl Target {
@@ -37,6 +80,7 @@ impl Target {
         match self {
             Target::Email { .. } => "email",
             Target::Webhook { .. } => "webhook",
+            Target::Chat { service, .. } => service.as_str(),
         }
     }
 
@@ -44,7 +88,7 @@ impl Target {
     pub fn address(&self) -> &str {
         match self {
             Target::Email { address } => address,
-            Target::Webhook { url, .. } => url,
+            Target::Webhook { url, .. } | Target::Chat { url, .. } => url,
         }
     }
 }
@@ -58,6 +102,19 @@ pub enum DigestMode {
     Immediate,
     /// One message a day gathering the day's alerts, for readers who want less mail.
     Daily,
+    /// One message a week gathering the week's alerts, for readers who want even less.
+    Weekly,
+}
+
+impl DigestMode {
+    /// The time between two digests; `None` for immediate delivery.
+    pub fn interval(self) -> Option<std::time::Duration> {
+        match self {
+            DigestMode::Immediate => None,
+            DigestMode::Daily => Some(std::time::Duration::from_secs(24 * 3600)),
+            DigestMode::Weekly => Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
 }
 
 impl FromStr for DigestMode {
@@ -67,8 +124,9 @@ impl FromStr for DigestMode {
         match s.trim().to_ascii_lowercase().as_str() {
             "immediate" | "none" => Ok(DigestMode::Immediate),
             "daily" => Ok(DigestMode::Daily),
+            "weekly" => Ok(DigestMode::Weekly),
             _ => Err(format!(
-                "`{s}` is not a digest mode: use \"daily\" (one message a day) or \"immediate\" (the default)"
+                "`{s}` is not a digest mode: use \"daily\" (one message a day), \"weekly\" (one a week) or \"immediate\" (the default)"
             )),
         }
     }
@@ -79,6 +137,7 @@ impl fmt::Display for DigestMode {
         f.write_str(match self {
             DigestMode::Immediate => "immediate",
             DigestMode::Daily => "daily",
+            DigestMode::Weekly => "weekly",
         })
     }
 }
@@ -326,6 +385,40 @@ pub fn validate_webhook_url(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// IDs of email and webhook subscriptions are what they were before chat targets (pinned
+    /// values), and a chat target with the same URL as a webhook is a different subscription.
+    #[test]
+    fn existing_subscription_ids_do_not_change() {
+        let id = |t: Target| {
+            Subscription::new(
+                Origin::Store,
+                t,
+                Vec::new(),
+                Vec::new(),
+                Severity::Minor,
+                DigestMode::Immediate,
+                None,
+            )
+            .id
+        };
+        let email = id(Target::Email {
+            address: "me@example.org".into(),
+        });
+        let hook = id(Target::Webhook {
+            url: "https://example.org/h".into(),
+            secret_file: None,
+        });
+        let slack = id(Target::Chat {
+            service: ChatService::Slack,
+            url: "https://example.org/h".into(),
+        });
+        assert_eq!(
+            (email.as_str(), hook.as_str()),
+            ("sub-5fb9621802", "sub-e8c904c91e")
+        );
+        assert_ne!(slack, hook);
+    }
 
     #[test]
     fn addresses_and_urls_are_validated_with_the_fix() {

@@ -100,11 +100,15 @@ pub fn render(alerts: &[Alert]) -> RenderedEmail {
     let footer = format!(
         "You get this because your trialwatch subscription {subscriptions} watches these fields."
     );
-    let _ = writeln!(text, "\n-- \n{footer}");
+    let stop = format!(
+        "To stop these alerts, reply with the subject \"unsubscribe {subscriptions}\", or ask the operator to run `trialwatch unsubscribe {subscriptions}` (or remove it from the configuration)."
+    );
+    let _ = writeln!(text, "\n-- \n{footer}\n{stop}");
     let _ = writeln!(
         html,
-        "<hr><p style=\"color: #666; font-size: small\">{}</p>\n</body></html>",
-        escape_html(&footer)
+        "<hr><p style=\"color: #666; font-size: small\">{}<br>{}</p>\n</body></html>",
+        escape_html(&footer),
+        escape_html(&stop)
     );
     RenderedEmail {
         subject,
@@ -499,6 +503,11 @@ impl Mailer {
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-generated".to_string(),
             ))
+            // RFC 2369: mail clients show an "unsubscribe" button that writes to the sender.
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                list_unsubscribe(&self.from, alerts),
+            ))
             .multipart(MultiPart::alternative_plain_html(
                 rendered.text,
                 rendered.html,
@@ -515,6 +524,25 @@ impl Mailer {
             Ok(Ok(_response)) => Ok(()),
         }
     }
+}
+
+/// `<mailto:{from}?subject=unsubscribe%20{ids}>`: the unsubscribe request reaches the operator
+/// who runs trialwatch, with the subscription IDs to remove.
+pub fn list_unsubscribe(from: &Mailbox, alerts: &[Alert]) -> String {
+    let ids: BTreeSet<&str> = alerts.iter().map(|a| a.subscription_id.as_str()).collect();
+    let ids: Vec<String> = ids
+        .into_iter()
+        .map(|id| {
+            id.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect()
+        })
+        .collect();
+    format!(
+        "<mailto:{}?subject=unsubscribe%20{}>",
+        from.email,
+        ids.join("%20")
+    )
 }
 
 fn tls_parameters(host: &str, cfg: &SmtpConfig) -> Result<TlsParameters, SetupError> {

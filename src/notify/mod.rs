@@ -15,6 +15,7 @@
 //! print `[redacted]`; no error message built here contains one, nor a webhook URL's path or
 //! query (which often carries a token).
 
+pub mod chat;
 pub mod email;
 mod events;
 pub mod webhook;
@@ -42,6 +43,13 @@ pub enum Destination {
         url: String,
         /// The key the body is signed with (`X-Trialwatch-Signature`); `None` sends unsigned.
         secret: Option<Secret>,
+    },
+    /// One message per alert in a team-chat service's incoming-webhook format.
+    Chat {
+        /// Which format ([`chat::render`]).
+        service: crate::model::ChatService,
+        /// The service's webhook URL; only its origin appears in error messages.
+        url: String,
     },
 }
 
@@ -192,12 +200,21 @@ impl Notifier {
                 }
                 Ok(())
             }
+            Destination::Chat { service, url } => {
+                for alert in alerts {
+                    self.webhook
+                        .post_chat(url, chat::render(*service, alert))
+                        .await?;
+                }
+                Ok(())
+            }
         };
         if result.is_ok() {
             tracing::debug!(
                 delivery.kind = match dest {
                     Destination::Email { .. } => "email",
                     Destination::Webhook { .. } => "webhook",
+                    Destination::Chat { service, .. } => service.as_str(),
                 },
                 delivery.alerts = alerts.len(),
                 delivery.duration_ms = started.elapsed().as_millis() as u64,

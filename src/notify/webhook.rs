@@ -190,17 +190,7 @@ impl Poster {
         secret: Option<&Secret>,
         alert: &Alert,
     ) -> Result<(), DeliveryError> {
-        let url = Url::parse(url.trim()).map_err(|e| {
-            DeliveryError::permanent(format!(
-                "the subscription's webhook URL is not valid ({e}): fix it in the subscription"
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(DeliveryError::permanent(format!(
-                "the subscription's webhook URL must be http:// or https:// with a host, not `{}:`",
-                url.scheme()
-            )));
-        }
+        let url = checked_url(url)?;
         let origin = origin(&url);
         let event_id = HeaderValue::from_str(&alert.id).map_err(|_| {
             DeliveryError::permanent(format!(
@@ -222,18 +212,45 @@ impl Poster {
                 sign(secret.expose().as_bytes(), timestamp, &body),
             );
         }
+        self.finish(request.body(body), &origin).await
+    }
+
+    /// Posts a team-chat message (the chat formats are [`super::chat`]'s); answers are
+    /// classified exactly as for a webhook.
+    pub(crate) async fn post_chat(
+        &self,
+        url: &str,
+        chat: super::chat::ChatRequest,
+    ) -> Result<(), DeliveryError> {
+        let url = checked_url(url)?;
+        let origin = origin(&url);
+        let mut request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, chat.content_type);
+        for (name, value) in chat.headers {
+            request = request.header(name, value);
+        }
+        self.finish(request.body(chat.body), &origin).await
+    }
+
+    /// Sends the request and turns a failure or an unsuccessful answer into a [`DeliveryError`].
+    async fn finish(
+        &self,
+        request: reqwest::RequestBuilder,
+        origin: &str,
+    ) -> Result<(), DeliveryError> {
         let response = request
-            .body(body)
             .send()
             .await
-            .map_err(|e| self.request_failed(e, &origin))?;
+            .map_err(|e| self.request_failed(e, origin))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let retry_after = retry_after(response.headers(), Utc::now());
         let snippet = answer_snippet(response).await;
-        let mut err = classify_status(status, &origin, &snippet);
+        let mut err = classify_status(status, origin, &snippet);
         err.retry_after = retry_after;
         Err(err)
     }
@@ -264,6 +281,22 @@ impl Poster {
 }
 
 /// `scheme://host[:port]`: enough to say which receiver failed, without the path or query.
+/// The subscription's URL, parsed and checked to be http(s) with a host.
+fn checked_url(url: &str) -> Result<Url, DeliveryError> {
+    let url = Url::parse(url.trim()).map_err(|e| {
+        DeliveryError::permanent(format!(
+            "the subscription's webhook URL is not valid ({e}): fix it in the subscription"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(DeliveryError::permanent(format!(
+            "the subscription's webhook URL must be http:// or https:// with a host, not `{}:`",
+            url.scheme()
+        )));
+    }
+    Ok(url)
+}
+
 fn origin(url: &Url) -> String {
     let host = url.host_str().unwrap_or("?");
     match url.port() {

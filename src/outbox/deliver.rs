@@ -26,7 +26,7 @@ use crate::util::secret::read_secret_file;
 
 /// The destination to hand the notifier for `sub`, reading the webhook secret now (so a rotated
 /// secret applies to alerts already pending).
-fn destination(sub: &Subscription) -> Result<Destination, DeliveryError> {
+pub fn destination(sub: &Subscription) -> Result<Destination, DeliveryError> {
     match &sub.target {
         Target::Email { address } => Ok(Destination::Email {
             to: address.clone(),
@@ -46,6 +46,10 @@ fn destination(sub: &Subscription) -> Result<Destination, DeliveryError> {
                 secret,
             })
         }
+        Target::Chat { service, url } => Ok(Destination::Chat {
+            service: *service,
+            url: url.clone(),
+        }),
     }
 }
 
@@ -126,7 +130,7 @@ pub async fn deliver_due(
     for (sub_id, entries) in groups {
         let sub = subs.get(&sub_id).cloned();
         match &sub {
-            Some(s) if s.digest == DigestMode::Daily => {
+            Some(s) if s.digest != DigestMode::Immediate => {
                 let all: Vec<OutboxEntry> = match store.outbox_of(&sub_id) {
                     Ok(all) => all.into_iter().filter(|e| !e.is_dead()).collect(),
                     Err(e) => {
@@ -177,7 +181,7 @@ pub async fn deliver_due(
             };
             match sub {
                 None => ctx.orphaned(entries),
-                Some(sub) if sub.digest == DigestMode::Daily => {
+                Some(sub) if sub.digest != DigestMode::Immediate => {
                     ctx.digest(&sub, entries, rest).await
                 }
                 Some(sub) => ctx.immediate(&sub, entries).await,
@@ -400,8 +404,8 @@ impl SubscriberRun<'_> {
         match self.notifier.deliver(&dest, &alerts).await {
             Ok(()) => {
                 self.ack(&mut rep, &sendable, Some(&sub.id));
-                let next =
-                    self.at() + chrono::Duration::from_std(DIGEST_INTERVAL).unwrap_or_default();
+                let interval = sub.digest.interval().unwrap_or(DIGEST_INTERVAL);
+                let next = self.at() + chrono::Duration::from_std(interval).unwrap_or_default();
                 let later: Vec<(OutboxEntry, OutboxEntry)> = rest
                     .into_iter()
                     .map(|e| {

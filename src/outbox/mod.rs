@@ -55,7 +55,9 @@ mod subscriptions;
 #[cfg(test)]
 mod test_support;
 
-pub use deliver::{DeliveryReport, deliver_due, outbox_counts, redact_addresses, requeue};
+pub use deliver::{
+    DeliveryReport, deliver_due, destination, outbox_counts, redact_addresses, requeue,
+};
 pub use plan::EnqueuePlan;
 pub use retry::{after_failure, retry_delay};
 pub use subscriptions::Subscriptions;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{DIGEST_INTERVAL, Subscriptions};
-use crate::model::{DigestMode, FieldChange, NctId, Record, Severity};
+use super::Subscriptions;
+use crate::model::{FieldChange, NctId, Record, Severity};
 use crate::severity::assess;
 use crate::store::{OwedAlert, Store, StoreError};
 
@@ -34,10 +34,13 @@ impl EnqueuePlan {
         now: DateTime<Utc>,
     ) -> Result<EnqueuePlan, StoreError> {
         let mut digest_due = HashMap::new();
-        for s in subs.list.iter().filter(|s| s.digest == DigestMode::Daily) {
+        for s in subs.list.iter() {
+            let Some(interval) = s.digest.interval() else {
+                continue;
+            };
             let due = match store.last_digest(&s.id)? {
-                Some(last) => (last + DIGEST_INTERVAL).max(now),
-                None => now + DIGEST_INTERVAL,
+                Some(last) => (last + interval).max(now),
+                None => now + interval,
             };
             digest_due.insert(s.id.clone(), due);
         }
@@ -80,6 +83,7 @@ impl EnqueuePlan {
 mod tests {
     use super::super::test_support::{change, nct, sub};
     use super::*;
+    use crate::model::DigestMode;
     use crate::model::WatchedFields;
     use serde_json::json;
 

@@ -599,7 +599,7 @@ fn subscriptions_are_validated_listed_and_removed() {
             "expected one of minor, notable, critical",
         ),
         (
-            vec!["subscribe", "email", "a@example.org", "--digest", "weekly"],
+            vec!["subscribe", "email", "a@example.org", "--digest", "hourly"],
             "use \"daily\"",
         ),
         (

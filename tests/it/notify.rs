@@ -240,6 +240,7 @@ Version 4, detected 2024-05-01 06:00 UTC
 
 -- 
 You get this because your trialwatch subscription sub-melanoma watches these fields.
+To stop these alerts, reply with the subject \"unsubscribe sub-melanoma\", or ask the operator to run `trialwatch unsubscribe sub-melanoma` (or remove it from the configuration).
 ";
 
 /// One alert over required STARTTLS with AUTH: the server saw TLS and our login, and the
@@ -303,6 +304,11 @@ async fn email_over_starttls_with_auth_arrives_as_specified() {
     assert_eq!(
         msg.header_raw("Auto-Submitted").map(str::trim),
         Some("auto-generated")
+    );
+    // RFC 2369: the unsubscribe button writes to the operator with the subscription's ID.
+    assert_eq!(
+        msg.header_raw("List-Unsubscribe").map(str::trim),
+        Some("<mailto:trialwatch@example.org?subject=unsubscribe%20sub-melanoma>")
     );
 
     // multipart/alternative with exactly a text/plain and a text/html part.

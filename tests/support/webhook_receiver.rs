@@ -323,3 +323,161 @@ async fn handle(
     }
     response
 }
+
+// ---------------------------------------------------------------------------------------------
+// Team-chat formats: what each service documents for its incoming webhooks, checked the way the
+// service would (shape and limits), written from the services' docs rather than trialwatch's
+// code. Each returns what is wrong, or the message's title.
+
+/// Checks a Slack incoming-webhook body: `text` fallback, blocks with a plain-text header
+/// (≤ 150 chars) and mrkdwn sections (≤ 3000 chars each).
+pub fn check_slack(r: &Recorded) -> Result<String, String> {
+    json_type(r)?;
+    let v = r.json();
+    let text = v["text"].as_str().ok_or("slack: no `text` fallback")?;
+    let blocks = v["blocks"].as_array().ok_or("slack: no `blocks` array")?;
+    if blocks.is_empty() || blocks.len() > 50 {
+        return Err(format!("slack: {} blocks (1..=50 allowed)", blocks.len()));
+    }
+    for b in blocks {
+        match b["type"].as_str() {
+            Some("header") => {
+                if b["text"]["type"] != "plain_text" {
+                    return Err("slack: a header's text must be plain_text".into());
+                }
+                limit("slack header", &b["text"]["text"], 150)?;
+            }
+            Some("section") => limit("slack section", &b["text"]["text"], 3000).map(|_| ())?,
+            Some("context") => {
+                for e in b["elements"]
+                    .as_array()
+                    .ok_or("slack: context without elements")?
+                {
+                    limit("slack context", &e["text"], 3000)?;
+                }
+            }
+            other => return Err(format!("slack: unexpected block type {other:?}")),
+        }
+    }
+    Ok(text.to_string())
+}
+
+/// Checks a Discord webhook body: `content` ≤ 2000, ≤ 10 embeds with title ≤ 256, description
+/// ≤ 4096, ≤ 25 fields (name ≤ 256, value ≤ 1024), an integer colour.
+pub fn check_discord(r: &Recorded) -> Result<String, String> {
+    json_type(r)?;
+    let v = r.json();
+    limit("discord content", &v["content"], 2000)?;
+    let embeds = v["embeds"].as_array().ok_or("discord: no `embeds` array")?;
+    if embeds.is_empty() || embeds.len() > 10 {
+        return Err(format!("discord: {} embeds (1..=10)", embeds.len()));
+    }
+    let e = &embeds[0];
+    let title = limit("discord title", &e["title"], 256)?;
+    limit("discord description", &e["description"], 4096)?;
+    if !e["color"].is_u64() {
+        return Err("discord: `color` must be an integer".into());
+    }
+    if !e["url"].as_str().unwrap_or_default().starts_with("http") {
+        return Err("discord: `url` must be a link".into());
+    }
+    let fields = e["fields"].as_array().ok_or("discord: no `fields`")?;
+    if fields.len() > 25 {
+        return Err(format!("discord: {} fields (at most 25)", fields.len()));
+    }
+    for f in fields {
+        limit("discord field name", &f["name"], 256)?;
+        limit("discord field value", &f["value"], 1024)?;
+    }
+    Ok(title)
+}
+
+/// Checks a Teams workflow body: a `message` with one Adaptive Card attachment whose body
+/// starts with a TextBlock.
+pub fn check_teams(r: &Recorded) -> Result<String, String> {
+    json_type(r)?;
+    let v = r.json();
+    if v["type"] != "message" {
+        return Err("teams: `type` must be \"message\"".into());
+    }
+    let a = &v["attachments"][0];
+    if a["contentType"] != "application/vnd.microsoft.card.adaptive" {
+        return Err(format!("teams: contentType {}", a["contentType"]));
+    }
+    let card = &a["content"];
+    if card["type"] != "AdaptiveCard" || !card["version"].is_string() {
+        return Err("teams: content must be an AdaptiveCard with a version".into());
+    }
+    let body = card["body"].as_array().ok_or("teams: card without body")?;
+    let first = body.first().ok_or("teams: empty card body")?;
+    if first["type"] != "TextBlock" {
+        return Err("teams: the card must open with a TextBlock".into());
+    }
+    if r.body.len() > 28 * 1024 {
+        return Err(format!(
+            "teams: {} bytes (cards are capped at 28 KB)",
+            r.body.len()
+        ));
+    }
+    Ok(first["text"].as_str().unwrap_or_default().to_string())
+}
+
+/// Checks an ntfy publish: a plain-text body ≤ 4096 bytes, `Title`, `Priority` 1–5, `Tags`,
+/// `Click`; returns the title (an RFC 2047 encoded-word decoded).
+pub fn check_ntfy(r: &Recorded) -> Result<String, String> {
+    if r.method != "POST" && r.method != "PUT" {
+        return Err(format!("ntfy: method {}", r.method));
+    }
+    let body = std::str::from_utf8(&r.body).map_err(|_| "ntfy: body is not UTF-8")?;
+    if body.is_empty() || r.body.len() > 4096 {
+        return Err(format!("ntfy: body of {} bytes (1..=4096)", r.body.len()));
+    }
+    let prio: u8 = r
+        .header("priority")
+        .and_then(|p| p.parse().ok())
+        .ok_or("ntfy: no numeric Priority header")?;
+    if !(1..=5).contains(&prio) {
+        return Err(format!("ntfy: Priority {prio} (1..=5)"));
+    }
+    r.header("tags")
+        .filter(|t| !t.is_empty())
+        .ok_or("ntfy: no Tags")?;
+    r.header("click")
+        .filter(|c| c.starts_with("http"))
+        .ok_or("ntfy: no Click link")?;
+    let title = r.header("title").ok_or("ntfy: no Title")?;
+    Ok(decode_encoded_word(title))
+}
+
+fn decode_encoded_word(s: &str) -> String {
+    use base64::Engine as _;
+    match s
+        .strip_prefix("=?UTF-8?B?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| s.to_string()),
+        None => s.to_string(),
+    }
+}
+
+fn json_type(r: &Recorded) -> Result<(), String> {
+    match r.header("content-type") {
+        Some(ct) if ct.starts_with("application/json") => Ok(()),
+        other => Err(format!("Content-Type {other:?}, not application/json")),
+    }
+}
+
+fn limit(what: &str, v: &serde_json::Value, max: usize) -> Result<String, String> {
+    let s = v
+        .as_str()
+        .ok_or(format!("{what}: missing or not a string"))?;
+    let n = s.chars().count();
+    if n == 0 || n > max {
+        return Err(format!("{what}: {n} characters (1..={max})"));
+    }
+    Ok(s.to_string())
+}

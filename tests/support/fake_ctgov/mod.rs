@@ -415,6 +415,13 @@ impl FakeCtGov {
         self.lock().rejected.insert(n);
     }
 
+    /// Undoes [`FakeCtGov::reject_id`]: the ID is served normally again (CT.gov recovered).
+    pub fn accept_id(&self, id: &str) {
+        if let Some(n) = parse_nct_number(id) {
+            self.lock().rejected.remove(&n);
+        }
+    }
+
     /// Sets the `dataTimestamp` that `/api/v2/version` reports.
     pub fn set_data_timestamp(&self, ts: impl Into<String>) {
         self.lock().data_timestamp = ts.into();
