@@ -394,6 +394,26 @@ fn reads_only(command: &Command) -> bool {
     )
 }
 
+/// `verify`'s and `repair`'s closing lines: each problem, or "store OK" when there is none.
+fn print_problems(problems: &[String], out: &mut dyn Write) -> std::io::Result<()> {
+    for p in problems {
+        writeln!(out, "problem: {p}")?;
+    }
+    if problems.is_empty() {
+        writeln!(out, "store OK")?;
+    }
+    Ok(())
+}
+
+/// Exit 0 for a store without problems, 2 (the README's "something is broken") otherwise.
+fn store_verdict(problems: &[String]) -> ExitCode {
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
 fn init_logging(level: Option<&str>, format: LogFormat, default_level: &str, ansi: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
@@ -548,18 +568,9 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
                     "{} trials, {} versions checked",
                     rep.trials, rep.versions
                 )?;
-                for p in &rep.problems {
-                    writeln!(out, "problem: {p}")?;
-                }
-                if rep.problems.is_empty() {
-                    writeln!(out, "store OK")?;
-                }
+                print_problems(&rep.problems, out)?;
             }
-            Ok(if rep.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            Ok(store_verdict(&rep.problems))
         }
         Command::Status { json } => daemon::status(ctx, json, out),
         Command::Export { dir, only, json } => export::run(ctx, &dir, &only, json, out),

@@ -53,16 +53,7 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
                 kept.display()
             )?;
         }
-        for p in &rep.problems {
-            writeln!(out, "problem: {p}")?;
-        }
-        if rep.problems.is_empty() {
-            writeln!(out, "store OK")?;
-        }
+        super::print_problems(&rep.problems, out)?;
     }
-    Ok(if rep.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(super::store_verdict(&rep.problems))
 }
