@@ -176,14 +176,17 @@ fn main() {
         .map(|k| ids[((k * 37) % changed.max(1)) * 100].as_str())
         .collect();
     reads(&cfg, "after the 1%-changed re-sync", &changed_ids);
+    // BENCH_KEEP=1 leaves the stores on disk (paths printed) for further measurements.
+    let keep = std::env::var_os("BENCH_KEEP").is_some();
+    if keep {
+        println!("synced store kept at {}", dir.keep().display());
+    }
     if versions == 0 {
         return;
     }
 
     // 5. history on N trials x `versions` versions, built through the library.
     let hdir = tempfile::tempdir().unwrap();
-    // BENCH_KEEP=1 leaves the history store on disk (path printed) for further measurements.
-    let keep = std::env::var_os("BENCH_KEEP").is_some();
     let t0 = Instant::now();
     let mut raw_bytes = 0usize;
     {

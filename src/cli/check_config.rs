@@ -55,7 +55,7 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
     writeln!(
         out,
         "watch: {} in the configuration{from_file}",
-        plural(c.watch.nct_ids.len(), "trial")
+        plural(c.watch.ids().len(), "trial")
     )?;
     let fields: Vec<&str> = c.mirror.fields.0.iter().map(|p| p.as_str()).collect();
     writeln!(out, "watched fields: {}", fields.join(", "))?;
@@ -206,7 +206,7 @@ fn as_json(c: &Config) -> Value {
             "max_attempts": c.ctgov.max_attempts,
         },
         "watch": {
-            "trials": c.watch.nct_ids.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            "trials": c.watch.ids().iter().map(String::from).collect::<Vec<_>>(),
             "nct_file": c.watch.nct_file,
         },
         "watched_fields": c.mirror.fields.0.iter().map(|p| p.as_str()).collect::<Vec<_>>(),

@@ -346,27 +346,31 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    let result = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
-        .map_err(anyhow::Error::from)
-        .and_then(|cfg| {
-            // Start the daemon, or let a running one execute the command.
-            if matches!(cli.command, Command::Daemon) {
-                return daemon::run_daemon(cli.config.clone(), cli.data_dir.clone(), cfg);
-            }
-            if let Some(code) = daemon::forward_if_running(&cfg, &cli.command)? {
-                return Ok(code);
-            }
-            store_access::set_command(
-                format!("{:?}", cli.command)
-                    .to_lowercase()
-                    .split([' ', '{', '('])
-                    .next()
-                    .unwrap_or(""),
-            );
-            let mut ctx = Ctx::new(cfg, None);
-            ctx.reading = reads_only(&cli.command);
-            execute(cli.command, &ctx, &mut std::io::stdout().lock())
-        });
+    let result = Config::load_with(
+        cli.config.as_deref(),
+        cli.data_dir.as_deref(),
+        watch_file_for(&cli.command),
+    )
+    .map_err(anyhow::Error::from)
+    .and_then(|cfg| {
+        // Start the daemon, or let a running one execute the command.
+        if matches!(cli.command, Command::Daemon) {
+            return daemon::run_daemon(cli.config.clone(), cli.data_dir.clone(), cfg);
+        }
+        if let Some(code) = daemon::forward_if_running(&cfg, &cli.command)? {
+            return Ok(code);
+        }
+        store_access::set_command(
+            format!("{:?}", cli.command)
+                .to_lowercase()
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or(""),
+        );
+        let mut ctx = Ctx::new(cfg, None);
+        ctx.reading = reads_only(&cli.command);
+        execute(cli.command, &ctx, &mut std::io::stdout().lock())
+    });
     match result {
         Ok(code) => code,
         // The reader went away (`| head`): nothing is wrong, end quietly.
@@ -392,6 +396,23 @@ fn reads_only(command: &Command) -> bool {
             | Command::Outbox { action: None, .. }
             | Command::TestAlert { .. }
     )
+}
+
+/// Whether loading the configuration reads `[watch] nct_file`: the commands that never look at
+/// the watch list leave it unread, so that their cost does not grow with a list of 100,000
+/// trials (issue #14). Every other command reads and checks it up front, as before.
+fn watch_file_for(command: &Command) -> crate::config::WatchFile {
+    use crate::config::WatchFile;
+    match command {
+        Command::History { .. }
+        | Command::Show { .. }
+        | Command::Diff { .. }
+        | Command::Changes { .. }
+        | Command::Status { .. }
+        | Command::Verify { .. }
+        | Command::Fields { .. } => WatchFile::Deferred,
+        _ => WatchFile::Read,
+    }
 }
 
 /// `verify`'s and `repair`'s closing lines: each problem, or "store OK" when there is none.

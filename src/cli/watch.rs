@@ -65,7 +65,7 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction, out: &mut dyn Write) -> anyhow
             let store = ctx.open_store()?;
             for id in ids {
                 let removed = store.watch_remove(&id)?;
-                let in_config = ctx.cfg.watch.nct_ids.contains(&id);
+                let in_config = ctx.cfg.watch.ids().contains(&id);
                 match (removed, in_config) {
                     (_, true) => writeln!(
                         out,
@@ -87,27 +87,25 @@ pub(crate) fn run(ctx: &Ctx, action: WatchAction, out: &mut dyn Write) -> anyhow
         WatchAction::List { json } => {
             let store = ctx.open_store()?;
             let stored = store.watch_list()?;
-            let stored_ids: std::collections::HashSet<&crate::model::NctId> =
-                stored.iter().map(|w| &w.nct_id).collect();
-            let mut entries: Vec<Entry> = ctx
-                .cfg
-                .watch
-                .nct_ids
+            // Sets of numbers, not scans: both lists can hold 100,000 trials.
+            let stored_ids: std::collections::HashSet<u32> =
+                stored.iter().map(|w| w.nct_id.number()).collect();
+            let config = ctx.cfg.watch.ids();
+            let mut entries: Vec<Entry> = config
                 .iter()
                 .map(|id| Entry {
-                    nct_id: id.to_string(),
-                    source: if stored_ids.contains(id) {
+                    source: if stored_ids.contains(&id.number()) {
                         "config+store"
                     } else {
                         "config"
                     },
+                    nct_id: id.into(),
                 })
                 .collect();
-            // Sets, not scans: both lists can hold 100,000 trials.
-            let config_ids: std::collections::HashSet<&crate::model::NctId> =
-                ctx.cfg.watch.nct_ids.iter().collect();
+            let config_ids: std::collections::HashSet<u32> =
+                config.iter().map(|id| id.number()).collect();
             for w in &stored {
-                if !config_ids.contains(&w.nct_id) {
+                if !config_ids.contains(&w.nct_id.number()) {
                     entries.push(Entry {
                         nct_id: w.nct_id.to_string(),
                         source: "store",

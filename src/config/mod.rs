@@ -40,7 +40,7 @@ pub use schedule::{DEFAULT_CRON, ScheduleConfig};
 pub use smtp::{
     BadSmtpSecurity, PasswordSource, SMTP_PASSWORD_CREDENTIAL, Secret, SmtpConfig, SmtpSecurity,
 };
-pub use watch::{WatchConfig, read_watch_file};
+pub use watch::{WatchConfig, WatchFile, WatchList, read_watch_file};
 
 /// Where the config is looked for when `--config` is not given, in order.
 pub const DEFAULT_CONFIG_PATHS: &[&str] = &["/etc/trialwatch/config.toml", "./trialwatch.toml"];
@@ -158,10 +158,22 @@ fn toml_problem(text: &str, e: &toml::de::Error) -> String {
 
 impl Config {
     /// Load from `--config PATH`, else the first default path that exists, else built-in defaults.
-    /// `data_dir_override` is `--data-dir` and wins over the file.
+    /// `data_dir_override` is `--data-dir` and wins over the file. The watch-list file is read
+    /// and checked too (see [`Config::load_with`]).
     pub fn load(
         path: Option<&Path>,
         data_dir_override: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        Config::load_with(path, data_dir_override, WatchFile::Read)
+    }
+
+    /// [`Config::load`], saying whether `[watch] nct_file` is read now or on first use: a
+    /// command that never looks at the watch list defers it, so its cost does not grow with
+    /// the list.
+    pub fn load_with(
+        path: Option<&Path>,
+        data_dir_override: Option<&Path>,
+        watch_file: WatchFile,
     ) -> Result<Config, ConfigError> {
         let searched = if path.is_some() {
             Vec::new()
@@ -181,7 +193,7 @@ impl Config {
                          (config/trialwatch.example.toml shows every key)"
                     )],
                 })?;
-                let mut cfg = Config::from_toml(&text, Some(&p))?;
+                let mut cfg = Config::from_toml_with(&text, Some(&p), watch_file)?;
                 let sets_data_dir =
                     toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("data_dir"));
                 if !sets_data_dir {
@@ -202,8 +214,18 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parse and validate TOML text. `file` is used for messages and to resolve `nct_file`.
+    /// Parse and validate TOML text. `file` is used for messages and to resolve `nct_file`,
+    /// which is read and checked too.
     pub fn from_toml(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::from_toml_with(text, file, WatchFile::Read)
+    }
+
+    /// [`Config::from_toml`], reading `nct_file` now or on first use (`watch_file`).
+    pub fn from_toml_with(
+        text: &str,
+        file: Option<&Path>,
+        watch_file: WatchFile,
+    ) -> Result<Config, ConfigError> {
         let err = |problems: Vec<String>| ConfigError {
             file: file.map(Path::to_path_buf),
             problems,
@@ -227,7 +249,7 @@ impl Config {
         };
 
         let ctgov = ctgov::validate_ctgov(&raw.ctgov, &mut problems);
-        let watch = watch::validate_watch(&raw.watch, file, &mut problems);
+        let watch = watch::validate_watch(&raw.watch, file, watch_file, &mut problems);
         let mirror = mirror::validate_mirror(&raw.mirror, &mut problems);
         let schedule = schedule::validate_schedule(&raw.schedule, &mut problems);
         let smtp = raw
@@ -331,7 +353,7 @@ mod example_tests {
     fn example_config_is_valid() {
         let c =
             Config::from_toml(include_str!("../../config/trialwatch.example.toml"), None).unwrap();
-        assert_eq!(c.watch.nct_ids.len(), 3);
+        assert_eq!(c.watch.ids().len(), 3);
         assert_eq!(c.mirror.fields, WatchedFields::default());
         assert_eq!(c.ctgov.requests_per_minute, 50);
     }

@@ -178,7 +178,7 @@ impl Shared {
             ),
             Ok(new) => {
                 tracing::info!(
-                    watch.config_trials = new.watch.nct_ids.len(),
+                    watch.config_trials = new.watch.ids().len(),
                     schedule.cron = %new.schedule.cron.source(),
                     "configuration reloaded"
                 );

@@ -398,7 +398,7 @@ fn failed(
 /// list (`trialwatch watch add`), then the current members of queries with `watch`, without
 /// repeats.
 pub fn watched_ids(cfg: &Config, store: &Store) -> Result<Vec<NctId>, crate::store::StoreError> {
-    let mut ids = cfg.watch.nct_ids.clone();
+    let mut ids = cfg.watch.ids().to_vec();
     // A set: a scan of `ids` per stored entry is quadratic in the watch list.
     let mut seen: std::collections::HashSet<NctId> = ids.iter().cloned().collect();
     let stored = store.watch_list()?.into_iter().map(|w| w.nct_id);

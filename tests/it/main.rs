@@ -34,6 +34,7 @@ mod notify;
 mod private_store;
 mod publish;
 mod queries;
+mod read_costs;
 mod reads;
 mod shell;
 mod silent_edits;
