@@ -44,6 +44,51 @@ pub fn records_read(path: &str) -> (bool, bool) {
     }
 }
 
+/// The paths of a version's own record that [`assess`] reads, for the changes
+/// [`records_read`] says need a record (keep the three in step). A store keeps these values
+/// beside such a version's metadata ([`context_of`]), so `changes --since` judges it without
+/// decoding a record.
+pub const CONTEXT_PATHS: &[&str] = &[
+    "status.overallStatus",
+    "status.whyStopped",
+    "status.resultsFirstPostDate",
+];
+
+/// The part of `record` that [`assess`] reads when it is a change's new record.
+pub fn context_of(record: &Record) -> Record {
+    let mut out = Record::default();
+    for path in CONTEXT_PATHS {
+        if let Some(v) = record.get(path) {
+            out.set(path, v.clone());
+        }
+    }
+    out
+}
+
+/// Whether judging `changes` reads a record at all (and so a stored context pays off).
+pub fn needs_context(changes: &[FieldChange]) -> bool {
+    changes
+        .iter()
+        .any(|c| records_read(&c.path) != (false, false))
+}
+
+/// The `(old, new)` records [`assess`] needs for `changes` (a version's changes against the
+/// version before it), rebuilt from the version's own [`context_of`]: what `assess` reads of
+/// them is exactly what it would read of the whole records. The old record's status is the
+/// status change's old value, or the unchanged new one.
+pub fn records_from_context(context: &Record, changes: &[FieldChange]) -> (Record, Record) {
+    let path = "status.overallStatus";
+    let old_status = match changes.iter().find(|c| c.path == path) {
+        Some(c) => c.old.clone(),
+        None => context.get(path).cloned(),
+    };
+    let mut old = Record::default();
+    if let Some(v) = old_status {
+        old.set(path, v);
+    }
+    (old, context.clone())
+}
+
 /// The severity of one change and a one-line summary for people, such as
 /// `status RECRUITING → COMPLETED`, `enrollment 41 → 20 (−51%)`,
 /// `completion date slipped 184 days, 2019-03 → 2019-09`, `eligibility criteria edited` or
@@ -474,6 +519,50 @@ mod tests {
                 let new_only = assess(&c, None, if need_new { &new } else { &empty });
                 if !need_old {
                     assert_eq!(full, new_only, "{path}");
+                }
+            }
+        }
+    }
+
+    /// Guards [`records_from_context`]: for real changes (a diff of two records), every change
+    /// is judged the same from the stored context as from the two whole records.
+    #[test]
+    fn a_context_judges_like_the_whole_records() {
+        let mut base = Record::default();
+        base.set("status.overallStatus", json!("RECRUITING"));
+        base.set("status.startDate", json!("2020-01"));
+        base.set("design.enrollmentCount", json!(100));
+        base.set("identification.briefTitle", json!("A trial"));
+        let edits: Vec<Box<dyn Fn(&mut Record)>> = vec![
+            Box::new(|r| r.set("status.overallStatus", json!("TERMINATED"))),
+            Box::new(|r| {
+                r.set("status.overallStatus", json!("TERMINATED"));
+                r.set("status.whyStopped", json!("funding ended"));
+            }),
+            Box::new(|r| r.set("status.whyStopped", json!("funding ended"))),
+            Box::new(|r| {
+                r.set("status.overallStatus", json!("COMPLETED"));
+                r.set("results.hasResults", json!(true));
+                r.set("status.resultsFirstPostDate", json!("2024-05-01"));
+            }),
+            Box::new(|r| r.set("results.hasResults", json!(true))),
+            Box::new(|r| r.set("design.enrollmentCount", json!(10))),
+            Box::new(|r| r.set("identification.briefTitle", json!("Another"))),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            for old in [base.clone(), Record::default()] {
+                let mut new = old.clone();
+                edit(&mut new);
+                let changes = crate::diff::diff(Some(&old), &new);
+                assert!(!changes.is_empty(), "edit {i}");
+                let (c_old, c_new) = records_from_context(&context_of(&new), &changes);
+                for c in &changes {
+                    assert_eq!(
+                        assess(c, Some(&old), &new),
+                        assess(c, Some(&c_old), &c_new),
+                        "edit {i}: {}",
+                        c.path
+                    );
                 }
             }
         }

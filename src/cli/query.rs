@@ -455,7 +455,7 @@ pub(crate) fn changes(
     // Listed from the time index alone; each version is decoded only once the filters that
     // need no decoding (trial, first version) have kept it, so the cost is what is shown.
     let refs = store.version_refs_since(since)?;
-    let mut versions: Vec<(NctId, VersionMeta)> = Vec::new();
+    let mut versions: Vec<(NctId, VersionMeta, Option<Record>)> = Vec::new();
     let mut states: std::collections::HashMap<NctId, Option<crate::store::TrialState>> =
         std::collections::HashMap::new();
     for r in refs {
@@ -485,12 +485,20 @@ pub(crate) fn changes(
                 continue;
             }
         }
-        if let Some(meta) = store.version(&r.nct, r.version)? {
-            versions.push((r.nct, meta));
+        if let Some((meta, context)) = store.version_with_context(&r.nct, r.version)? {
+            // The stored context stands for both records only when there is a version before
+            // (a first snapshot, shown with --include-first, is judged against none).
+            let context = context.filter(|_| {
+                !filter.include_first
+                    || states
+                        .get(&r.nct)
+                        .is_some_and(|s| s.as_ref().is_some_and(|t| t.before(r.version).is_some()))
+            });
+            versions.push((r.nct, meta, context));
         }
     }
     let mut found: Vec<(NctId, &VersionMeta, AssessedChange)> = Vec::new();
-    for (nct, meta) in &versions {
+    for (nct, meta, context) in &versions {
         if meta.provenance.backfilled && !filter.include_backfill {
             continue;
         }
@@ -507,7 +515,11 @@ pub(crate) fn changes(
             .iter()
             .map(|c| crate::severity::records_read(&c.path))
             .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1));
-        let (old, new) = if need_old {
+        let (old, new) = if let Some(context) = context.as_ref().filter(|_| need_old || need_new) {
+            // What the rules read of both records, kept at commit: no record is decoded.
+            let (old, new) = crate::severity::records_from_context(context, &meta.changes);
+            (Some(old), new)
+        } else if need_old {
             records_around(&store, nct, meta.version)?
         } else if need_new {
             (None, record_of(&store, nct, meta.version)?)

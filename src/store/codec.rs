@@ -136,4 +136,10 @@ pub(super) struct StoredMeta {
     /// Set when the changes are `diff(None, record)` and so were not stored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(super) changes_from_record: bool,
+    /// The values of the version's record the severity rules read
+    /// (`severity::context_of`), kept only when its changes need them, so `changes --since`
+    /// judges the version without decoding records. Absent in older stores and after a
+    /// backfill rewrote the metadata: readers then decode the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) context: Option<crate::model::Record>,
 }

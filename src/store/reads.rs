@@ -78,6 +78,18 @@ impl Store {
         version: u32,
         table: &[VersionBlobs],
     ) -> Result<Option<VersionMeta>> {
+        Ok(self
+            .meta_context_in(nct, version, table)?
+            .map(|(meta, _)| meta))
+    }
+
+    /// [`Store::meta_in`] with the stored severity context, if any.
+    fn meta_context_in(
+        &self,
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Option<(VersionMeta, Option<Record>)>> {
         let Some(stored) =
             self.blob_json::<StoredMeta>(nct, version, table, |e| &e.meta, "metadata")?
         else {
@@ -89,7 +101,18 @@ impl Store {
         {
             meta.changes = crate::diff::diff(None, &record);
         }
-        Ok(Some(meta))
+        Ok(Some((meta, stored.context)))
+    }
+
+    /// Version `version`'s metadata and, when the store kept it, the values of its record the
+    /// severity rules read (`severity::context_of`; `None` in older stores or when its changes
+    /// need none), so a caller can judge its changes without decoding records.
+    pub fn version_with_context(
+        &self,
+        nct: &NctId,
+        version: u32,
+    ) -> Result<Option<(VersionMeta, Option<Record>)>> {
+        self.meta_context_in(nct, version, &self.table(nct)?)
     }
 
     /// Version `version`'s normalized record.

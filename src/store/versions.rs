@@ -294,6 +294,7 @@ impl Store {
         let stored = StoredMeta {
             meta: successor,
             changes_from_record: false,
+            context: None,
         };
         table[i].meta = self
             .packs
@@ -401,12 +402,17 @@ impl Store {
                     .iter()
                     .all(|c| c.kind == crate::model::ChangeKind::Added)))
             && meta.changes == crate::diff::diff(None, nv.record);
+        // What the severity rules read of the record, when these changes need it (issue #14:
+        // `changes --since` then decodes no record).
+        let context = (!derived && crate::severity::needs_context(&meta.changes))
+            .then(|| crate::severity::context_of(nv.record));
         let stored = StoredMeta {
             meta: VersionMeta {
                 changes: if derived { Vec::new() } else { meta.changes },
                 ..meta
             },
             changes_from_record: derived,
+            context,
         };
         let meta_codec = if version == 1 && !derived {
             Codec::OwnRaw

@@ -69,3 +69,63 @@ fn read_commands_do_not_read_the_watch_file() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cannot be read"), "{}", stderr(&out));
 }
+
+/// The `(offset, first payload byte)` of every entry of a pack (`len u32 LE | crc32 | payload`).
+fn pack_entries(pack: &std::path::Path) -> Vec<(u64, u8)> {
+    let bytes = std::fs::read(pack).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 8 < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 || at + 8 + len > bytes.len() {
+            break;
+        }
+        out.push((at as u64, bytes[at + 8]));
+        at += 8 + len;
+    }
+    out
+}
+
+/// Flip the last payload byte of the entry at `offset`.
+fn damage(pack: &std::path::Path, offset: u64) {
+    let mut bytes = std::fs::read(pack).unwrap();
+    let at = offset as usize;
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 8 + len - 1] ^= 0xff;
+    std::fs::write(pack, bytes).unwrap();
+}
+
+/// `changes --since` judges a status change (critical, with the reason for stopping and the
+/// status before) from what the store kept beside the version's metadata at commit, decoding
+/// no record: with both records' blobs damaged it prints exactly what it printed before,
+/// while `show`, which reads a record, reports the damage.
+#[test]
+fn changes_judges_severity_without_decoding_records() {
+    let a = "NCT09300002";
+    let env = TestEnv::new(&[a]);
+    let v1 = fixture_as("NCT03418623.json", a);
+    env.server.put_study(v1.clone());
+    env.ok(&["sync"]);
+    env.server.put_study(edit(&v1, |p| {
+        p["statusModule"]["overallStatus"] = json!("TERMINATED");
+        p["statusModule"]["whyStopped"] = json!("funding ended");
+    }));
+    env.ok(&["sync"]);
+    let before = env.ok(&["changes", "--since", "1d", "--json"]);
+    assert!(before.contains("why stopped: funding ended"), "{before}");
+    assert!(before.contains("\"critical\""), "{before}");
+    let text_before = env.ok(&["changes", "--since", "1d"]);
+
+    // Entries: v1 metadata, record, raw JSON, commit record (tag 0xC1), then v2's the same way.
+    let pack = env.data_dir().join("packs").join("000001.pack");
+    let entries = pack_entries(&pack);
+    let commit = entries.iter().position(|e| e.1 == 0xC1).unwrap();
+    assert_eq!(commit, 3, "{entries:?}");
+    damage(&pack, entries[1].0); // version 1's record
+    damage(&pack, entries[commit + 2].0); // version 2's record
+    let out = env.run(&["show", a]);
+    assert!(!out.status.success(), "show read a damaged record");
+
+    assert_eq!(env.ok(&["changes", "--since", "1d", "--json"]), before);
+    assert_eq!(env.ok(&["changes", "--since", "1d"]), text_before);
+}
