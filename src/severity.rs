@@ -533,21 +533,21 @@ mod tests {
         base.set("status.startDate", json!("2020-01"));
         base.set("design.enrollmentCount", json!(100));
         base.set("identification.briefTitle", json!("A trial"));
-        let edits: Vec<Box<dyn Fn(&mut Record)>> = vec![
-            Box::new(|r| r.set("status.overallStatus", json!("TERMINATED"))),
-            Box::new(|r| {
+        let edits: &[fn(&mut Record)] = &[
+            |r| r.set("status.overallStatus", json!("TERMINATED")),
+            |r| {
                 r.set("status.overallStatus", json!("TERMINATED"));
                 r.set("status.whyStopped", json!("funding ended"));
-            }),
-            Box::new(|r| r.set("status.whyStopped", json!("funding ended"))),
-            Box::new(|r| {
+            },
+            |r| r.set("status.whyStopped", json!("funding ended")),
+            |r| {
                 r.set("status.overallStatus", json!("COMPLETED"));
                 r.set("results.hasResults", json!(true));
                 r.set("status.resultsFirstPostDate", json!("2024-05-01"));
-            }),
-            Box::new(|r| r.set("results.hasResults", json!(true))),
-            Box::new(|r| r.set("design.enrollmentCount", json!(10))),
-            Box::new(|r| r.set("identification.briefTitle", json!("Another"))),
+            },
+            |r| r.set("results.hasResults", json!(true)),
+            |r| r.set("design.enrollmentCount", json!(10)),
+            |r| r.set("identification.briefTitle", json!("Another")),
         ];
         for (i, edit) in edits.iter().enumerate() {
             for old in [base.clone(), Record::default()] {
