@@ -454,7 +454,12 @@ pub(crate) fn changes(
     let store = ctx.open_store()?;
     // Listed from the time index alone; each version is decoded only once the filters that
     // need no decoding (trial, first version) have kept it, so the cost is what is shown.
-    let refs = store.version_refs_since(since)?;
+    // Trial filter and version 1 (see below) are judged on the index's bytes.
+    let numbers: Vec<u32> = ncts.iter().map(NctId::number).collect();
+    let skip_v1 = !filter.include_first && !filter.include_backfill;
+    let refs = store.version_refs_since_where(since, |n, v| {
+        (numbers.is_empty() || numbers.contains(&n)) && !(skip_v1 && v == 1)
+    })?;
     let mut versions: Vec<(NctId, VersionMeta, Option<Record>)> = Vec::new();
     let mut states: std::collections::HashMap<NctId, Option<crate::store::TrialState>> =
         std::collections::HashMap::new();

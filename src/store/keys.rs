@@ -214,24 +214,49 @@ pub(super) fn encode_time_entries(entries: &[(NctId, u32)]) -> Vec<u8> {
 /// The `(NCT, version)` entries of one time-index key: its value's list, or (format 1, empty
 /// value) the one in the key.
 pub(super) fn decode_time_entries(k: &[u8], v: &[u8]) -> Result<Vec<(NctId, u32)>> {
+    decode_time_entries_where(k, v, &|_, _| true)
+}
+
+/// [`decode_time_entries`], keeping only the entries `keep(trial number, version)` accepts;
+/// an entry is judged on its bytes (a canonical ID is `NCT` and 8 digits), and only the kept
+/// ones become [`NctId`]s. A malformed entry is an error whether kept or not.
+pub(super) fn decode_time_entries_where(
+    k: &[u8],
+    v: &[u8],
+    keep: &dyn Fn(u32, u32) -> bool,
+) -> Result<Vec<(NctId, u32)>> {
     let bad = || corrupt(k, "bad time-index entry".into());
     if v.is_empty() {
         let (_, nct, ver) = decode_time_key(k).ok_or_else(bad)?;
-        return Ok(vec![(nct, ver)]);
+        return Ok(if keep(nct.number(), ver) {
+            vec![(nct, ver)]
+        } else {
+            Vec::new()
+        });
     }
     if !v.len().is_multiple_of(15) {
         return Err(bad());
     }
-    v.chunks_exact(15)
-        .map(|c| {
-            let nct: NctId = std::str::from_utf8(&c[..11])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(bad)?;
-            let ver = u32::from_be_bytes(c[11..].try_into().map_err(|_| bad())?);
-            Ok((nct, ver))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for c in v.chunks_exact(15) {
+        let ver = u32::from_be_bytes(c[11..].try_into().map_err(|_| bad())?);
+        let digits = &c[3..11];
+        if &c[..3] != b"NCT" || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        let number = digits
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+        if !keep(number, ver) {
+            continue;
+        }
+        let nct: NctId = std::str::from_utf8(&c[..11])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        out.push((nct, ver));
+    }
+    Ok(out)
 }
 
 /// How errors name one blob of one version (it has no sled key of its own).
