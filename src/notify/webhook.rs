@@ -67,8 +67,9 @@ pub struct Payload<'a> {
     pub schema: u32,
     /// The alert id: the same on every retry, so receivers can drop repeats.
     pub event_id: &'a str,
-    /// The trial that changed.
-    pub nct_id: &'a NctId,
+    /// The trial that changed; left out for a health alert, which is about no trial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nct_id: Option<&'a NctId>,
     /// The stored version this alert reports, to match `trialwatch history`.
     pub version: u32,
     /// RFC 3339 in UTC (`2024-05-01T06:00:00Z`).
@@ -94,7 +95,7 @@ impl<'a> Payload<'a> {
         Payload {
             schema: SCHEMA_VERSION,
             event_id: &alert.id,
-            nct_id: &alert.nct_id,
+            nct_id: alert.nct_id.as_ref(),
             version: alert.version,
             detected_at: rfc3339(alert.detected_at),
             trial: &alert.trial,

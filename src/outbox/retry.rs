@@ -83,7 +83,7 @@ mod tests {
         let t: DateTime<Utc> = created.parse().unwrap();
         OutboxEntry {
             subscription_id: "sub-0123456789".into(),
-            nct_id: nct("NCT02241018"),
+            nct_id: Some(nct("NCT02241018")),
             version: 2,
             paths: vec!["status.overallStatus".into()],
             created_at: t,
