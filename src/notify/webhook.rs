@@ -170,6 +170,26 @@ impl fmt::Debug for Poster {
     }
 }
 
+/// What a refused receiver certificate means and how to fix it. The trusted roots are the
+/// bundled ones plus the system store (`/etc/ssl/certs`, or the PEM file `SSL_CERT_FILE` names,
+/// which the message names when it is set).
+fn certificate_message(origin: &str, reason: &str) -> String {
+    let store = match std::env::var_os("SSL_CERT_FILE") {
+        Some(f) => format!(
+            "the CA file SSL_CERT_FILE names ({}) does not hold the CA that signed it",
+            std::path::Path::new(&f).display()
+        ),
+        None => "the system's CA store (/etc/ssl/certs) does not hold the CA that signed it".into(),
+    };
+    format!(
+        "webhook {origin}'s TLS certificate was refused ({reason}): {store}; not retried. For a \
+         receiver with a private CA, add that CA's certificate to the system store \
+         (/usr/local/share/ca-certificates/, then update-ca-certificates) or set SSL_CERT_FILE \
+         to a PEM file holding it, restart trialwatch and `trialwatch outbox retry --all`; \
+         otherwise give the receiver a certificate from a public CA for this host name"
+    )
+}
+
 impl Poster {
     pub(crate) fn new(timeout: Duration) -> Result<Self, SetupError> {
         let client = reqwest::Client::builder()
@@ -260,6 +280,9 @@ impl Poster {
         // The URL's path or query may hold a token: keep it out of the message.
         let err = err.without_url();
         let detail = error_chain(&err);
+        if let Some(reason) = crate::util::http::certificate_problem(&err) {
+            return DeliveryError::permanent(certificate_message(origin, &reason));
+        }
         if err.is_timeout() {
             DeliveryError::transient(format!(
                 "webhook {origin} did not answer within {:?} ({detail}): will retry",
