@@ -288,7 +288,9 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
     match &change {
         Some(HealthChange::Unhealthy { failures, .. }) => tracing::error!(
             sync.failures_in_a_row = failures,
-            "{failures} scheduled syncs in a row have failed (business days only); syncing is unhealthy until one succeeds"
+            "{} in a row {} failed (business days only); syncing is unhealthy until one succeeds",
+            crate::util::text::plural(*failures as usize, "scheduled sync"),
+            if *failures == 1 { "has" } else { "have" }
         ),
         Some(HealthChange::Recovered { since, .. }) => tracing::warn!(
             sync.unhealthy_since = %since,
@@ -344,9 +346,9 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
             }
             let summary = match &report {
                 Some(r) => format!(
-                    "{kind:?} sync of {} trials: {} new versions, {} failed",
-                    r.requested,
-                    r.new_versions,
+                    "{kind:?} sync of {}: {}, {} failed",
+                    crate::util::text::plural(r.requested, "trial"),
+                    crate::util::text::plural(r.new_versions, "new version"),
                     r.failed.len()
                 ),
                 None => format!("{kind:?} sync: no watched trial changed"),

@@ -1,0 +1,103 @@
+//! Habits of the people who run trialwatch: times in their own zone on request (`--tz ZONE` or
+//! `TZ`) in human output while every `--json` stays UTC, and an unknown zone refused as a usage
+//! error.
+
+use crate::support::env::{TestEnv, edit, fixture, stderr, stdout};
+
+const ID: &str = "NCT03418623";
+
+/// A store with two versions of one trial, detected at a known time (10:00 UTC, a winter day,
+/// so New York is 05:00 EST).
+fn env_with_history() -> TestEnv {
+    let env = TestEnv::new(&[ID]);
+    let raw = fixture(&format!("{ID}.json"));
+    env.server.put_study(raw.clone());
+    let sync_at = |at: &str| {
+        let out = env
+            .cmd(&["sync"])
+            .env("TRIALWATCH_NOW", at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    sync_at("2026-12-01T10:00:00Z");
+    env.server.put_study(edit(&raw, |p| {
+        p["statusModule"]["overallStatus"] = serde_json::json!("SUSPENDED")
+    }));
+    sync_at("2026-12-02T10:00:00Z");
+    env
+}
+
+fn run_with(env: &TestEnv, args: &[&str], tz: Option<&str>) -> std::process::Output {
+    let mut c = env.cmd(args);
+    if let Some(tz) = tz {
+        c.env("TZ", tz);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn tz_flag_and_env_shift_human_times_and_leave_json_in_utc() {
+    let env = env_with_history();
+    let utc = env.ok(&["history", ID]);
+    assert!(utc.contains("2026-12-02 10:00 UTC"), "{utc}");
+    let ny = env.ok(&["--tz", "America/New_York", "history", ID]);
+    assert!(ny.contains("2026-12-02 05:00 EST"), "{ny}");
+    assert!(!ny.contains("10:00 UTC"), "{ny}");
+    // The same from TZ, and a flag wins over TZ.
+    let from_env = run_with(&env, &["history", ID], Some("America/New_York"));
+    assert_eq!(stdout(&from_env), ny);
+    let flag_wins = run_with(
+        &env,
+        &["--tz", "UTC", "history", ID],
+        Some("America/New_York"),
+    );
+    assert_eq!(stdout(&flag_wins), utc);
+    // `changes` names the zone when it is not UTC.
+    let since = ["changes", "--since", "2026-11-01"];
+    let changes = env.ok(&since);
+    assert!(changes.contains("2026-12-02 10:00  "), "{changes}");
+    let mut args = vec!["--tz", "Asia/Tokyo"];
+    args.extend(since);
+    let tokyo = env.ok(&args);
+    assert!(tokyo.contains("2026-12-02 19:00 JST"), "{tokyo}");
+
+    // --json is byte for byte the same whatever the zone.
+    for json_args in [
+        vec!["history", ID, "--json"],
+        vec!["changes", "--since", "2026-11-01", "--json"],
+        vec!["status", "--json"],
+        vec!["outbox", "--json"],
+    ] {
+        let plain = env.ok(&json_args);
+        let mut zoned = vec!["--tz", "America/New_York"];
+        zoned.extend(json_args.iter().copied());
+        let other = run_with(&env, &zoned, Some("Asia/Tokyo"));
+        assert!(other.status.success(), "{}", stderr(&other));
+        // `status` reports the store's size, which reading it does not change.
+        assert_eq!(stdout(&other), plain, "{json_args:?}");
+    }
+    let h = env.json(&["--tz", "America/New_York", "history", ID, "--json"]);
+    assert!(h.to_string().contains("2026-12-02T10:00:00"), "{h}");
+}
+
+#[test]
+fn an_unknown_zone_is_a_usage_error_naming_it() {
+    let env = TestEnv::new(&[ID]);
+    let out = env.run(&["--tz", "Mars/Olympus", "status"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--tz") && err.contains("`Mars/Olympus`"),
+        "{err}"
+    );
+    assert!(err.contains("America/New_York"), "the fix: {err}");
+    let out = run_with(&env, &["status"], Some("Nowhere/Land"));
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("TZ") && err.contains("`Nowhere/Land`"),
+        "{err}"
+    );
+    assert!(err.contains("unset TZ"), "{err}");
+}
