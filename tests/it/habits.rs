@@ -101,3 +101,93 @@ fn an_unknown_zone_is_a_usage_error_naming_it() {
     );
     assert!(err.contains("unset TZ"), "{err}");
 }
+
+/// The SMTP password is an optional credential: a daemon whose `$CREDENTIALS_DIRECTORY` lacks
+/// it (systemd started it without the file) starts, syncs, warns once naming the credential and
+/// the fix, and keeps the email alert in the outbox with that reason; `check-config` says where
+/// the password would come from. The unit asks for it in the form that does not fail the start.
+#[test]
+fn a_missing_smtp_credential_does_not_stop_the_daemon() {
+    use crate::support::daemon::{Daemon, EVERY_SECOND, wait_for, wait_running};
+    use std::time::Duration;
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/trialwatch.service"),
+    )
+    .unwrap();
+    let creds: Vec<&str> = unit
+        .lines()
+        .filter(|l| l.starts_with("LoadCredential"))
+        .collect();
+    assert_eq!(
+        creds,
+        ["LoadCredential=smtp-password"],
+        "by name, never by path"
+    );
+
+    let port = crate::support::free_port();
+    let tail = format!(
+        "{EVERY_SECOND}[alerts]\nretry_base_secs = 0.05\nretry_cap_secs = 0.2\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nusername = \"tw\"\n\
+         from = \"trialwatch@example.org\"\n[[subscription]]\nemail = \"ops@example.org\"\n"
+    );
+    let env = TestEnv::with_config(&[ID], "", &tail);
+    let creds_dir = tempfile::tempdir().unwrap();
+    let out = env
+        .cmd(&["check-config"])
+        .env("CREDENTIALS_DIRECTORY", creds_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("smtp password: from the systemd credential `smtp-password`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/etc/credstore/smtp-password"),
+        "the fix: {text}"
+    );
+
+    let raw = fixture(&format!("{ID}.json"));
+    env.server.put_study(raw.clone());
+    let mut d = Daemon::start_with(&env, |c| {
+        c.env("CREDENTIALS_DIRECTORY", creds_dir.path());
+    });
+    wait_running(&env, &d);
+    wait_for(Duration::from_secs(30), "a first sync", || {
+        d.log().contains("scheduled sync finished").then_some(())
+    });
+    let log = d.log();
+    assert_eq!(
+        log.matches("the SMTP password (the systemd credential `smtp-password`) is not available")
+            .count(),
+        1,
+        "one warning: {log}"
+    );
+    assert!(log.contains("/etc/credstore/smtp-password"), "{log}");
+    // A change owes the subscriber an email: it waits in the outbox with the reason.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    env.server.put_study(edit(&raw, |p| {
+        p["statusModule"]["overallStatus"] = serde_json::json!("TERMINATED");
+        p["statusModule"]["lastUpdatePostDateStruct"]["date"] = serde_json::json!(today);
+    }));
+    env.server.set_data_timestamp("2026-09-05T09:00:05");
+    let entry = wait_for(
+        Duration::from_secs(30),
+        "the alert's failed attempt",
+        || {
+            let o = env.json(&["outbox", "--json"]);
+            o.as_array()
+                .and_then(|a| a.first().cloned())
+                .filter(|e| e["last_error"].is_string())
+        },
+    );
+    let why = entry["last_error"].as_str().unwrap();
+    assert!(
+        why.contains("smtp-password") && why.contains("not available"),
+        "{why}"
+    );
+    assert_eq!(entry["state"], "pending", "kept and retried: {entry}");
+    let (status, _) = d.terminate();
+    assert!(status.success(), "{}", d.log());
+}
