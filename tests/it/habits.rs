@@ -191,3 +191,30 @@ fn a_missing_smtp_credential_does_not_stop_the_daemon() {
     let (status, _) = d.terminate();
     assert!(status.success(), "{}", d.log());
 }
+
+/// A command handed to a running daemon shows times in the caller's zone (its `TZ` travels as
+/// `--tz`), not the daemon's, and its `--json` stays UTC.
+#[test]
+fn a_forwarded_command_shows_the_callers_zone() {
+    use crate::support::daemon::{Daemon, wait_running};
+    let env = env_with_history();
+    let mut d = Daemon::start(&env);
+    wait_running(&env, &d);
+    let out = run_with(&env, &["history", ID], Some("America/New_York"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("2026-12-02 05:00 EST"), "{text}");
+    assert!(
+        d.log().contains("running a forwarded command"),
+        "not forwarded: {}",
+        d.log()
+    );
+    let json = run_with(&env, &["history", ID, "--json"], Some("America/New_York"));
+    assert!(
+        stdout(&json).contains("2026-12-02T10:00:00"),
+        "{}",
+        stdout(&json)
+    );
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}
