@@ -114,7 +114,29 @@ pub(super) fn forward_if_running(
     let args = super::output::with_tz_arg(args);
     let started = std::time::Instant::now();
     loop {
-        match control::forward(&socket, args.clone()) {
+        // A sync or backfill the daemon runs draws its bar here, from the daemon's events.
+        let verb = match command {
+            Command::Sync { .. } => Some("syncing"),
+            Command::Backfill { .. } => Some("backfilling"),
+            _ => None,
+        };
+        let mut bar: Option<Option<super::progress::Progress>> = None;
+        let mut on_progress = |ev| {
+            if let Some(verb) = verb
+                && let Some(b) = bar
+                    .get_or_insert_with(|| {
+                        super::progress::Progress::forwarded(verb, cfg.ctgov.timeout)
+                    })
+                    .as_ref()
+            {
+                b.show(ev);
+            }
+        };
+        let forwarded = control::forward(&socket, args.clone(), &mut on_progress);
+        if let Some(Some(b)) = &bar {
+            b.finish();
+        }
+        match forwarded {
             Ok(code) => return Ok(Some(code)),
             Err(ForwardError::Connect { .. } | ForwardError::Busy)
                 if started.elapsed() < CONNECT_WAIT =>

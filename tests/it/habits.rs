@@ -218,3 +218,49 @@ fn a_forwarded_command_shows_the_callers_zone() {
     let (status, _) = d.terminate();
     assert!(status.success());
 }
+
+/// A sync handed to a running daemon draws its progress in the user's terminal (here a real
+/// pseudo-terminal from util-linux `script`), from the daemon's progress events; piped, the same
+/// command prints its summary and no bar; and the bar never goes to the daemon's log.
+#[test]
+fn a_forwarded_sync_draws_its_progress_in_the_users_terminal() {
+    use crate::support::daemon::{Daemon, wait_running};
+    let env = TestEnv::new(&[ID]);
+    env.server.put_study(fixture(&format!("{ID}.json")));
+    let mut d = Daemon::start(&env);
+    wait_running(&env, &d);
+
+    // Piped: the summary, no bar.
+    let out = env.run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("synced 1 trial"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("syncing:"), "{}", stderr(&out));
+
+    // On a terminal: the bar, drawn by this CLI from the daemon's events.
+    let cmd = format!(
+        "{} --config {} sync",
+        crate::support::env::BIN,
+        env.config.display()
+    );
+    let tty = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env_remove("TZ")
+        .env_remove("TRIALWATCH_NOW")
+        .output()
+        .expect("util-linux `script` (a pseudo-terminal)");
+    let screen = String::from_utf8_lossy(&tty.stdout).into_owned();
+    assert!(tty.status.success(), "{screen}");
+    assert!(screen.contains("syncing: 1/1 trials"), "no bar: {screen:?}");
+    assert!(screen.contains("synced 1 trial"), "{screen:?}");
+    let log = d.log();
+    assert!(
+        log.matches("running a forwarded command").count() >= 2,
+        "{log}"
+    );
+    assert!(
+        !log.contains("syncing:"),
+        "the bar reached the daemon's log: {log}"
+    );
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}
