@@ -58,3 +58,11 @@ if ! command -v man >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null
 fi
+
+# util-linux's `script` gives tests/it/habits.rs a real pseudo-terminal, to see the progress bar a
+# sync handed to the daemon draws (bsdutils is essential on Debian; this covers slimmer images).
+if ! command -v script >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bsdutils >/dev/null
+fi
+command -v script >/dev/null 2>&1 || { echo "install-test-deps: script (bsdutils) did not install" >&2; exit 1; }

@@ -68,13 +68,13 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
         if c.schedule.full_sync_days == 1 {
             "day".to_string()
         } else {
-            format!("{} days", c.schedule.full_sync_days)
+            crate::util::text::plural(c.schedule.full_sync_days as usize, "day")
         },
         if next.is_empty() {
             "never".to_string()
         } else {
             next.iter()
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .map(|t| crate::util::zone::seconds(*t))
                 .collect::<Vec<_>>()
                 .join(", ")
         }

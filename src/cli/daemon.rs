@@ -110,9 +110,33 @@ pub(super) fn forward_if_running(
     let args = std::env::current_dir()
         .map(|cwd| super::export::absolute_dir_arg(absolute_paths(args.clone(), &cwd), &cwd))
         .unwrap_or(args);
+    // The daemon does not see this shell's `TZ`: hand it over as `--tz` (checked in `main`).
+    let args = super::output::with_tz_arg(args);
     let started = std::time::Instant::now();
     loop {
-        match control::forward(&socket, args.clone()) {
+        // A sync or backfill the daemon runs draws its bar here, from the daemon's events.
+        let verb = match command {
+            Command::Sync { .. } => Some("syncing"),
+            Command::Backfill { .. } => Some("backfilling"),
+            _ => None,
+        };
+        let mut bar: Option<Option<super::progress::Progress>> = None;
+        let mut on_progress = |ev| {
+            if let Some(verb) = verb
+                && let Some(b) = bar
+                    .get_or_insert_with(|| {
+                        super::progress::Progress::forwarded(verb, cfg.ctgov.timeout)
+                    })
+                    .as_ref()
+            {
+                b.show(ev);
+            }
+        };
+        let forwarded = control::forward(&socket, args.clone(), &mut on_progress);
+        if let Some(Some(b)) = &bar {
+            b.finish();
+        }
+        match forwarded {
             Ok(code) => return Ok(Some(code)),
             Err(ForwardError::Connect { .. } | ForwardError::Busy)
                 if started.elapsed() < CONNECT_WAIT =>
@@ -201,6 +225,9 @@ impl Executor for CliExecutor {
         let argv = std::iter::once("trialwatch".to_string()).chain(args.iter().cloned());
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string().trim_end().to_string())?;
         let command = cli.command;
+        // The zone the user's CLI chose (it forwards `$TZ` as `--tz`); checked there already.
+        let zone =
+            super::output::display_zone(cli.tz.as_deref(), true).map_err(|e| e.to_string())?;
         if matches!(command, Command::Daemon) {
             return Err("a daemon already runs on this data directory".into());
         }
@@ -220,7 +247,7 @@ impl Executor for CliExecutor {
             ),
             run: Box::new(move |cfg, store, out| {
                 let ctx = Ctx::new(cfg.clone(), Some(store.clone()));
-                execute(command, &ctx, out).map(code_of)
+                crate::util::zone::with_zone(zone, || execute(command, &ctx, out)).map(code_of)
             }),
         })
     }
@@ -309,7 +336,7 @@ pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Resu
         writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let t = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let t = crate::util::zone::seconds;
     match (&st.daemon.pid, st.daemon.running) {
         (pid, true) => writeln!(
             out,
@@ -325,11 +352,11 @@ pub(super) fn status(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Resu
     match &st.last_sync {
         Some(r) => writeln!(
             out,
-            "last sync: {}, took {:.1} s: {} trials, {} new versions, {} failed",
+            "last sync: {}, took {}: {}, {}, {} failed",
             t(r.started_at),
-            r.duration_ms as f64 / 1000.0,
-            r.requested,
-            r.new_versions,
+            crate::util::text::duration(std::time::Duration::from_millis(r.duration_ms)),
+            crate::util::text::plural(r.requested, "trial"),
+            crate::util::text::plural(r.new_versions, "new version"),
             r.failed.len()
         )?,
         None => writeln!(out, "last sync: never")?,

@@ -69,6 +69,10 @@ pub struct Cli {
     /// or never; output that is piped gets none in auto
     #[arg(long, global = true, value_enum, default_value_t = color::ColorChoice::Auto, value_name = "WHEN")]
     color: color::ColorChoice,
+    /// Show times in this zone (IANA name: America/New_York, Europe/Berlin) instead of UTC;
+    /// default: $TZ when set. Only human output: --json output stays UTC
+    #[arg(long, global = true, value_name = "ZONE")]
+    tz: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -317,6 +321,13 @@ pub fn main() -> ExitCode {
     }
     // The daemon's stdout is not the user's terminal: what it executes for a client is plain.
     let is_daemon = matches!(cli.command, Command::Daemon);
+    let zone = match output::display_zone(cli.tz.as_deref(), is_daemon) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(output::exit::USAGE);
+        }
+    };
     color::set_paint(
         !is_daemon && color::decide_from_env(cli.color, std::io::stdout().is_terminal()),
     );
@@ -369,7 +380,9 @@ pub fn main() -> ExitCode {
         );
         let mut ctx = Ctx::new(cfg, None);
         ctx.reading = reads_only(&cli.command);
-        execute(cli.command, &ctx, &mut std::io::stdout().lock())
+        crate::util::zone::with_zone(zone, || {
+            execute(cli.command, &ctx, &mut std::io::stdout().lock())
+        })
     });
     match result {
         Ok(code) => code,
@@ -586,8 +599,9 @@ pub fn execute(command: Command, ctx: &Ctx, out: &mut dyn Write) -> anyhow::Resu
             } else {
                 writeln!(
                     out,
-                    "{} trials, {} versions checked",
-                    rep.trials, rep.versions
+                    "{}, {} checked",
+                    crate::util::text::plural(rep.trials, "trial"),
+                    crate::util::text::plural(rep.versions, "version")
                 )?;
                 print_problems(&rep.problems, out)?;
             }

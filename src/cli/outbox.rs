@@ -113,10 +113,10 @@ pub(crate) fn run(
             let dead = rows.iter().filter(|r| r.state == "dead").count();
             for r in &rows {
                 let when = match r.entry.dead_at {
-                    Some(t) => format!("dead since {}", t.format("%Y-%m-%d %H:%M:%S UTC")),
+                    Some(t) => format!("dead since {}", crate::util::zone::seconds(t)),
                     None => format!(
                         "next attempt {}",
-                        r.entry.next_attempt_at.format("%Y-%m-%d %H:%M:%S UTC")
+                        crate::util::zone::seconds(r.entry.next_attempt_at)
                     ),
                 };
                 writeln!(
@@ -178,7 +178,11 @@ pub(crate) fn run(
             }
             store.outbox_remove(&found, None)?;
             store.flush()?;
-            writeln!(out, "{} alerts dropped", found.len())?;
+            writeln!(
+                out,
+                "{} dropped",
+                crate::util::text::plural(found.len(), "alert")
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(OutboxAction::Deliver) => {

@@ -1,5 +1,6 @@
 //! The command line's conventions, shared by every command: exit codes (one table, the
-//! README's), usage errors, and a closed pipe (`trialwatch changes | head`) ending quietly.
+//! README's), usage errors, a closed pipe (`trialwatch changes | head`) ending quietly, and the
+//! zone human times are shown in (`--tz`, `TZ`).
 //!
 //! A new command adopts them by returning [`ExitCode`]s from [`exit`] and wrapping argument
 //! mistakes in [`UsageError`]; `cli::main` does the rest.
@@ -44,6 +45,42 @@ pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The zone for human times: `--tz`, else `$TZ` (not for the daemon itself, whose log and
+/// texts stay UTC whatever its environment says), else UTC. An unknown zone is a usage error
+/// naming where it came from.
+pub(crate) fn display_zone(
+    flag: Option<&str>,
+    is_daemon: bool,
+) -> Result<crate::util::zone::Zone, UsageError> {
+    use crate::util::zone::{Zone, parse_zone};
+    if let Some(z) = flag {
+        return parse_zone(z).map_err(|e| UsageError(format!("--tz: {e}")));
+    }
+    if is_daemon {
+        return Ok(Zone::UTC);
+    }
+    match std::env::var("TZ") {
+        Ok(tz) if !tz.trim().is_empty() => parse_zone(&tz).map_err(|e| {
+            UsageError(format!(
+                "the TZ environment variable: {e}; or unset TZ to see times in UTC"
+            ))
+        }),
+        _ => Ok(Zone::UTC),
+    }
+}
+
+/// A command line about to be forwarded to a running daemon, with `$TZ` handed over as `--tz`
+/// when the user gave no `--tz` (the daemon's own environment is not the user's).
+pub(crate) fn with_tz_arg(args: Vec<String>) -> Vec<String> {
+    let given = args.iter().any(|a| a == "--tz" || a.starts_with("--tz="));
+    match std::env::var("TZ") {
+        Ok(tz) if !given && !tz.trim().is_empty() => {
+            ["--tz".to_string(), tz].into_iter().chain(args).collect()
+        }
+        _ => args,
+    }
 }
 
 /// Check `--log-level`: a bare word must be a level (a typo such as `warnx` would otherwise be

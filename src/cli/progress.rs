@@ -2,6 +2,11 @@
 //! time left, and what CT.gov is doing when it is slow ("waiting for CT.gov: attempt 2 of 4 in
 //! 1.5 s (HTTP 503), 30 s timeout") so nobody stares at a blank screen. Nothing is drawn when
 //! stderr is not a terminal (pipes, cron, the daemon's journal).
+//!
+//! A sync handed to a running daemon draws the same bar in the user's terminal: inside the
+//! daemon the bar becomes a stream of [`ProgressEvent`]s to the CLI (`p` frames of the control
+//! socket), and the CLI feeds them to a bar of its own ([`Progress::forwarded`]); nothing of
+//! it reaches the daemon's log.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -10,17 +15,54 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ctgov::client::{CtGovClient, RetryNotice};
+use crate::daemon::control::{ProgressEvent, ProgressSink, progress_sink};
 
-/// A bar on stderr; cheap to clone (clones draw the same bar).
+/// A bar on stderr, or (inside the daemon) the events of the CLI's bar; cheap to clone (clones
+/// draw the same bar).
 #[derive(Clone)]
 pub(crate) struct Progress {
-    bar: ProgressBar,
+    draw: Draw,
+}
+
+#[derive(Clone)]
+enum Draw {
+    Bar(ProgressBar),
+    /// A forwarded command: events to the CLI that handed it over.
+    Remote(ProgressSink),
 }
 
 impl Progress {
     /// A bar for `verb` ("syncing", "backfilling") when stderr is a terminal, told about the
-    /// client's retries; `None` otherwise.
+    /// client's retries; for a command forwarded by a CLI that draws progress, the events of
+    /// that CLI's bar; `None` otherwise.
     pub(crate) fn start(verb: &str, client: &CtGovClient) -> Option<Progress> {
+        let progress = match progress_sink() {
+            Some(sink) => Progress {
+                draw: Draw::Remote(sink),
+            },
+            None => Self::bar(verb, client.config().timeout)?,
+        };
+        let notice = progress.clone();
+        client.on_retry(move |n| notice.retrying(n));
+        Some(progress)
+    }
+
+    /// The CLI's bar for a sync the daemon runs, fed with [`Progress::show`]; `None` when
+    /// stderr is not a terminal.
+    pub(crate) fn forwarded(verb: &str, timeout: Duration) -> Option<Progress> {
+        Self::bar(verb, timeout)
+    }
+
+    /// One event from the daemon.
+    pub(crate) fn show(&self, ev: ProgressEvent) {
+        match (&self.draw, ev) {
+            (Draw::Bar(_), ProgressEvent::Done { done, total }) => self.update(done, total),
+            (Draw::Bar(bar), ProgressEvent::Retry { message }) => bar.set_message(message),
+            (Draw::Remote(sink), ev) => sink(&ev),
+        }
+    }
+
+    fn bar(verb: &str, timeout: Duration) -> Option<Progress> {
         if !std::io::stderr().is_terminal() {
             return None;
         }
@@ -32,27 +74,35 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         bar.set_style(style);
-        let timeout = client.config().timeout;
         bar.set_message(format!(
             "waiting for CT.gov ({} timeout)",
             crate::util::text::duration(timeout)
         ));
         bar.enable_steady_tick(Duration::from_millis(250));
-        let progress = Progress { bar };
-        let notice = progress.clone();
-        client.on_retry(move |n| notice.retrying(n));
-        Some(progress)
+        Some(Progress {
+            draw: Draw::Bar(bar),
+        })
     }
 
     /// `done` of `total` trials finished.
     pub(crate) fn update(&self, done: usize, total: usize) {
-        self.bar.set_length(total as u64);
-        self.bar.set_position(done as u64);
-        self.bar.set_message("");
+        match &self.draw {
+            Draw::Bar(bar) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message("");
+            }
+            Draw::Remote(sink) => sink(&ProgressEvent::Done { done, total }),
+        }
     }
 
     fn retrying(&self, n: &RetryNotice) {
-        self.bar.set_message(retry_message(n));
+        match &self.draw {
+            Draw::Bar(bar) => bar.set_message(retry_message(n)),
+            Draw::Remote(sink) => sink(&ProgressEvent::Retry {
+                message: retry_message(n),
+            }),
+        }
     }
 
     /// As a `(done, total)` callback for `sync::run`.
@@ -63,8 +113,10 @@ impl Progress {
 
     /// Leave the final state on screen and end the line.
     pub(crate) fn finish(&self) {
-        self.bar.set_message("");
-        self.bar.finish();
+        if let Draw::Bar(bar) = &self.draw {
+            bar.set_message("");
+            bar.finish();
+        }
     }
 }
 

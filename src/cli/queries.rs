@@ -283,9 +283,9 @@ fn summary_line(r: &Listed<'_>) -> String {
     let run = match (&r.state.last_run, &r.state.problem) {
         (_, Some(p)) => format!("problem: {p}"),
         (Some(t), None) => format!(
-            "{} members at {}",
-            r.state.members,
-            t.format("%Y-%m-%d %H:%M UTC")
+            "{} at {}",
+            crate::util::text::plural(r.state.members, "member"),
+            crate::util::zone::minutes(*t)
         ),
         (None, None) => "not run yet".to_string(),
     };

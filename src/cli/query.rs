@@ -175,7 +175,7 @@ pub(crate) fn history(
         writeln!(
             out,
             "last seen {}",
-            state.last_seen_at.format("%Y-%m-%d %H:%M UTC")
+            crate::util::zone::minutes(state.last_seen_at)
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -561,14 +561,14 @@ pub(crate) fn changes(
         writeln!(
             out,
             "no field changes since {}",
-            since.format("%Y-%m-%d %H:%M UTC")
+            crate::util::zone::minutes(since)
         )?;
     } else {
         for (nct, meta, c) in &found {
             writeln!(
                 out,
                 "{}  {} v{}  {}  {}",
-                meta.detected_at.format("%Y-%m-%d %H:%M"),
+                crate::util::zone::table_minutes(meta.detected_at),
                 nct,
                 meta.version,
                 super::color::severity(c.severity, &format!("{:<8}", c.severity.to_string())),

@@ -23,11 +23,11 @@ pub(super) fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> anyhow::Result<
     } else {
         writeln!(
             out,
-            "rebuilt the index of {} from {} commit records in the packs: {} trials, {} versions",
+            "rebuilt the index of {} from {} in the packs: {}, {}",
             dir.display(),
-            rep.commits,
-            rep.trials,
-            rep.versions
+            crate::util::text::plural(rep.commits, "commit record"),
+            crate::util::text::plural(rep.trials, "trial"),
+            crate::util::text::plural(rep.versions, "version")
         )?;
         if rep.skipped_bytes > 0 {
             writeln!(

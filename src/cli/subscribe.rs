@@ -90,7 +90,9 @@ pub struct Filter {
     /// Leave out changes below this severity: minor, notable or critical (default: minor)
     #[arg(long, value_name = "LEVEL")]
     min_severity: Option<String>,
-    /// What it hears about: changes (field changes, the default), query-entered, query-left
+    /// What it hears about: changes (field changes, the default), query-entered, query-left,
+    /// results-due, results-overdue, results-no-longer-overdue, verification-lapsing,
+    /// stale-status, health (the daemon's scheduled syncs failing, and recovering)
     #[arg(long = "event", num_args = 1.., value_name = "KIND")]
     events: Vec<String>,
     /// Hear about trials entering and leaving these watched queries (`trialwatch query list`)

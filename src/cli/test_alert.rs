@@ -29,7 +29,7 @@ fn sample_alert(sub: &Subscription, now: chrono::DateTime<chrono::Utc>) -> anyho
             overall_status: Some("COMPLETED".into()),
             url: format!("https://clinicaltrials.gov/study/{nct}"),
         },
-        nct_id: nct,
+        nct_id: Some(nct),
         version: 1,
         detected_at: now,
         changes: vec![AlertChange {

@@ -15,7 +15,8 @@ use super::raw;
 use crate::util::secret::read_secret_file;
 
 /// The systemd credential name read from `$CREDENTIALS_DIRECTORY` when neither
-/// `smtp.password_file` nor `smtp.password_env` is set (`LoadCredential=smtp-password:…`).
+/// `smtp.password_file` nor `smtp.password_env` is set (`LoadCredential=smtp-password`, from
+/// `/etc/credstore/smtp-password`).
 pub const SMTP_PASSWORD_CREDENTIAL: &str = "smtp-password";
 
 /// A password or signing key. `Debug` and `Display` print `[redacted]`, and it is not
@@ -330,13 +331,19 @@ fn credentials_dir_password() -> Result<Secret, String> {
     let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
         format!(
             "CREDENTIALS_DIRECTORY is not set (only the service started by systemd with \
-             LoadCredential={SMTP_PASSWORD_CREDENTIAL}:… has it); set password_file or \
+             LoadCredential={SMTP_PASSWORD_CREDENTIAL} has it); set password_file or \
              password_env to send mail from elsewhere"
         )
     })?;
     read_secret_file(&Path::new(&dir).join(SMTP_PASSWORD_CREDENTIAL))
         .map(Secret::new)
-        .map_err(|e| format!("the credential {e}"))
+        .map_err(|e| {
+            format!(
+                "the credential {e} (systemd hands it over only when \
+                 /etc/credstore/{SMTP_PASSWORD_CREDENTIAL} exists: create it, root-owned, mode \
+                 0600, and restart the service)"
+            )
+        })
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ impl CtGovClient {
         accept_404: bool,
         parse: Parser<'_, T>,
     ) -> Result<Option<(T, Url)>, FetchError> {
-        let transport = |e: reqwest::Error| match certificate_problem(&e) {
+        let transport = |e: reqwest::Error| match crate::util::http::certificate_problem(&e) {
             Some(detail) => FetchError::Certificate {
                 subject: subject.to_string(),
                 url: url.to_string(),
@@ -305,24 +305,4 @@ pub(super) fn no_answer(url: &Url, subject: &str) -> FetchError {
         url: url.to_string(),
         detail: "no answer".to_string(),
     }
-}
-
-/// rustls's reason when a request failed on the server's certificate. hyper reports a failed
-/// handshake as an `io::Error` wrapping the rustls error, and `io::Error::source()` skips the
-/// wrapped error, hence `get_ref`.
-fn certificate_problem(err: &reqwest::Error) -> Option<String> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(e @ rustls::Error::InvalidCertificate(_)) = tls {
-            return Some(e.to_string());
-        }
-        source = cause.source();
-    }
-    None
 }

@@ -6,7 +6,9 @@
 //! Wire format, one connection per command:
 //! - request: one line of JSON, `{"v":1,"args":["history","NCT…"]}` (argv without `argv[0]`);
 //! - response: frames of `tag (1 byte) | length (u32 BE) | payload`: `o` stdout bytes,
-//!   `e` stderr text, `x` the exit code (1 byte), which ends the response.
+//!   `e` stderr text, `p` a progress event (JSON [`ProgressEvent`], only when the request said
+//!   `"progress":true`, so an older CLI never meets one), `x` the exit code (1 byte), which ends
+//!   the response. A sync handed to the daemon thus draws its bar in the user's terminal.
 //!
 //! A request must arrive within [`REQUEST_TIMEOUT`] of connecting, and at most
 //! [`MAX_CONNECTIONS`] connections are served at once (waiting for their request or running);
@@ -20,11 +22,13 @@
 //! Both sides live here: the daemon's (bind, accept, [`handle`]) and the CLI's ([`forward`]).
 //! Not here: the command set ([`Executor`] is implemented by [`crate::cli`]).
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -51,6 +55,41 @@ pub const MAX_CONNECTIONS: usize = 64;
 struct Request {
     v: u32,
     args: Vec<String>,
+    /// The CLI draws the command's progress itself (`p` frames); older CLIs leave it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    progress: bool,
+}
+
+/// What a forwarded sync or backfill tells the CLI that handed it over, which draws it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressEvent {
+    /// `done` of `total` trials finished.
+    Done {
+        /// Trials finished.
+        done: usize,
+        /// Trials in the run.
+        total: usize,
+    },
+    /// CT.gov is slow or failing: the retry notice to show.
+    Retry {
+        /// "waiting for CT.gov: attempt 2 of 4 …".
+        message: String,
+    },
+}
+
+/// Where a forwarded command's progress goes (the CLI's `p` frames).
+pub type ProgressSink = Arc<dyn Fn(&ProgressEvent) + Send + Sync>;
+
+thread_local! {
+    /// Set on the thread running a forwarded command whose CLI asked for progress.
+    static PROGRESS: RefCell<Option<ProgressSink>> = const { RefCell::new(None) };
+}
+
+/// The progress sink of the forwarded command running on this thread, if its CLI draws
+/// progress; the progress bar takes it when it starts (later events come from other threads).
+pub fn progress_sink() -> Option<ProgressSink> {
+    PROGRESS.with(|p| p.borrow().clone())
 }
 
 /// Where the daemon puts its socket: `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`)
@@ -87,9 +126,20 @@ pub trait Executor: Send + Sync {
     fn parse(&self, args: &[String]) -> Result<Job, String>;
 }
 
-/// Frames output into the response stream.
-struct FrameWriter<'a> {
-    stream: &'a mut UnixStream,
+/// Frames output into the response stream; shared with the progress sink, so frames written
+/// from several threads never interleave.
+struct FrameWriter {
+    stream: Arc<Mutex<UnixStream>>,
+}
+
+impl FrameWriter {
+    fn frame(&self, tag: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut s = self
+            .stream
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        write_frame(&mut *s, tag, payload)
+    }
 }
 
 fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> std::io::Result<()> {
@@ -101,13 +151,16 @@ fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
-impl Write for FrameWriter<'_> {
+impl Write for FrameWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        write_frame(self.stream, b'o', buf)?;
+        self.frame(b'o', buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.stream.flush()
+        self.stream
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .flush()
     }
 }
 
@@ -137,9 +190,9 @@ fn serve(mut stream: UnixStream, read: std::io::Result<String>, serving: &Servin
         Ok(line) => serde_json::from_str(&line).map_err(|e| format!("bad request: {e}")),
         Err(e) => Err(format!("cannot read the request: {e}")),
     };
-    let (job, args) = match request {
+    let (job, args, progress) = match request {
         Ok(r) if r.v == PROTOCOL => match serving.executor.parse(&r.args) {
-            Ok(job) => (job, r.args),
+            Ok(job) => (job, r.args, r.progress),
             Err(msg) => return finish(&mut stream, Some(&msg), 1),
         },
         Ok(r) => {
@@ -155,9 +208,28 @@ fn serve(mut stream: UnixStream, read: std::io::Result<String>, serving: &Servin
     tracing::debug!(command = ?args, "running a forwarded command");
     let _guard = job.exclusive.then(|| serving.sync_lock.blocking_lock());
     let cfg = (serving.config)();
+    let shared = match stream.try_clone() {
+        Ok(s) => Arc::new(Mutex::new(s)),
+        Err(e) => {
+            let msg = format!("cannot answer on the control socket: {e}");
+            return finish(&mut stream, Some(&msg), 1);
+        }
+    };
+    if progress {
+        let frames = FrameWriter {
+            stream: shared.clone(),
+        };
+        let sink: ProgressSink = Arc::new(move |ev: &ProgressEvent| {
+            if let Ok(json) = serde_json::to_vec(ev) {
+                // The CLI went away: the command goes on, its progress is nobody's business.
+                let _ = frames.frame(b'p', &json);
+            }
+        });
+        PROGRESS.with(|p| *p.borrow_mut() = Some(sink));
+    }
     let result = {
         let mut out = std::io::BufWriter::new(FrameWriter {
-            stream: &mut stream,
+            stream: shared.clone(),
         });
         // A command that panics must not take its connection down unanswered: the CLI is told,
         // and the daemon (its store, its schedule, the other commands) carries on.
@@ -176,6 +248,7 @@ fn serve(mut stream: UnixStream, read: std::io::Result<String>, serving: &Servin
         let _ = out.flush();
         r
     };
+    PROGRESS.with(|p| *p.borrow_mut() = None);
     match result {
         Ok(code) => finish(&mut stream, None, code),
         Err(e) => finish(&mut stream, Some(&format!("{e:#}")), 1),
@@ -409,10 +482,19 @@ fn user_name(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// Run a command in the daemon listening on `socket`, copying its output to our stdout and
-/// stderr; returns its exit code.
-pub fn forward(socket: &Path, args: Vec<String>) -> Result<ExitCode, ForwardError> {
+/// stderr and handing its progress events to `on_progress`; returns its exit code.
+pub fn forward(
+    socket: &Path,
+    args: Vec<String>,
+    on_progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<ExitCode, ForwardError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| connect_error(socket, source))?;
-    let mut req = serde_json::to_vec(&Request { v: PROTOCOL, args }).unwrap_or_default();
+    let mut req = serde_json::to_vec(&Request {
+        v: PROTOCOL,
+        args,
+        progress: true,
+    })
+    .unwrap_or_default();
     req.push(b'\n');
     // A daemon that is busy may answer (and close) before our request is written: its
     // answer, not the failed write, is what counts.
@@ -454,6 +536,12 @@ pub fn forward(socket: &Path, args: Vec<String>) -> Result<ExitCode, ForwardErro
             b'e' => {
                 let _ = std::io::stderr().write_all(&payload);
             }
+            b'p' => {
+                // An event this CLI cannot read is skipped: progress is only a display.
+                if let Ok(ev) = serde_json::from_slice(&payload) {
+                    on_progress(ev);
+                }
+            }
             b'x' => {
                 let _ = stdout.lock().flush();
                 return Ok(ExitCode::from(payload.first().copied().unwrap_or(1)));
@@ -491,6 +579,7 @@ mod tests {
         let req = serde_json::to_vec(&Request {
             v: PROTOCOL,
             args: args.iter().map(|s| s.to_string()).collect(),
+            progress: false,
         })
         .unwrap();
         client.write_all(&req).unwrap();
@@ -510,6 +599,91 @@ mod tests {
                 _ => return (out, err, payload[0]),
             }
         }
+    }
+
+    struct Reporting;
+
+    impl Executor for Reporting {
+        fn parse(&self, _args: &[String]) -> Result<Job, String> {
+            Ok(Job {
+                exclusive: false,
+                run: Box::new(|_, _, out| {
+                    // Taken on the command's thread, used from another (as a sync's batches do).
+                    if let Some(sink) = progress_sink() {
+                        std::thread::spawn(move || {
+                            sink(&ProgressEvent::Done { done: 1, total: 2 });
+                            sink(&ProgressEvent::Retry {
+                                message: "waiting for CT.gov".into(),
+                            });
+                        })
+                        .join()
+                        .unwrap();
+                    }
+                    writeln!(out, "synced")?;
+                    Ok(0)
+                }),
+            })
+        }
+    }
+
+    /// The frames of one request: (tag, payload) in order.
+    fn frames(serving: &Serving, progress: bool) -> Vec<(u8, Vec<u8>)> {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut req = serde_json::to_vec(&Request {
+            v: PROTOCOL,
+            args: vec!["sync".into()],
+            progress,
+        })
+        .unwrap();
+        req.push(b'\n');
+        client.write_all(&req).unwrap();
+        handle(server, serving);
+        let mut out = Vec::new();
+        loop {
+            let mut head = [0u8; 5];
+            client.read_exact(&mut head).unwrap();
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut payload = vec![0u8; len];
+            client.read_exact(&mut payload).unwrap();
+            out.push((head[0], payload));
+            if head[0] == b'x' {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn progress_goes_to_a_cli_that_asks_for_it_and_to_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(Config::from_toml("", None).unwrap());
+        let serving = Serving {
+            executor: Arc::new(Reporting),
+            config: Arc::new(move || cfg.clone()),
+            store: Store::open(dir.path()).unwrap(),
+            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let got = frames(&serving, true);
+        let events: Vec<ProgressEvent> = got
+            .iter()
+            .filter(|(t, _)| *t == b'p')
+            .map(|(_, p)| serde_json::from_slice(p).unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ProgressEvent::Done { done: 1, total: 2 },
+                ProgressEvent::Retry {
+                    message: "waiting for CT.gov".into()
+                }
+            ]
+        );
+        assert!(got.iter().any(|(t, p)| *t == b'o' && p == b"synced\n"));
+        assert_eq!(got.last(), Some(&(b'x', vec![0])));
+        // An older CLI (no `progress` in its request) gets only the frames it knows.
+        let old = frames(&serving, false);
+        assert!(old.iter().all(|(t, _)| *t != b'p'), "{old:?}");
+        // And the sink does not outlive the command on this thread.
+        assert!(progress_sink().is_none());
     }
 
     #[test]

@@ -71,6 +71,26 @@ pub struct Options {
     pub stop_timeout: Duration,
 }
 
+/// A missing optional credential (the SMTP password) does not stop the daemon: say so once at
+/// start, naming where it was looked for and the fix; mail then fails per alert with the same
+/// reason (kept in the outbox and retried), and everything else works.
+fn warn_if_password_missing(cfg: &Config) {
+    let Some(smtp) = &cfg.smtp else { return };
+    if let Some(src) = &smtp.password_source
+        && let Some(why) = &src.unavailable
+    {
+        tracing::warn!(
+            smtp.password_source = %src.describe,
+            "the SMTP password ({}) is not available: {why}; the daemon runs, but email alerts \
+             wait in the outbox (retried) until it is. Fix: put the password in \
+             /etc/credstore/{} (root-owned, mode 0600; the unit's LoadCredential= picks it up) \
+             or set smtp.password_file, then `systemctl restart trialwatch`",
+            src.describe,
+            crate::config::SMTP_PASSWORD_CREDENTIAL
+        );
+    }
+}
+
 /// Run the daemon until `shutdown` resolves, then stop cleanly within `opts.stop_timeout`.
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let cfg = opts.cfg.clone();
@@ -117,6 +137,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
     if let Some(addr) = cfg.web.listen {
         web::start(&shared, opts.executor.clone(), addr).await?;
     }
+
+    warn_if_password_missing(&cfg);
 
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot listen for SIGHUP")?;

@@ -146,10 +146,10 @@ impl Shared {
             .flatten()
         {
             Some(r) => format!(
-                "last sync {} ({} trials, {} new versions, {} failed)",
+                "last sync {} ({}, {}, {} failed)",
                 r.started_at.format("%Y-%m-%d %H:%M UTC"),
-                r.requested,
-                r.new_versions,
+                crate::util::text::plural(r.requested, "trial"),
+                crate::util::text::plural(r.new_versions, "new version"),
                 r.failed.len()
             ),
             None => "no sync yet".into(),

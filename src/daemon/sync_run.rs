@@ -229,6 +229,48 @@ fn all_failed(outcome: &Outcome) -> bool {
     }
 }
 
+/// What a failed run said: its error, or the first trial's failure when every trial failed.
+fn failure_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Failed(e) => format!("{e:#}"),
+        Outcome::Synced {
+            report: Some(r), ..
+        } => match (r.failed.first(), r.failed.len()) {
+            (Some(f), 1) => format!("{}: {}", f.nct_id, f.error),
+            (Some(f), n) => format!(
+                "{}: {} (and {} more)",
+                f.nct_id,
+                f.error,
+                crate::util::text::plural(n - 1, "trial")
+            ),
+            (None, _) => "every trial failed".to_string(),
+        },
+        _ => "the sync failed".to_string(),
+    }
+}
+
+/// Enqueue the health alert `change` owes to the subscriptions that asked for
+/// `--event health` (delivered by the delivery pass right after this run, like any alert).
+fn enqueue_health(shared: &Shared, change: &HealthChange, at: DateTime<Utc>) {
+    let cfg = shared.config();
+    let store = &shared.store;
+    let event = super::health::alert_event(change, at);
+    let result = crate::outbox::Subscriptions::load(&cfg, store)
+        .map(Arc::new)
+        .and_then(|subs| crate::outbox::EnqueuePlan::new(subs, store, at))
+        .map(|plan| plan.owed_health(&event))
+        .and_then(|entries| store.outbox_add(&entries))
+        .and_then(|n| store.flush().map(|()| n));
+    match result {
+        Ok(n) => tracing::info!(
+            alerts.enqueued = n,
+            "health alert enqueued: {}",
+            event.summary
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot enqueue the health alert"),
+    }
+}
+
 /// Log the outcome and update the bookkeeping it decides.
 fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
     let checked = Utc::now();
@@ -237,21 +279,27 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
     if !matches!(outcome, Outcome::Cancelled) {
         // A run in which every trial failed (CT.gov answering errors) is a failed sync too.
         if all_failed(&outcome) {
-            shared.update_state(|s| change = s.health.failed(started, threshold));
+            let error = failure_text(&outcome);
+            shared.update_state(|s| change = s.health.failed(started, threshold, &error));
         } else {
             shared.update_state(|s| change = s.health.succeeded());
         }
     }
-    match change {
-        Some(HealthChange::Unhealthy { failures }) => tracing::error!(
+    match &change {
+        Some(HealthChange::Unhealthy { failures, .. }) => tracing::error!(
             sync.failures_in_a_row = failures,
-            "{failures} scheduled syncs in a row have failed (business days only); syncing is unhealthy until one succeeds"
+            "{} in a row {} failed (business days only); syncing is unhealthy until one succeeds",
+            crate::util::text::plural(*failures as usize, "scheduled sync"),
+            if *failures == 1 { "has" } else { "have" }
         ),
-        Some(HealthChange::Recovered { since }) => tracing::warn!(
+        Some(HealthChange::Recovered { since, .. }) => tracing::warn!(
             sync.unhealthy_since = %since,
             "scheduled syncing recovered: this run worked after the failures reported at {since}"
         ),
         None => {}
+    }
+    if let Some(change) = &change {
+        enqueue_health(shared, change, started);
     }
     match outcome {
         Outcome::Skipped {
@@ -298,9 +346,9 @@ fn record_outcome(shared: &Shared, started: DateTime<Utc>, outcome: Outcome) {
             }
             let summary = match &report {
                 Some(r) => format!(
-                    "{kind:?} sync of {} trials: {} new versions, {} failed",
-                    r.requested,
-                    r.new_versions,
+                    "{kind:?} sync of {}: {}, {} failed",
+                    crate::util::text::plural(r.requested, "trial"),
+                    crate::util::text::plural(r.new_versions, "new version"),
                     r.failed.len()
                 ),
                 None => format!("{kind:?} sync: no watched trial changed"),

@@ -17,8 +17,9 @@ pub struct Alert {
     /// Which subscription owes this alert; named in the email footer so a reader knows why
     /// they got it.
     pub subscription_id: String,
-    /// The trial that changed, for the subject line and the webhook's `nct_id`.
-    pub nct_id: NctId,
+    /// The trial that changed, for the subject line and the webhook's `nct_id`; absent for an
+    /// event about no trial (a health alert: syncing failing or recovered).
+    pub nct_id: Option<NctId>,
     /// The trial's stored version this alert reports (1, 2, 3…), to match `trialwatch history`.
     pub version: u32,
     /// When trialwatch saw the new version; shown to the reader and sent in the webhook.
@@ -99,7 +100,7 @@ mod tests {
         let alert = Alert {
             id: "a1".into(),
             subscription_id: "s1".into(),
-            nct_id: "NCT02241018".parse().unwrap(),
+            nct_id: Some("NCT02241018".parse().unwrap()),
             version: 2,
             detected_at: "2024-05-01T06:00:00Z".parse().unwrap(),
             trial: TrialInfo {

@@ -301,6 +301,9 @@ pub enum EventKind {
     VerificationLapsing,
     /// The completion date is past but the status still says (not yet) recruiting.
     StaleStatus,
+    /// trialwatch itself: scheduled syncs kept failing (`[alerts] health_after` in a row on
+    /// business days), or syncing recovered. About no trial.
+    Health,
 }
 
 impl EventKind {
@@ -314,6 +317,7 @@ impl EventKind {
         EventKind::ResultsNoLongerOverdue,
         EventKind::VerificationLapsing,
         EventKind::StaleStatus,
+        EventKind::Health,
     ];
 
     /// The word the CLI, the config and the webhook's `event` use.
@@ -327,6 +331,7 @@ impl EventKind {
             EventKind::ResultsNoLongerOverdue => "results-no-longer-overdue",
             EventKind::VerificationLapsing => "verification-lapsing",
             EventKind::StaleStatus => "stale-status",
+            EventKind::Health => "health",
         }
     }
 }

@@ -293,6 +293,12 @@ impl Subscription {
             && (!query_event || self.queries.is_empty() || self.queries.iter().any(|q| q == query))
     }
 
+    /// Whether it hears about a health event (syncing failing or recovered) of this severity:
+    /// such an event is about no trial, so the trial filter does not apply.
+    pub fn wants_health_event(&self, severity: Severity) -> bool {
+        self.wants_event(EventKind::Health) && severity >= self.min_severity
+    }
+
     /// Whether changes to this trial concern the subscriber at all.
     pub fn wants_trial(&self, nct: &NctId) -> bool {
         self.nct.is_empty() || self.nct.contains(nct)

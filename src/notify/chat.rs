@@ -65,8 +65,12 @@ fn gist(alert: &Alert) -> Gist {
         .trial
         .title
         .as_deref()
-        .map(|t| format!("{}: {}", alert.nct_id, one_line(t, 200)))
-        .unwrap_or_else(|| alert.nct_id.to_string());
+        .map(|t| match &alert.nct_id {
+            Some(nct) => format!("{nct}: {}", one_line(t, 200)),
+            None => one_line(t, 200),
+        })
+        .or_else(|| alert.nct_id.as_ref().map(|n| n.to_string()))
+        .unwrap_or_else(|| "trialwatch".to_string());
     let mut lines: Vec<(Severity, String, String)> = Vec::new();
     let severity;
     if let Some(event) = &alert.event {
@@ -189,13 +193,22 @@ fn slack(g: &Gist) -> Value {
         })
         .collect();
     let text = truncate_with_note(&body.join("\n"), SLACK_TEXT_LIMIT);
+    // A health alert is about no trial: no link to a trial's page.
+    let context = if g.url.is_empty() {
+        slack_escape(&g.footer)
+    } else {
+        format!(
+            "<{}|View on ClinicalTrials.gov> · {}",
+            g.url,
+            slack_escape(&g.footer)
+        )
+    };
     json!({
         "text": clip(&g.title, SLACK_TEXT_LIMIT),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": clip(&g.title, SLACK_HEADER_LIMIT), "emoji": true}},
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(&format!(
-                "<{}|View on ClinicalTrials.gov> · {}", g.url, slack_escape(&g.footer)), SLACK_TEXT_LIMIT)}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(&context, SLACK_TEXT_LIMIT)}]},
         ],
     })
 }
@@ -237,17 +250,24 @@ fn discord(g: &Gist, alert: &Alert) -> Value {
             .unwrap_or_else(|| g.footer.clone()),
         DISCORD_DESCRIPTION_LIMIT,
     );
+    let mut embed = json!({
+        "title": clip(&g.title, DISCORD_TITLE_LIMIT),
+        "description": description,
+        "url": g.url,
+        "color": color(g.severity),
+        "fields": fields,
+        "footer": {"text": clip(&g.footer, 2048)},
+        "timestamp": alert.detected_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    if g.url.is_empty()
+        && let Some(o) = embed.as_object_mut()
+    {
+        // Discord refuses an embed whose `url` is no URL; a health alert has no trial page.
+        o.remove("url");
+    }
     json!({
         "content": clip(&g.title, DISCORD_CONTENT_LIMIT),
-        "embeds": [{
-            "title": clip(&g.title, DISCORD_TITLE_LIMIT),
-            "description": description,
-            "url": g.url,
-            "color": color(g.severity),
-            "fields": fields,
-            "footer": {"text": clip(&g.footer, 2048)},
-            "timestamp": alert.detected_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        }],
+        "embeds": [embed],
     })
 }
 
@@ -264,6 +284,12 @@ fn teams(g: &Gist) -> Value {
         facts.push(json!({"title": "more changes", "value": format!(
             "{} more not shown; see the trial's page", g.lines.len() - TEAMS_FACTS_LIMIT)}));
     }
+    // A health alert is about no trial: no button to a trial's page.
+    let actions = if g.url.is_empty() {
+        json!([])
+    } else {
+        json!([{"type": "Action.OpenUrl", "title": "View on ClinicalTrials.gov", "url": g.url}])
+    };
     json!({
         "type": "message",
         "attachments": [{
@@ -279,7 +305,7 @@ fn teams(g: &Gist) -> Value {
                     {"type": "FactSet", "facts": facts},
                     {"type": "TextBlock", "text": truncate_with_note(&g.footer, TEAMS_TEXT_LIMIT), "isSubtle": true, "wrap": true},
                 ],
-                "actions": [{"type": "Action.OpenUrl", "title": "View on ClinicalTrials.gov", "url": g.url}],
+                "actions": actions,
             },
         }],
     })
@@ -325,21 +351,27 @@ fn ntfy(g: &Gist, alert: &Alert) -> ChatRequest {
         Severity::Notable => "warning",
         Severity::Minor => "information_source",
     };
+    let mut headers = vec![
+        ("Title", header_value(&g.title)),
+        ("Priority", ntfy_priority(g.severity).to_string()),
+        (
+            "Tags",
+            match &alert.nct_id {
+                Some(nct) => format!(
+                    "{tag},{},{nct}",
+                    g.severity.to_string().to_ascii_lowercase()
+                ),
+                None => format!("{tag},{}", g.severity.to_string().to_ascii_lowercase()),
+            },
+        ),
+    ];
+    // A health alert is about no trial: nothing to open on a click.
+    if !g.url.is_empty() {
+        headers.push(("Click", header_value(&g.url)));
+    }
     ChatRequest {
         content_type: "text/plain; charset=utf-8",
-        headers: vec![
-            ("Title", header_value(&g.title)),
-            ("Priority", ntfy_priority(g.severity).to_string()),
-            (
-                "Tags",
-                format!(
-                    "{tag},{},{}",
-                    g.severity.to_string().to_ascii_lowercase(),
-                    alert.nct_id
-                ),
-            ),
-            ("Click", header_value(&g.url)),
-        ],
+        headers,
         body: text.into_bytes(),
     }
 }
@@ -366,7 +398,7 @@ mod tests {
         Alert {
             id: "a1".into(),
             subscription_id: "sub-x".into(),
-            nct_id: "NCT02241018".parse().unwrap(),
+            nct_id: Some("NCT02241018".parse().unwrap()),
             version: 3,
             detected_at: "2024-05-01T06:00:00Z".parse().unwrap(),
             trial: TrialInfo {
@@ -397,6 +429,55 @@ mod tests {
 
     fn json_of(service: ChatService, a: &Alert) -> Value {
         serde_json::from_slice(&render(service, a).body).unwrap()
+    }
+
+    #[test]
+    fn a_health_alert_names_no_trial_and_links_nowhere_in_every_chat() {
+        use crate::model::{AlertEvent, EventKind, TrialInfo};
+        let a = Alert {
+            id: "sub-x.health-unhealthy-20261202T100000Z".into(),
+            subscription_id: "sub-x".into(),
+            nct_id: None,
+            version: 0,
+            detected_at: "2026-12-02T10:00:00Z".parse().unwrap(),
+            trial: TrialInfo {
+                title: None,
+                overall_status: None,
+                url: String::new(),
+            },
+            changes: Vec::new(),
+            ctgov_posted: None,
+            event: Some(AlertEvent {
+                kind: EventKind::Health,
+                query: None,
+                severity: Severity::Critical,
+                summary: "trialwatch could not sync: 3 scheduled syncs in a row failed".into(),
+                reason: "CT.gov answered 503".into(),
+                trial: TrialInfo {
+                    title: None,
+                    overall_status: None,
+                    url: String::new(),
+                },
+                phase: None,
+                sponsor: None,
+                key: "health-unhealthy-20261202T100000Z".into(),
+            }),
+        };
+        let slack = json_of(ChatService::Slack, &a).to_string();
+        assert!(
+            slack.contains("could not sync") && !slack.contains("<|"),
+            "{slack}"
+        );
+        let discord = json_of(ChatService::Discord, &a);
+        assert!(discord["embeds"][0].get("url").is_none(), "{discord}");
+        let teams = json_of(ChatService::Teams, &a);
+        assert_eq!(
+            teams["attachments"][0]["content"]["actions"],
+            serde_json::json!([])
+        );
+        let ntfy = render(ChatService::Ntfy, &a);
+        assert!(ntfy.headers.iter().all(|(h, _)| *h != "Click"));
+        assert!(String::from_utf8_lossy(&ntfy.body).contains("could not sync"));
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub fn render(alerts: &[Alert]) -> RenderedEmail {
 
 /// One trial's alerts in a message, versions in ascending order.
 struct TrialGroup<'a> {
-    nct_id: &'a NctId,
+    /// `None` for the group of events about no trial (health alerts).
+    nct_id: Option<&'a NctId>,
     alerts: Vec<&'a Alert>,
 }
 
@@ -148,10 +149,13 @@ impl TrialGroup<'_> {
 fn group_by_trial(alerts: &[Alert]) -> Vec<TrialGroup<'_>> {
     let mut groups: Vec<TrialGroup<'_>> = Vec::new();
     for alert in alerts {
-        match groups.iter_mut().find(|g| *g.nct_id == alert.nct_id) {
+        match groups
+            .iter_mut()
+            .find(|g| g.nct_id == alert.nct_id.as_ref())
+        {
             Some(group) => group.alerts.push(alert),
             None => groups.push(TrialGroup {
-                nct_id: &alert.nct_id,
+                nct_id: alert.nct_id.as_ref(),
                 alerts: vec![alert],
             }),
         }
@@ -162,7 +166,7 @@ fn group_by_trial(alerts: &[Alert]) -> Vec<TrialGroup<'_>> {
     groups.sort_by(|a, b| {
         b.max_severity()
             .cmp(&a.max_severity())
-            .then_with(|| a.nct_id.cmp(b.nct_id))
+            .then_with(|| a.nct_id.cmp(&b.nct_id))
     });
     groups
 }
@@ -190,14 +194,20 @@ fn subject(alerts: &[Alert], trials: &[TrialGroup<'_>]) -> String {
                 nct_id,
                 ..
             },
-        ] => format!("[trialwatch] {nct_id}: {}", super::events::headline(event)),
+        ] => match nct_id {
+            Some(nct_id) => format!("[trialwatch] {nct_id}: {}", super::events::headline(event)),
+            None => format!("[trialwatch] {}", super::events::headline(event)),
+        },
         [alert] => {
             let headline = by_severity(&alert.changes)
                 .first()
                 .map(|c| one_line(&c.summary, MAX_HEADLINE_CHARS))
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("new version {}", alert.version));
-            format!("[trialwatch] {}: {headline}", alert.nct_id)
+            match &alert.nct_id {
+                Some(nct) => format!("[trialwatch] {nct}: {headline}"),
+                None => format!("[trialwatch] {headline}"),
+            }
         }
         _ => format!(
             "[trialwatch] daily digest: {} in {}",
@@ -210,9 +220,10 @@ fn subject(alerts: &[Alert], trials: &[TrialGroup<'_>]) -> String {
 fn render_trial(trial: &TrialGroup<'_>, text: &mut String, html: &mut String) {
     let latest = trial.latest();
     let info = &latest.trial;
-    let heading = match &info.title {
-        Some(title) => format!("{}: {}", trial.nct_id, one_line(title, 300)),
-        None => trial.nct_id.to_string(),
+    let heading = match (trial.nct_id, &info.title) {
+        (Some(nct), Some(title)) => format!("{nct}: {}", one_line(title, 300)),
+        (Some(nct), None) => nct.to_string(),
+        (None, _) => "trialwatch itself".to_string(),
     };
     let _ = writeln!(text, "{heading}\n{}", info.url);
     let _ = writeln!(
@@ -682,7 +693,7 @@ mod tests {
                 overall_status: Some("COMPLETED".into()),
                 url: nct_id.ctgov_url(),
             },
-            nct_id,
+            nct_id: Some(nct_id),
             changes,
             ctgov_posted: None,
             event: None,

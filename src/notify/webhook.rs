@@ -67,8 +67,9 @@ pub struct Payload<'a> {
     pub schema: u32,
     /// The alert id: the same on every retry, so receivers can drop repeats.
     pub event_id: &'a str,
-    /// The trial that changed.
-    pub nct_id: &'a NctId,
+    /// The trial that changed; left out for a health alert, which is about no trial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nct_id: Option<&'a NctId>,
     /// The stored version this alert reports, to match `trialwatch history`.
     pub version: u32,
     /// RFC 3339 in UTC (`2024-05-01T06:00:00Z`).
@@ -94,7 +95,7 @@ impl<'a> Payload<'a> {
         Payload {
             schema: SCHEMA_VERSION,
             event_id: &alert.id,
-            nct_id: &alert.nct_id,
+            nct_id: alert.nct_id.as_ref(),
             version: alert.version,
             detected_at: rfc3339(alert.detected_at),
             trial: &alert.trial,
@@ -167,6 +168,26 @@ impl fmt::Debug for Poster {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// What a refused receiver certificate means and how to fix it. The trusted roots are the
+/// bundled ones plus the system store (`/etc/ssl/certs`, or the PEM file `SSL_CERT_FILE` names,
+/// which the message names when it is set).
+fn certificate_message(origin: &str, reason: &str) -> String {
+    let store = match std::env::var_os("SSL_CERT_FILE") {
+        Some(f) => format!(
+            "the CA file SSL_CERT_FILE names ({}) does not hold the CA that signed it",
+            std::path::Path::new(&f).display()
+        ),
+        None => "the system's CA store (/etc/ssl/certs) does not hold the CA that signed it".into(),
+    };
+    format!(
+        "webhook {origin}'s TLS certificate was refused ({reason}): {store}; not retried. For a \
+         receiver with a private CA, add that CA's certificate to the system store \
+         (/usr/local/share/ca-certificates/, then update-ca-certificates) or set SSL_CERT_FILE \
+         to a PEM file holding it, restart trialwatch and `trialwatch outbox retry --all`; \
+         otherwise give the receiver a certificate from a public CA for this host name"
+    )
 }
 
 impl Poster {
@@ -259,6 +280,9 @@ impl Poster {
         // The URL's path or query may hold a token: keep it out of the message.
         let err = err.without_url();
         let detail = error_chain(&err);
+        if let Some(reason) = crate::util::http::certificate_problem(&err) {
+            return DeliveryError::permanent(certificate_message(origin, &reason));
+        }
         if err.is_timeout() {
             DeliveryError::transient(format!(
                 "webhook {origin} did not answer within {:?} ({detail}): will retry",

@@ -154,9 +154,11 @@ pub async fn deliver_due(
     let mut cache: RenderCache = HashMap::new();
     for (_, entries, _) in &work {
         for e in entries.iter().filter(|e| e.event.is_none()) {
-            cache
-                .entry((e.nct_id.clone(), e.version))
-                .or_insert_with(|| render_version(store, &e.nct_id, e.version).map(Arc::new));
+            if let Some(nct) = &e.nct_id {
+                cache
+                    .entry((nct.clone(), e.version))
+                    .or_insert_with(|| render_version(store, nct, e.version).map(Arc::new));
+            }
         }
     }
     let cache = Arc::new(cache);
@@ -229,13 +231,13 @@ impl SubscriberRun<'_> {
         if let Some(event) = &e.event {
             return Ok(alert_for_event(e, event));
         }
-        match self.cache.get(&(e.nct_id.clone(), e.version)) {
+        let Some(nct) = &e.nct_id else {
+            return Err(format!("{} names neither a trial nor an event", e.id()));
+        };
+        match self.cache.get(&(nct.clone(), e.version)) {
             Some(Ok(r)) => Ok(alert_for(e, r)),
             Some(Err(msg)) => Err(msg.clone()),
-            None => Err(format!(
-                "{} version {} was not rendered",
-                e.nct_id, e.version
-            )),
+            None => Err(format!("{nct} version {} was not rendered", e.version)),
         }
     }
 

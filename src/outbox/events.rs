@@ -1,7 +1,8 @@
 //! Which subscriptions an event that is no field change owes an alert (a trial entering or
-//! leaving a watched query), and the outbox entries that carry it. Policy only: the entries are
-//! written by the caller's own atomic store batch (`Store::query_commit`), delivered like any
-//! other alert (same retries, severity filter, digests), and rendered from the event itself.
+//! leaving a watched query, a deadline, or syncing itself failing or recovering), and the outbox
+//! entries that carry it. Policy only: the entries are written by the caller's own atomic store
+//! batch (`Store::query_commit`, `Store::outbox_add`), delivered like any other alert (same
+//! retries, severity filter, digests), and rendered from the event itself.
 
 use crate::model::{AlertEvent, NctId};
 use crate::store::OutboxEntry;
@@ -13,15 +14,34 @@ impl EnqueuePlan {
     /// trial and severity filters. Due now, or at a daily subscription's next digest.
     pub fn owed_event(&self, nct: &NctId, event: &AlertEvent) -> Vec<OutboxEntry> {
         let query = event.query.as_deref().unwrap_or("");
+        self.entries(Some(nct), event, |s: &crate::model::Subscription| {
+            s.wants_query_event(event.kind, query, nct, event.severity)
+        })
+    }
+
+    /// One outbox entry per subscription that asked for `--event health`, for an event about
+    /// trialwatch itself (no trial, so no trial filter applies; the severity filter does).
+    pub fn owed_health(&self, event: &AlertEvent) -> Vec<OutboxEntry> {
+        self.entries(None, event, |s: &crate::model::Subscription| {
+            s.wants_health_event(event.severity)
+        })
+    }
+
+    fn entries(
+        &self,
+        nct: Option<&NctId>,
+        event: &AlertEvent,
+        wanted: impl Fn(&crate::model::Subscription) -> bool,
+    ) -> Vec<OutboxEntry> {
         self.subs
             .list
             .iter()
-            .filter(|s| s.wants_query_event(event.kind, query, nct, event.severity))
+            .filter(|s| wanted(s))
             .map(|s| {
                 let due = self.digest_due.get(&s.id).copied().unwrap_or(self.now);
                 OutboxEntry {
                     subscription_id: s.id.clone(),
-                    nct_id: nct.clone(),
+                    nct_id: nct.cloned(),
                     version: 0,
                     paths: Vec::new(),
                     created_at: self.now,
@@ -106,5 +126,38 @@ mod tests {
         let left = plan.owed_event(&a, &event(EventKind::QueryLeft, "other"));
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].subscription_id, left_only.id);
+    }
+
+    #[test]
+    fn health_events_go_to_health_subscriptions_whatever_their_trials_with_no_trial_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let changes_only = sub(&[], &[], Severity::Minor);
+        let health = sub(&[], &["NCT02241018"], Severity::Critical)
+            .with_events(vec![EventKind::Health], vec![]);
+        let subs = Arc::new(Subscriptions {
+            list: vec![changes_only, health.clone()],
+            watched: WatchedFields::default(),
+        });
+        let now = "2026-12-01T06:00:00Z".parse().unwrap();
+        let plan = EnqueuePlan::new(subs, &store, now).unwrap();
+        let mut ev = event(EventKind::Health, "");
+        ev.query = None;
+        ev.severity = Severity::Critical;
+        ev.key = "health-unhealthy-20261201T060000Z".into();
+        let owed = plan.owed_health(&ev);
+        assert_eq!(owed.len(), 1);
+        assert_eq!(owed[0].subscription_id, health.id);
+        assert_eq!(owed[0].nct_id, None);
+        let id = owed[0].id();
+        assert_eq!(
+            id,
+            format!("{}.health-unhealthy-20261201T060000Z", health.id)
+        );
+        // Written, found again by its id, listed, and added only once.
+        assert_eq!(store.outbox_add(&owed).unwrap(), 1);
+        assert_eq!(store.outbox_add(&owed).unwrap(), 0);
+        assert_eq!(store.outbox_entry(&id).unwrap().as_ref(), Some(&owed[0]));
+        assert_eq!(store.outbox_due(now).unwrap(), owed);
     }
 }

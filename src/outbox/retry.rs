@@ -39,9 +39,9 @@ pub fn after_failure(
         e.dead_at = Some(at);
     } else if age >= policy.give_up_after {
         e.last_error = Some(format!(
-            "gave up after {} attempts over {}: {}",
-            e.attempts,
-            humantime::format_duration(Duration::from_secs(age.as_secs())),
+            "gave up after {} over {}: {}",
+            crate::util::text::plural(e.attempts as usize, "attempt"),
+            crate::util::text::duration(Duration::from_secs(age.as_secs())),
             err.message
         ));
         e.dead_at = Some(at);
@@ -83,7 +83,7 @@ mod tests {
         let t: DateTime<Utc> = created.parse().unwrap();
         OutboxEntry {
             subscription_id: "sub-0123456789".into(),
-            nct_id: nct("NCT02241018"),
+            nct_id: Some(nct("NCT02241018")),
             version: 2,
             paths: vec!["status.overallStatus".into()],
             created_at: t,
@@ -121,9 +121,19 @@ mod tests {
             dead.last_error
                 .as_deref()
                 .unwrap()
-                .starts_with("gave up after 2 attempts over 3days"),
+                .starts_with("gave up after 2 attempts over 72 h: "),
             "{:?}",
             dead.last_error
+        );
+        // One attempt is singular, and the age is printed the one way durations are.
+        let once = after_failure(&e, &err, at + chrono::Duration::hours(73), &policy, 0.5);
+        assert!(
+            once.last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("gave up after 1 attempt over 73 h: "),
+            "{:?}",
+            once.last_error
         );
     }
 

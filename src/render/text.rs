@@ -163,12 +163,12 @@ pub fn history_line(v: &VersionMeta, max_changes: usize, first: bool) -> String 
         (Source::Observed, Some(n)) => format!(
             "{:<3} {}  ct.gov {posted} · CT.gov v{n}",
             format!("v{}", v.version),
-            v.detected_at.format("%Y-%m-%d %H:%M UTC"),
+            crate::util::zone::minutes(v.detected_at),
         ),
         (Source::Observed, None) => format!(
             "{:<3} {}  ct.gov {posted}",
             format!("v{}", v.version),
-            v.detected_at.format("%Y-%m-%d %H:%M UTC"),
+            crate::util::zone::minutes(v.detected_at),
         ),
     };
     let n = v.changes.len();

@@ -104,26 +104,45 @@ fn due_key(at: DateTime<Utc>, tail: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Parse an alert id back into its key tail: `{subscription}.{NCT}.v{version}`, or
-/// `{subscription}.{NCT}.{event key}` for an event (version 0).
-pub(super) fn parse_alert_id(id: &str) -> Option<(String, NctId, u32, Option<String>)> {
+/// An alert id's parts: subscription, trial (none for an event about no trial), version and
+/// event key.
+type AlertIdParts = (String, Option<NctId>, u32, Option<String>);
+
+/// Parse an alert id back into its key tail: `{subscription}.{NCT}.v{version}`,
+/// `{subscription}.{NCT}.{event key}` for an event (version 0), or `{subscription}.{event key}`
+/// for an event about no trial (a health alert).
+pub(super) fn parse_alert_id(id: &str) -> Option<AlertIdParts> {
     let mut parts = id.trim().splitn(3, '.');
-    let (sub, nct, last) = (parts.next()?, parts.next()?, parts.next()?);
-    let nct = nct.parse().ok()?;
+    let (sub, second) = (parts.next()?, parts.next()?);
+    let Some(last) = parts.next() else {
+        // No trial: the second part is the event key (which never parses as an NCT ID).
+        return (!second.is_empty() && second.parse::<NctId>().is_err())
+            .then(|| (sub.to_string(), None, 0, Some(second.to_string())));
+    };
+    let nct = second.parse().ok()?;
     match last.strip_prefix('v').and_then(|v| v.parse().ok()) {
-        Some(ver) => Some((sub.to_string(), nct, ver, None)),
-        None => Some((sub.to_string(), nct, 0, Some(last.to_string()))),
+        Some(ver) => Some((sub.to_string(), Some(nct), ver, None)),
+        None => Some((sub.to_string(), Some(nct), 0, Some(last.to_string()))),
     }
 }
 
 /// `sub` `/` NCT ver [event key]: the part of the `o` and `d` keys that names one outbox
-/// entry; an event's entry (version 0) carries its key after the version.
-pub(super) fn entry_tail(sub: &str, nct: &NctId, version: u32, event: Option<&str>) -> Vec<u8> {
+/// entry; an event's entry (version 0) carries its key after the version. An event about no
+/// trial is `sub` `/` event key: its key starts with a lower-case word (`health-…`), never with
+/// `NCT`, so it cannot meet a trial's entry.
+pub(super) fn entry_tail(
+    sub: &str,
+    nct: Option<&NctId>,
+    version: u32,
+    event: Option<&str>,
+) -> Vec<u8> {
     let mut k = Vec::with_capacity(sub.len() + 16);
     k.extend_from_slice(sub.as_bytes());
     k.push(b'/');
-    k.extend_from_slice(nct.as_str().as_bytes());
-    k.extend_from_slice(&version.to_be_bytes());
+    if let Some(nct) = nct {
+        k.extend_from_slice(nct.as_str().as_bytes());
+        k.extend_from_slice(&version.to_be_bytes());
+    }
     if let Some(e) = event {
         k.extend_from_slice(e.as_bytes());
     }
@@ -136,7 +155,7 @@ impl OutboxEntry {
     fn tail(&self) -> Vec<u8> {
         entry_tail(
             &self.subscription_id,
-            &self.nct_id,
+            self.nct_id.as_ref(),
             self.version,
             self.event.as_ref().map(|e| e.key.as_str()),
         )

@@ -83,8 +83,10 @@ impl FanOut {
 pub struct OutboxEntry {
     /// The subscription the alert goes to.
     pub subscription_id: String,
-    /// The trial whose version the alert reports.
-    pub nct_id: NctId,
+    /// The trial whose version the alert reports; absent for an event about no trial (a health
+    /// alert). Entries written before health alerts always carry one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nct_id: Option<NctId>,
     /// The stored version the alert reports; the alert is rendered from it at delivery.
     pub version: u32,
     /// Which of the version's changes this subscription hears about.
@@ -114,11 +116,16 @@ pub struct OutboxEntry {
 
 impl OutboxEntry {
     /// The alert's idempotency key, stable across retries and restarts:
-    /// `{subscription}.{NCT}.v{version}` (valid as the left part of a Message-ID).
+    /// `{subscription}.{NCT}.v{version}`, `{subscription}.{NCT}.{event key}` for an event, or
+    /// `{subscription}.{event key}` for an event about no trial (valid as the left part of a
+    /// Message-ID).
     pub fn id(&self) -> String {
-        match &self.event {
-            Some(ev) => format!("{}.{}.{}", self.subscription_id, self.nct_id, ev.key),
-            None => format!("{}.{}.v{}", self.subscription_id, self.nct_id, self.version),
+        match (&self.event, &self.nct_id) {
+            (Some(ev), Some(nct)) => format!("{}.{nct}.{}", self.subscription_id, ev.key),
+            (Some(ev), None) => format!("{}.{}", self.subscription_id, ev.key),
+            (None, Some(nct)) => format!("{}.{nct}.v{}", self.subscription_id, self.version),
+            // Cannot be written (an entry without a trial is an event), but named all the same.
+            (None, None) => format!("{}.v{}", self.subscription_id, self.version),
         }
     }
 
@@ -196,7 +203,7 @@ impl Store {
                 for sub in group.subscriptions {
                     let entry = OutboxEntry {
                         subscription_id: sub,
-                        nct_id: nct.clone(),
+                        nct_id: Some(nct.clone()),
                         version,
                         paths: group.paths.clone(),
                         created_at: fan.created_at,
@@ -242,7 +249,7 @@ impl Store {
         };
         self.outbox_expand()?;
         let mut k = vec![b'o'];
-        k.extend_from_slice(&entry_tail(&sub, &nct, version, event.as_deref()));
+        k.extend_from_slice(&entry_tail(&sub, nct.as_ref(), version, event.as_deref()));
         self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
     }
 
@@ -320,6 +327,24 @@ impl Store {
         }
         self.db.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Add event entries no version or query write carries (health alerts), with their
+    /// due-index keys, in one atomic batch. An entry already there (same idempotency key) is
+    /// kept as it is, so enqueueing the same event twice is one alert.
+    pub fn outbox_add(&self, entries: &[OutboxEntry]) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut added = 0;
+        for e in entries {
+            if self.db.get(e.key())?.is_some() {
+                continue;
+            }
+            batch.insert(e.due_key(), &[][..]);
+            batch.insert(e.key(), to_json(e));
+            added += 1;
+        }
+        self.db.apply_batch(batch)?;
+        Ok(added)
     }
 
     /// Remove entries (delivered or dropped) and their index keys in one atomic batch;

@@ -157,7 +157,14 @@ impl Store {
                     .push(format!("alert {id} is pending but not in the due index"));
             }
             // An event (query entry or exit) carries what it reports: no version behind it.
-            if e.event.is_none() && !self.has_version(&e.nct_id, e.version)? {
+            if e.event.is_none()
+                && !e
+                    .nct_id
+                    .as_ref()
+                    .map(|n| self.has_version(n, e.version))
+                    .transpose()?
+                    .unwrap_or(false)
+            {
                 rep.problems.push(format!(
                     "alert {id} references a version that is not stored"
                 ));

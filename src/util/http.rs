@@ -1,4 +1,5 @@
-//! HTTP conventions shared by the CT.gov client and the webhook sender.
+//! HTTP conventions shared by the CT.gov client and the webhook sender: transient statuses,
+//! `Retry-After`, and telling a refused TLS certificate from other transport failures.
 
 use std::time::Duration;
 
@@ -28,6 +29,31 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     parse_retry_after(value, now)
+}
+
+/// rustls's reason when a request failed on the server's certificate (CT.gov's or a webhook
+/// receiver's): such a failure is never retried, and its message says how to trust the CA.
+/// hyper reports a failed handshake as an `io::Error` wrapping the rustls error, and
+/// `io::Error::source()` skips the wrapped error, hence `get_ref`.
+pub fn certificate_problem(err: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        // An `io::Error` may wrap another `io::Error` around the rustls error.
+        let mut inner = Some(cause);
+        while let Some(e) = inner {
+            if let Some(tls @ rustls::Error::InvalidCertificate(_)) =
+                e.downcast_ref::<rustls::Error>()
+            {
+                return Some(tls.to_string());
+            }
+            inner = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|r| r as &(dyn std::error::Error + 'static));
+        }
+        source = cause.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod damaged_store;
 mod deadlines;
 mod full_disk;
 mod golden;
+mod habits;
 mod health;
 mod hostile_ctgov;
 mod input;

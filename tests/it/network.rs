@@ -112,3 +112,41 @@ fn a_ca_the_system_trusts_makes_the_certificate_work() {
     assert!(err.contains("after 4 attempts"), "{err}");
     assert_eq!(tls.connections(), 4, "retried up to max_attempts: {err}");
 }
+
+/// A webhook receiver whose certificate is not trusted: the alert fails at once (not retried),
+/// in a message naming the CA file in force (`SSL_CERT_FILE`) and how to trust the receiver's CA.
+#[test]
+fn an_untrusted_webhook_certificate_names_the_ca_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = UntrustedTls::start(dir.path());
+    let env = TestEnv::new(&[ID]);
+    let url = format!("https://127.0.0.1:{}/hook", tls.port);
+    let out = env.ok(&["subscribe", "webhook", &url]);
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("sub-"))
+        .unwrap()
+        .trim_end_matches([':', ',', '.'])
+        .to_string();
+    // Another CA than the receiver's: the file trialwatch trusts, named in the message.
+    let other = tempfile::tempdir().unwrap();
+    let other_tls = UntrustedTls::start(other.path());
+    let other_ca = other_tls.ca_file.clone();
+    let mut cmd = env.cmd(&["test-alert", &id]);
+    cmd.env("SSL_CERT_FILE", &other_ca)
+        .env_remove("SSL_CERT_DIR");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for words in [
+        "TLS certificate was refused",
+        "invalid peer certificate",
+        other_ca.to_str().unwrap(),
+        "update-ca-certificates",
+        "not retried",
+    ] {
+        assert!(err.contains(words), "`{words}` missing: {err}");
+    }
+    assert!(!err.contains("(the receiver may accept later)"), "{err}");
+    assert_eq!(tls.connections(), 1, "{err}");
+}

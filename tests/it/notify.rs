@@ -86,7 +86,7 @@ fn status_alert() -> Alert {
             overall_status: Some("COMPLETED".into()),
             url: id.ctgov_url(),
         },
-        nct_id: id,
+        nct_id: Some(id),
         changes: vec![
             alert_change(
                 changed(
@@ -125,7 +125,7 @@ fn enrollment_alert() -> Alert {
             overall_status: Some("COMPLETED".into()),
             url: id.ctgov_url(),
         },
-        nct_id: id,
+        nct_id: Some(id),
         changes: vec![alert_change(
             changed("design.enrollmentCount", json!(120), json!(134)),
             Severity::Minor,
@@ -149,7 +149,7 @@ fn other_trial_alert() -> Alert {
             overall_status: Some("ACTIVE_NOT_RECRUITING".into()),
             url: id.ctgov_url(),
         },
-        nct_id: id,
+        nct_id: Some(id),
         changes: vec![alert_change(
             FieldChange {
                 path: "status.primaryCompletionDate".into(),

@@ -107,7 +107,10 @@ impl TestEnv {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--config").arg(&self.config).args(args);
-        c.env_remove("RUST_LOG").env_remove("TRIALWATCH_NOW");
+        // TZ too: human times are UTC unless a test chooses a zone.
+        c.env_remove("RUST_LOG")
+            .env_remove("TRIALWATCH_NOW")
+            .env_remove("TZ");
         c
     }
 
