@@ -110,16 +110,11 @@ pub fn wait_running(env: &TestEnv, d: &Daemon) -> Value {
         || {
             let out = env.run(&["status", "--json"]);
             let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-            (v["daemon"]["running"] == json!(true)).then_some(v)
+            // A `status` run while the daemon still opens its store can see the daemon's lock
+            // (running) but not yet its control socket (no pid): wait for the daemon's own
+            // answer, which names its pid.
+            (v["daemon"]["running"] == json!(true) && v["daemon"]["pid"] == json!(d.pid()))
+                .then_some(v)
         },
     )
-    .tap(|v| assert_eq!(v["daemon"]["pid"], json!(d.pid()), "{v}"))
 }
-
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(&Self)) -> Self {
-        f(&self);
-        self
-    }
-}
-impl<T> Tap for T {}
