@@ -21,6 +21,7 @@
 //! - `pack.rs`: the append-only pack files that hold the blobs.
 //! - `versions.rs`: committing new versions; [`TrialState`].
 //! - `reads.rs`: reading versions back, and the time index ([`VersionRef`]).
+//! - `walk.rs`: one trial's whole timeline, each blob decoded once (`export`).
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
 //! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
@@ -46,6 +47,7 @@ mod reads;
 mod repair;
 mod verify;
 mod versions;
+mod walk;
 mod watch;
 
 #[cfg(test)]
