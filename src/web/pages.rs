@@ -17,7 +17,7 @@ use crate::publish::{PublishedVersion, atom, from_history};
 use crate::severity::partial_date;
 
 /// One row of the trial list.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct ListRow {
     nct: String,
     title: String,
@@ -559,4 +559,66 @@ pub(super) fn feed(w: &Web, name: &str) -> Doc {
         },
         &refs,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{NewVersion, Store};
+
+    #[test]
+    fn list_rows_kept_stale_or_missing_in_the_store_are_made_again_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT00000102".parse().unwrap();
+        let mut prev: Option<Record> = None;
+        for (day, status) in [(1, "RECRUITING"), (2, "TERMINATED")] {
+            let mut r = Record::default();
+            r.set("identification.briefTitle", json!("A trial"));
+            r.set("status.overallStatus", json!(status));
+            let canonical = r.canonical_bytes();
+            store
+                .commit_version(NewVersion {
+                    provenance: Default::default(),
+                    nct: &nct,
+                    record: &r,
+                    canonical: &canonical,
+                    raw: b"{}",
+                    changes: crate::diff::diff(prev.as_ref(), &r),
+                    detected_at: Utc.timestamp_opt(1_700_000_000 + day * 86_400, 0).unwrap(),
+                    resolved_id: None,
+                    source_fingerprint: None,
+                    alerts: vec![],
+                })
+                .unwrap();
+            prev = Some(r);
+        }
+        let runner: super::super::Runner = Arc::new(|_| Err("no commands here".into()));
+        let web = Web::new(store.clone(), runner.clone());
+        let from_commit = rows(&web).unwrap();
+        assert_eq!(from_commit.len(), 1);
+        assert_eq!(from_commit[0].status, "TERMINATED");
+        assert_eq!(from_commit[0].severity, Some(Severity::Critical));
+
+        // A row kept for another state (an older store, a backfill) is not believed.
+        let state = store.trial(&nct).unwrap().unwrap();
+        let mut stale = store.list_row(&nct).unwrap().unwrap();
+        stale.key = "1/1/None".into();
+        stale.status = "RECRUITING".into();
+        store.list_row_put(&nct, &stale).unwrap();
+        let fresh_web = Web::new(store.clone(), runner);
+        assert_eq!(rows(&fresh_web).unwrap(), from_commit);
+        let kept = store.list_row(&nct).unwrap().unwrap();
+        assert_eq!(
+            kept.key,
+            crate::store::row_key(&state),
+            "made again and kept"
+        );
+        assert_eq!(kept.status, "TERMINATED");
+    }
 }
