@@ -68,21 +68,23 @@ impl Store {
             return Ok(raw);
         }
         let kf = keyframe_of(v);
-        if !keyframes.contains_key(&kf) {
-            let kl = blob_label(nct, kf, "raw JSON");
-            let ke = kf
-                .checked_sub(1)
-                .and_then(|i| table.get(i as usize))
-                .ok_or_else(|| {
-                    corrupt(&label, format!("its keyframe (version {kf}) is missing"))
-                })?;
-            let kv = self.blob(&kl, &ke.raw)?;
-            if codec_of(&kl, &kv)? == Some(Codec::Keyframe) {
-                return Err(corrupt(&kl, "a keyframe must not be a delta".into()));
+        let dict = match keyframes.entry(kf) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let kl = blob_label(nct, kf, "raw JSON");
+                let ke = kf
+                    .checked_sub(1)
+                    .and_then(|i| table.get(i as usize))
+                    .ok_or_else(|| {
+                        corrupt(&label, format!("its keyframe (version {kf}) is missing"))
+                    })?;
+                let kv = self.blob(&kl, &ke.raw)?;
+                if codec_of(&kl, &kv)? == Some(Codec::Keyframe) {
+                    return Err(corrupt(&kl, "a keyframe must not be a delta".into()));
+                }
+                slot.insert(decode(&kl, &kv, &[])?)
             }
-            keyframes.insert(kf, decode(&kl, &kv, &[])?);
-        }
-        let dict = keyframes.get(&kf).map(Vec::as_slice).unwrap_or_default();
+        };
         decode(&label, &bytes, dict)
     }
 
