@@ -8,6 +8,10 @@
 //! twice the zstd work. Here the trial's version table is read once, each raw JSON is decoded
 //! once and each keyframe's raw JSON is kept while versions that need it are decoded. Only
 //! the keyframes and the current version are in memory at a time, whatever the trial's size.
+//!
+//! One zstd decompression context serves the whole walk ([`Walker`]): creating a context per
+//! blob, as a single read does, cost more than the decompression itself on a profile of
+//! `export` (`ZSTD_createDCtx` 4.7 % of samples against 0.7 % decompressing).
 
 use std::collections::HashMap;
 
@@ -15,6 +19,42 @@ use super::codec::{Codec, StoredMeta, codec_of, decode, from_json, keyframe_of};
 use super::keys::{VersionBlobs, blob_label};
 use super::{Result, Store, StoreError, corrupt};
 use crate::model::{NctId, Record, VersionMeta};
+
+/// A frame whose header announces more than this is decoded by the store's streaming
+/// decoder instead, so a damaged size field cannot make one allocation of that size.
+const MAX_ANNOUNCED: usize = 256 << 20;
+
+/// The walk's reusable zstd context.
+struct Walker {
+    d: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Walker {
+    fn new() -> Walker {
+        Walker {
+            d: zstd::bulk::Decompressor::new().ok(),
+        }
+    }
+
+    /// What [`decode`] gives for `bytes` with `dict`, through the reused context when the frame
+    /// says its size (every frame the store writes does), else through [`decode`].
+    fn decode(&mut self, key: &[u8], bytes: &[u8], dict: &[u8]) -> Result<Vec<u8>> {
+        if codec_of(key, bytes)?.is_none() {
+            return decode(key, bytes, dict);
+        }
+        let frame = &bytes[1..];
+        let size = zstd::bulk::Decompressor::upper_bound(frame).filter(|n| *n <= MAX_ANNOUNCED);
+        match (&mut self.d, size) {
+            (Some(d), Some(n)) => {
+                d.set_dictionary(dict)
+                    .map_err(|e| corrupt(key, format!("cannot load its dictionary: {e}")))?;
+                d.decompress(frame, n)
+                    .map_err(|e| corrupt(key, format!("cannot decompress: {e}")))
+            }
+            _ => decode(key, bytes, dict),
+        }
+    }
+}
 
 impl Store {
     /// Call `f` with each version's metadata and record, in timeline order (as
@@ -33,13 +73,14 @@ impl Store {
         };
         // Keyframe raw JSON by version: a dictionary for the versions after it.
         let mut keyframes: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut w = Walker::new();
         for v in order {
             let Some(e) = v.checked_sub(1).and_then(|i| table.get(i as usize)) else {
                 continue;
             };
-            let raw = self.walk_raw(nct, v, &table, e, &mut keyframes)?;
-            let stored: StoredMeta = self.walk_own(nct, v, &e.meta, "metadata", &raw)?;
-            let record: Record = self.walk_own(nct, v, &e.record, "record", &raw)?;
+            let raw = self.walk_raw(&mut w, nct, v, &table, e, &mut keyframes)?;
+            let stored: StoredMeta = self.walk_own(&mut w, nct, v, &e.meta, "metadata", &raw)?;
+            let record: Record = self.walk_own(&mut w, nct, v, &e.record, "record", &raw)?;
             let mut meta = stored.meta;
             if stored.changes_from_record {
                 meta.changes = crate::diff::diff(None, &record);
@@ -52,6 +93,7 @@ impl Store {
     /// Version `v`'s raw JSON, its keyframe's taken from (or put into) `keyframes`.
     fn walk_raw(
         &self,
+        w: &mut Walker,
         nct: &NctId,
         v: u32,
         table: &[VersionBlobs],
@@ -61,7 +103,7 @@ impl Store {
         let label = blob_label(nct, v, "raw JSON");
         let bytes = self.blob(&label, &e.raw)?;
         if codec_of(&label, &bytes)? != Some(Codec::Keyframe) {
-            let raw = decode(&label, &bytes, &[])?;
+            let raw = w.decode(&label, &bytes, &[])?;
             if keyframe_of(v) == v {
                 keyframes.insert(v, raw.clone());
             }
@@ -82,15 +124,16 @@ impl Store {
                 if codec_of(&kl, &kv)? == Some(Codec::Keyframe) {
                     return Err(corrupt(&kl, "a keyframe must not be a delta".into()));
                 }
-                slot.insert(decode(&kl, &kv, &[])?)
+                slot.insert(w.decode(&kl, &kv, &[])?)
             }
         };
-        decode(&label, &bytes, dict)
+        w.decode(&label, &bytes, dict)
     }
 
     /// Read and decode a JSON blob of version `v` whose dictionary, if any, is `raw`.
     fn walk_own<T: for<'de> serde::Deserialize<'de>>(
         &self,
+        w: &mut Walker,
         nct: &NctId,
         v: u32,
         r: &super::pack::BlobRef,
@@ -103,7 +146,7 @@ impl Store {
             Some(Codec::OwnRaw) => raw,
             _ => &[],
         };
-        from_json(&label, &decode(&label, &bytes, dict)?)
+        from_json(&label, &w.decode(&label, &bytes, dict)?)
     }
 }
 
