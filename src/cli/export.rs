@@ -6,51 +6,31 @@
 //! `changes.jsonl` and `feeds/all.atom`. Files are rewritten only when their bytes change
 //! ([`crate::publish::files`]).
 //!
-//! A re-export skips the work for trials that did not move: `.trialwatch-export.json` in DIR
-//! remembers, per trial, a key of its stored state and until when its page stays the same (the
-//! page's "recent changes" window moves with the clock), and what the shared files need of it.
+//! A re-export skips the work for trials that did not move: `DIR/.trialwatch-export/NCT….json`
+//! ([`crate::publish::cache`]) remembers, per trial, a key of its stored state, until when its
+//! page stays the same (the page's "recent changes" window moves with the clock), and what the
+//! shared files need of it, already rendered; the shared files are assembled from those.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{Ctx, parse_nct, query};
-use crate::model::NctId;
-use crate::publish::tables::{self, ChangeRow, TrialRow};
+use crate::model::{NctId, Record, VersionMeta};
+use crate::publish::cache::{self, ChangeBlock, FeedEntry, TrialPiece};
+use crate::publish::tables::{self, TrialRow};
 use crate::publish::{PublishedVersion, atom, files};
+use crate::store::{Store, TrialState};
 
-/// The bookkeeping file of an export, in its directory.
-pub(crate) const MANIFEST: &str = ".trialwatch-export.json";
-/// Bump when what an export writes changes, so the next export renders everything again.
-const MANIFEST_FORMAT: u32 = 1;
-/// `feeds/all.atom` holds this many newest entries.
-const ALL_FEED_ENTRIES: usize = 200;
-
-#[derive(Serialize, Deserialize)]
-struct Manifest {
-    format: u32,
-    trials: BTreeMap<String, Cached>,
-}
-
-/// What the shared files need of one trial, and when it must be rendered again.
-#[derive(Serialize, Deserialize, Clone)]
-struct Cached {
-    key: String,
-    /// The page's recent-changes window changes at this time; render again from then on.
-    valid_until: Option<DateTime<Utc>>,
-    row: TrialRow,
-    versions: Vec<PublishedVersion>,
-    changes: Vec<ChangeRow>,
-}
-
-/// What one export worker rendered, and what its writer did.
-type WorkerDone = (Vec<(String, Cached)>, files::WriteStats);
+/// The whole-export bookkeeping file of earlier versions (all trials in one JSON file, read and
+/// rewritten whole); removed once the per-trial cache ([`cache::CACHE_DIR`]) replaces it.
+const OLD_MANIFEST: &str = ".trialwatch-export.json";
 
 /// What one export did.
 #[derive(Serialize, Debug, Default)]
@@ -120,75 +100,68 @@ pub(crate) fn export(
 ) -> anyhow::Result<ExportReport> {
     let store = ctx.open_store()?;
     let mut w = files::Writer::new(dir)?;
-    let manifest_path = dir.join(MANIFEST);
-    let mut manifest: Manifest = std::fs::read(&manifest_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|m: &Manifest| m.format == MANIFEST_FORMAT)
-        .unwrap_or(Manifest {
-            format: MANIFEST_FORMAT,
-            trials: BTreeMap::new(),
-        });
     let now = crate::clock::now();
     let options = format!(
-        "{:?}|{:?}|{}|{:?}",
+        "{}|{:?}|{:?}|{}|{:?}",
+        cache::PIECE_FORMAT,
         ctx.cfg.mirror.canonical_base,
         ctx.cfg.mirror.footer_note,
         ctx.cfg.mirror.recent_days,
         ctx.cfg.mirror.fields.0
     );
     let mut rep = ExportReport::default();
-    let mut included: Vec<String> = Vec::new();
-    let mut todo: Vec<(NctId, crate::store::TrialState, String)> = Vec::new();
+    let mut todo: Vec<(NctId, TrialState)> = Vec::new();
     for state in store.trials()? {
-        let Some(id) = state_id(&state) else { continue };
-        if state.latest_version == 0 || (!only.is_empty() && !only.contains(&id)) {
+        if state.latest_version == 0 || (!only.is_empty() && !only.contains(&state.nct_id)) {
             continue;
         }
-        rep.trials += 1;
-        let key = {
-            let mut h = Sha256::new();
-            h.update(serde_json::to_vec(&state)?);
-            h.update(options.as_bytes());
-            hex::encode(h.finalize())
-        };
-        let fresh = manifest
-            .trials
-            .get(id.as_str())
-            .is_some_and(|c| c.key == key && c.valid_until.is_none_or(|t| now < t))
-            && dir.join(format!("trials/{id}.md")).is_file();
-        included.push(id.as_str().to_string());
-        if !fresh {
-            todo.push((id, state, key));
-        }
+        todo.push((state.nct_id.clone(), state));
     }
-    if let Some(missing) = only
-        .iter()
-        .find(|id| !included.iter().any(|i| i == id.as_str()))
-    {
+    rep.trials = todo.len();
+    if let Some(missing) = only.iter().find(|id| !todo.iter().any(|(i, _)| i == *id)) {
         anyhow::bail!(
             "--only {missing}: the trial has no stored version; add it with \
              `trialwatch watch add {missing}` and run `trialwatch sync`"
         );
     }
     // Rendering is CPU-bound (decoding records, assessing changes): one worker per core, at
-    // most two (the target machine has two), each with its own writer.
+    // most two (the target machine has two), each taking the next trial when it is done, with
+    // its own writer. What each keeps per trial is its piece (rendered rows and entries).
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 2);
-    let per = todo.len().div_ceil(workers).max(1);
-    let results: Vec<anyhow::Result<WorkerDone>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = todo
-            .chunks(per)
-            .map(|chunk| {
-                scope.spawn(move || {
+    let next = AtomicUsize::new(0);
+    let pieces: Vec<Mutex<Option<TrialPiece>>> = todo.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<anyhow::Result<(usize, files::WriteStats)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
                     let mut tw = files::Writer::new(dir)?;
-                    let mut done = Vec::with_capacity(chunk.len());
-                    for (id, state, key) in chunk {
-                        let cached = render_trial(ctx, &mut tw, id, state, key.clone(), now)?;
-                        done.push((id.as_str().to_string(), cached));
+                    let mut sidecars = files::Writer::new(dir)?;
+                    let mut rendered = 0;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((id, state)) = todo.get(i) else {
+                            break;
+                        };
+                        let key = state_key(state, &options)?;
+                        let fresh = cache::load(dir, id.as_str()).filter(|p| {
+                            p.key == key
+                                && p.valid_until.is_none_or(|t| now < t)
+                                && dir.join(format!("trials/{id}.md")).is_file()
+                        });
+                        let piece = match fresh {
+                            Some(p) => p,
+                            None => {
+                                let p = render_trial(ctx, &store, &mut tw, id, state, key, now)?;
+                                cache::save(&mut sidecars, &p)?;
+                                rendered += 1;
+                                p
+                            }
+                        };
+                        *pieces[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(piece);
                     }
-                    Ok((done, tw.stats))
+                    Ok((rendered, tw.stats))
                 })
             })
             .collect();
@@ -201,27 +174,29 @@ pub(crate) fn export(
             .collect()
     });
     for r in results {
-        let (done, stats) = r?;
-        rep.rendered += done.len();
+        let (rendered, stats) = r?;
+        rep.rendered += rendered;
         w.stats.written += stats.written;
         w.stats.unchanged += stats.unchanged;
-        manifest.trials.extend(done);
     }
-    let chosen: Vec<&Cached> = included
-        .iter()
-        .filter_map(|id| manifest.trials.get(id))
+    let pieces: Vec<TrialPiece> = pieces
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .collect();
-    write_shared(&mut w, &chosen, groups)?;
+    let refs: Vec<&TrialPiece> = pieces.iter().collect();
+    cache::write_shared(&mut w, &refs, groups)?;
     rep.files = w.stats;
-    // The manifest last: a crash before it only means more rendering next time.
-    let bytes = serde_json::to_vec(&manifest)?;
-    let mut plain = files::Writer::new(dir)?;
-    plain.put(MANIFEST, &bytes)?;
+    // The single manifest of earlier versions is superseded by the pieces.
+    let _ = std::fs::remove_file(dir.join(OLD_MANIFEST));
     Ok(rep)
 }
 
-fn state_id(state: &crate::store::TrialState) -> Option<NctId> {
-    Some(state.nct_id.clone())
+/// A key of what a trial's files are made from: its stored state and the export's options.
+fn state_key(state: &TrialState, options: &str) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(state)?);
+    h.update(options.as_bytes());
+    Ok(hex::encode(h.finalize()))
 }
 
 /// The value at `section.key` in a record's JSON.
@@ -230,37 +205,54 @@ fn at<'a>(record: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::V
     record.get(section)?.get(key)
 }
 
-fn capture(f: impl FnOnce(&mut Vec<u8>) -> anyhow::Result<ExitCode>) -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    f(&mut buf)?;
-    Ok(buf)
-}
-
-/// Write one trial's page, JSON and feed; return what the shared files need of it.
+/// Write one trial's page, JSON and feed; return its piece for the shared files.
+///
+/// The page, the record and the history are made by the functions behind `show --format
+/// markdown`, `show --format json` and `history --json`, from one pass over the trial's
+/// versions that decodes each of them once ([`Store::walk_versions`]).
 fn render_trial(
     ctx: &Ctx,
+    store: &Store,
     w: &mut files::Writer,
     id: &NctId,
-    state: &crate::store::TrialState,
+    state: &TrialState,
     key: String,
     now: DateTime<Utc>,
-) -> anyhow::Result<Cached> {
+) -> anyhow::Result<TrialPiece> {
     let nct = id.as_str();
-    let md = capture(|b| query::show(ctx, nct, None, None, query::ShowFormat::Markdown, b))?;
-    let record_json = capture(|b| query::show(ctx, nct, None, None, query::ShowFormat::Json, b))?;
-    let history_json = capture(|b| query::history(ctx, nct, true, b))?;
-    let record: serde_json::Value =
-        serde_json::from_slice(&record_json).context("reading back `show --format json`")?;
-    let history: Vec<serde_json::Value> =
-        serde_json::from_slice(&history_json).context("reading back `history --json`")?;
+    let head = state.head();
+    let mut metas: Vec<VersionMeta> = Vec::new();
+    let mut history: Vec<serde_json::Value> = Vec::new();
+    let mut prev: Option<Record> = None;
+    let mut head_record: Option<Record> = None;
+    store.walk_versions(id, |meta, rec| -> anyhow::Result<()> {
+        history.push(query::history_entry_json(&meta, prev.as_ref(), &rec)?);
+        if meta.version == head {
+            head_record = Some(rec.clone());
+        }
+        metas.push(meta);
+        prev = Some(rec);
+        Ok(())
+    })?;
+    drop(prev);
+    let Some(head_record) = head_record else {
+        anyhow::bail!("{id} version {head} is missing from the store; run `trialwatch verify`");
+    };
+    let md = query::mirror_markdown(ctx, state, &head_record, metas, head);
+    let record = serde_json::to_value(&head_record)?;
+    drop(head_record);
+    w.put(&format!("trials/{nct}.md"), md.as_bytes())?;
+    drop(md);
     let doc = serde_json::json!({ "nct_id": nct, "record": record, "versions": history });
-    w.put(&format!("trials/{nct}.md"), &md)?;
     let mut doc_bytes = serde_json::to_vec_pretty(&doc)?;
     doc_bytes.push(b'\n');
     w.put(&format!("trials/{nct}.json"), &doc_bytes)?;
+    drop(doc_bytes);
+    let record = &doc["record"];
+    let history = doc["versions"].as_array().map(Vec::as_slice).unwrap_or(&[]);
 
     let text = |path: &str| {
-        at(&record, path)
+        at(record, path)
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
@@ -269,7 +261,7 @@ fn render_trial(
         .unwrap_or_else(|| nct.to_string());
     let recent = Duration::days(i64::from(ctx.cfg.mirror.recent_days));
     let (versions, changes) =
-        crate::publish::from_history(nct, &title, &history, state.first_observed);
+        crate::publish::from_history(nct, &title, history, state.first_observed);
     // The page lists a version's changes until it leaves the recent-changes window.
     let valid_until = versions
         .iter()
@@ -282,7 +274,7 @@ fn render_trial(
         nct_id: nct.to_string(),
         title: title.clone(),
         status: text("status.overallStatus"),
-        phase: at(&record, "design.phases")
+        phase: at(record, "design.phases")
             .and_then(|v| v.as_array())
             .map(|a| {
                 a.iter()
@@ -294,112 +286,61 @@ fn render_trial(
         last_change: latest.map(|v| v.detected_at),
         severity: latest.filter(|v| !v.first).map(PublishedVersion::severity),
     };
+    let entries: Vec<FeedEntry> = versions
+        .iter()
+        .map(|v| FeedEntry {
+            detected_at: v.detected_at,
+            version: v.version,
+            xml: atom::entry_xml(v),
+        })
+        .collect();
     let link = atom::ctgov_link(nct);
     let feed_title = format!("{nct}: {title}");
-    let refs: Vec<&PublishedVersion> = versions.iter().collect();
-    let feed = atom::feed(
+    let xml: Vec<&str> = entries.iter().map(|e| e.xml.as_str()).collect();
+    let feed = atom::feed_of_entries(
         &atom::FeedMeta {
             key: nct,
             title: &feed_title,
             alternate: Some(&link),
         },
-        &refs,
+        versions.iter().map(|v| v.detected_at).max(),
+        &xml,
     );
     w.put(&format!("feeds/{nct}.atom"), feed.as_bytes())?;
-    Ok(Cached {
+    Ok(TrialPiece {
+        format: cache::PIECE_FORMAT,
+        nct_id: nct.to_string(),
         key,
         valid_until,
         row,
-        versions,
-        changes,
+        blocks: blocks_of(&changes),
+        entries: cache::newest_entries(nct, entries, cache::FEED_ENTRIES),
     })
 }
 
-/// A file name for a feed group: letters, digits, `-` and `_` kept, anything else `_`.
-fn feed_file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn newest_first(mut v: Vec<&PublishedVersion>, limit: usize) -> Vec<&PublishedVersion> {
-    v.sort_by(|a, b| {
-        b.detected_at
-            .cmp(&a.detected_at)
-            .then_with(|| a.nct_id.cmp(&b.nct_id))
-            .then_with(|| b.version.cmp(&a.version))
-    });
-    v.truncate(limit);
-    v
-}
-
-fn write_shared(
-    w: &mut files::Writer,
-    trials: &[&Cached],
-    groups: &FeedGroups,
-) -> anyhow::Result<()> {
-    let rows: Vec<TrialRow> = trials.iter().map(|c| c.row.clone()).collect();
-    w.put("index.md", tables::index_markdown(&rows).as_bytes())?;
-    let mut changes: Vec<&ChangeRow> = trials.iter().flat_map(|c| c.changes.iter()).collect();
-    // Newest first, as `trialwatch changes`; a version's changes keep their order.
-    // Keys borrowed from the rows: 500,000 rows must sort without an allocation per compare.
-    fn key(r: &ChangeRow) -> (Option<&str>, Option<&str>, Option<u64>) {
-        (
-            r.get("detected_at").and_then(|v| v.as_str()),
-            r.get("nct_id").and_then(|v| v.as_str()),
-            r.get("version").and_then(|v| v.as_u64()),
-        )
+/// A trial's change rows (each version's contiguous, as [`crate::publish::from_history`]
+/// gives them) as one rendered block per version.
+fn blocks_of(rows: &[tables::ChangeRow]) -> Vec<ChangeBlock> {
+    let version = |r: &tables::ChangeRow| r.get("version").and_then(|v| v.as_u64());
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while let Some(first) = rest.first() {
+        let v = version(first);
+        let n = rest.iter().take_while(|r| version(r) == v).count();
+        let (block, tail) = rest.split_at(n);
+        out.push(ChangeBlock {
+            at: first
+                .get("detected_at")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            version: v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+            csv: tables::csv_records(block),
+            jsonl: tables::changes_jsonl(block),
+        });
+        rest = tail;
     }
-    changes.sort_by(|a, b| {
-        let (ta, na, va) = key(a);
-        let (tb, nb, vb) = key(b);
-        tb.cmp(&ta)
-            .then_with(|| na.cmp(&nb))
-            .then_with(|| va.cmp(&vb))
-    });
-    let changes: Vec<ChangeRow> = changes.into_iter().cloned().collect();
-    w.put("changes.csv", tables::changes_csv(&changes).as_bytes())?;
-    w.put("changes.jsonl", tables::changes_jsonl(&changes).as_bytes())?;
-    let all: Vec<&PublishedVersion> = trials.iter().flat_map(|c| c.versions.iter()).collect();
-    let all = newest_first(all, ALL_FEED_ENTRIES);
-    let feed = atom::feed(
-        &atom::FeedMeta {
-            key: "all",
-            title: "trialwatch: all trials",
-            alternate: None,
-        },
-        &all,
-    );
-    w.put("feeds/all.atom", feed.as_bytes())?;
-    for (name, ids) in groups {
-        let picked: Vec<&PublishedVersion> = trials
-            .iter()
-            .filter(|c| ids.iter().any(|i| i.as_str() == c.row.nct_id))
-            .flat_map(|c| c.versions.iter())
-            .collect();
-        let picked = newest_first(picked, ALL_FEED_ENTRIES);
-        let title = format!("trialwatch: {name}");
-        let key = format!("query:{name}");
-        let feed = atom::feed(
-            &atom::FeedMeta {
-                key: &key,
-                title: &title,
-                alternate: None,
-            },
-            &picked,
-        );
-        w.put(
-            &format!("feeds/query-{}.atom", feed_file_name(name)),
-            feed.as_bytes(),
-        )?;
-    }
-    Ok(())
+    out
 }
 
 /// `args` (a command line about to be forwarded to a running daemon) with `export`'s DIR made

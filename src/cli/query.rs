@@ -123,6 +123,30 @@ struct HistoryEntry<'a> {
     changes: Vec<AssessedChange<'a>>,
 }
 
+/// One entry of `history --json`: version `v`, its changes judged against `prev` and `rec`.
+fn history_entry<'a>(v: &'a VersionMeta, prev: Option<&Record>, rec: &Record) -> HistoryEntry<'a> {
+    HistoryEntry {
+        version: v.version,
+        detected_at: v.detected_at,
+        last_update_post_date: v.last_update_post_date.as_deref(),
+        source: v.provenance.source.as_str(),
+        ctgov_version: v.provenance.ctgov_version,
+        ctgov_posted: v.provenance.ctgov_posted,
+        backfilled: v.provenance.backfilled,
+        changes: assessed(&v.changes, prev, rec),
+    }
+}
+
+/// One entry of `history --json` as a JSON value: what `export` puts in a trial's JSON file
+/// (the same function as the command, so the bytes stay the CLI's).
+pub(crate) fn history_entry_json(
+    v: &VersionMeta,
+    prev: Option<&Record>,
+    rec: &Record,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(history_entry(v, prev, rec))?)
+}
+
 pub(crate) fn history(
     ctx: &Ctx,
     nct: &str,
@@ -139,16 +163,7 @@ pub(crate) fn history(
                 .record(&id, v.version)
                 .for_trial(&id)?
                 .with_context(|| format!("{id} version {} is missing from the store", v.version))?;
-            entries.push(HistoryEntry {
-                version: v.version,
-                detected_at: v.detected_at,
-                last_update_post_date: v.last_update_post_date.as_deref(),
-                source: v.provenance.source.as_str(),
-                ctgov_version: v.provenance.ctgov_version,
-                ctgov_posted: v.provenance.ctgov_posted,
-                backfilled: v.provenance.backfilled,
-                changes: assessed(&v.changes, prev.as_ref(), &rec),
-            });
+            entries.push(history_entry(v, prev.as_ref(), &rec));
             prev = Some(rec);
         }
         writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
@@ -264,39 +279,51 @@ pub(crate) fn show(
         ShowFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&record)?)?,
         ShowFormat::Markdown => {
             let all = store.versions(&id).for_trial(&id)?;
-            // The timeline up to this version, and the one after it (if any).
-            let cut = all
-                .iter()
-                .position(|v| v.version == version)
-                .map_or(all.len(), |i| i + 1);
-            let successor = all.get(cut).map(|v| v.detected_at);
-            let versions: Vec<VersionMeta> = all.into_iter().take(cut).collect();
-            // The latest version was last seen at the last sync; an older one when its successor came.
-            let last_seen_at = if version == state.head() {
-                state.last_seen_at
-            } else {
-                successor.unwrap_or(state.last_seen_at)
-            };
-            let now = if version == state.head() {
-                crate::clock::now()
-            } else {
-                last_seen_at
-            };
-            let m = &ctx.cfg.mirror;
-            let opts = markdown::PageOptions {
-                canonical_base: m.canonical_base.as_deref(),
-                footer_note: m.footer_note.as_deref(),
-                recent_days: m.recent_days,
-                watched: &m.fields,
-            };
             write!(
                 out,
                 "{}",
-                markdown::mirror_page(&record, last_seen_at, now, &versions, &opts)
+                mirror_markdown(ctx, &state, &record, all, version)
             )?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `show --format markdown` of `version` (whose record is `record`), given all of the trial's
+/// versions in timeline order: the page `show` prints and `export` writes.
+pub(crate) fn mirror_markdown(
+    ctx: &Ctx,
+    state: &crate::store::TrialState,
+    record: &Record,
+    all: Vec<VersionMeta>,
+    version: u32,
+) -> String {
+    // The timeline up to this version, and the one after it (if any).
+    let cut = all
+        .iter()
+        .position(|v| v.version == version)
+        .map_or(all.len(), |i| i + 1);
+    let successor = all.get(cut).map(|v| v.detected_at);
+    let versions: Vec<VersionMeta> = all.into_iter().take(cut).collect();
+    // The latest version was last seen at the last sync; an older one when its successor came.
+    let last_seen_at = if version == state.head() {
+        state.last_seen_at
+    } else {
+        successor.unwrap_or(state.last_seen_at)
+    };
+    let now = if version == state.head() {
+        crate::clock::now()
+    } else {
+        last_seen_at
+    };
+    let m = &ctx.cfg.mirror;
+    let opts = markdown::PageOptions {
+        canonical_base: m.canonical_base.as_deref(),
+        footer_note: m.footer_note.as_deref(),
+        recent_days: m.recent_days,
+        watched: &m.fields,
+    };
+    markdown::mirror_page(record, last_seen_at, now, &versions, &opts)
 }
 
 #[derive(Serialize)]

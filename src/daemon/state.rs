@@ -177,6 +177,7 @@ impl Shared {
                  (`systemctl restart trialwatch`); keeping the configuration in use"
             ),
             Ok(new) => {
+                super::web::reload_notice(&old, &new);
                 tracing::info!(
                     watch.config_trials = new.watch.ids().len(),
                     schedule.cron = %new.schedule.cron.source(),

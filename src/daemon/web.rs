@@ -1,6 +1,9 @@
 //! `[web] listen`: the daemon serves the read-only web view ([`crate::web`]) from its own open
 //! store while it runs. Pages and `/api/` answers come from the CLI's read commands, run through
 //! the same executor as forwarded commands; the server stops with the daemon's other loops.
+//!
+//! The address is bound once, at start. A SIGHUP reload that changes `[web] listen` is
+//! reported as needing a restart ([`reload_notice`]); the view keeps serving where it was.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +15,19 @@ use super::state::Shared;
 
 /// The commands the web view runs (the read-only ones).
 const READ_COMMANDS: [&str; 5] = ["history", "show", "diff", "changes", "status"];
+
+/// After a SIGHUP reload: say when `[web] listen` changed, which takes a restart.
+pub(super) fn reload_notice(old: &crate::config::Config, new: &crate::config::Config) {
+    if old.web.listen != new.web.listen {
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::warn!(
+            web.listen.in_use = %show(old.web.listen),
+            web.listen.configured = %show(new.web.listen),
+            "`[web] listen` changed, which needs a restart (`systemctl restart trialwatch`); \
+             the web view stays as it was until then"
+        );
+    }
+}
 
 /// Bind `addr` and serve until shutdown; a bind failure stops the daemon's start with a message.
 pub(super) async fn start(

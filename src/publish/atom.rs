@@ -62,11 +62,21 @@ pub fn entry_id(nct: &str, version: u32) -> String {
 /// An Atom feed of `versions`, newest first as given; `updated` is the newest entry's time
 /// (the Unix epoch for an empty feed, so the bytes stay the same until something happens).
 pub fn feed(meta: &FeedMeta<'_>, versions: &[&PublishedVersion]) -> String {
-    let updated = versions
-        .iter()
-        .map(|v| v.detected_at)
-        .max()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let updated = versions.iter().map(|v| v.detected_at).max();
+    let entries: Vec<String> = versions.iter().map(|v| entry_xml(v)).collect();
+    let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
+    feed_of_entries(meta, updated, &refs)
+}
+
+/// A feed of entries already made by [`entry_xml`] (newest first as given), `updated` being the
+/// newest entry's time: what [`feed`] writes, for a caller that keeps rendered entries (a
+/// re-export assembles `all.atom` from each trial's cached entries).
+pub fn feed_of_entries(
+    meta: &FeedMeta<'_>,
+    updated: Option<DateTime<Utc>>,
+    entries: &[&str],
+) -> String {
+    let updated = updated.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     x.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
@@ -82,10 +92,17 @@ pub fn feed(meta: &FeedMeta<'_>, versions: &[&PublishedVersion]) -> String {
             xml_text(href)
         );
     }
-    for v in versions {
-        entry(&mut x, v);
+    for e in entries {
+        x.push_str(e);
     }
     x.push_str("</feed>\n");
+    x
+}
+
+/// One version's `<entry>` element, as a feed lists it.
+pub fn entry_xml(v: &PublishedVersion) -> String {
+    let mut x = String::new();
+    entry(&mut x, v);
     x
 }
 

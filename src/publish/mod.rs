@@ -1,10 +1,12 @@
 //! Publishing what the store knows as files: the static mirror export's pieces. This module owns
 //! the pure renderings (Atom feeds in [`atom`], the index page and the change tables in
-//! [`tables`]) and the one writer that puts a file in place only when its bytes changed, through
-//! a temporary file and a rename ([`files`]). Which trials and what their pages say come from
+//! [`tables`]), the per-trial cache a re-export assembles the shared files from ([`cache`]),
+//! and the one writer that puts a file in place only when its bytes changed, through a
+//! temporary file and a rename ([`files`]). Which trials and what their pages say come from
 //! the caller (`trialwatch export`, in `cli::export`), so the pages stay exactly the CLI's.
 
 pub mod atom;
+pub mod cache;
 pub mod files;
 pub mod tables;
 

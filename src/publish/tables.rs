@@ -101,6 +101,14 @@ pub const CSV_COLUMNS: [&str; 7] = [
 pub fn changes_csv(rows: &[ChangeRow]) -> String {
     let mut s = CSV_COLUMNS.join(",");
     s.push_str("\r\n");
+    s.push_str(&csv_records(rows));
+    s
+}
+
+/// The records of `changes.csv` for `rows`, without the header: one trial's piece of the
+/// table, which a re-export keeps and joins with the others'.
+pub fn csv_records(rows: &[ChangeRow]) -> String {
+    let mut s = String::new();
     for r in rows {
         let fields: Vec<String> = CSV_COLUMNS
             .iter()

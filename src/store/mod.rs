@@ -21,6 +21,8 @@
 //! - `pack.rs`: the append-only pack files that hold the blobs.
 //! - `versions.rs`: committing new versions; [`TrialState`].
 //! - `reads.rs`: reading versions back, and the time index ([`VersionRef`]).
+//! - `list_rows.rs`: each trial's line of the web view's list, written with its head.
+//! - `walk.rs`: one trial's whole timeline, each blob decoded once (`export`).
 //! - `watch.rs`: the stored watch list and small named meta values.
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
 //! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
@@ -38,6 +40,7 @@ use serde::Deserialize;
 mod codec;
 mod deadlines;
 mod keys;
+mod list_rows;
 mod migrate;
 mod outbox;
 mod pack;
@@ -46,12 +49,14 @@ mod reads;
 mod repair;
 mod verify;
 mod versions;
+mod walk;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
 pub use codec::record_hash;
+pub use list_rows::{ListRow, row_key};
 pub use outbox::{FanOut, FanOutGroup, OutboxEntry, OwedAlert};
 pub use pack::PackError;
 pub use queries::{Member, QueryState};

@@ -384,6 +384,14 @@ impl Store {
         } else {
             order
         };
+        super::list_rows::stage(
+            &mut pending.batch,
+            &state,
+            version,
+            meta.detected_at,
+            &meta.changes,
+            nv.record,
+        );
         let keyframe = keyframe_of(version);
         let raw_value = if keyframe == version {
             encode_at(nv.raw, Codec::Plain, &[], ZSTD_KEYFRAME_LEVEL)

@@ -14,10 +14,10 @@ use super::plot::{PlotPoint, timeline_svg};
 use super::{ATOM, Doc, Web};
 use crate::model::{NctId, Record, Severity};
 use crate::publish::{PublishedVersion, atom, from_history};
-use crate::severity::{assess, partial_date};
+use crate::severity::partial_date;
 
 /// One row of the trial list.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct ListRow {
     nct: String,
     title: String,
@@ -67,74 +67,60 @@ fn severity_badge(s: Option<Severity>) -> String {
     }
 }
 
-fn joined(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
+/// The list's row of a trial from its kept row ([`crate::store::ListRow`]).
+fn list_row(id: &NctId, r: crate::store::ListRow) -> ListRow {
+    let haystack = format!("{id} {} {}", r.title, r.sponsor).to_lowercase();
+    ListRow {
+        nct: id.to_string(),
+        title: r.title,
+        status: r.status,
+        phase: r.phase,
+        sponsor: r.sponsor,
+        last_change: r.last_change,
+        severity: r.severity,
+        haystack,
     }
 }
 
-fn row_of(w: &Web, state: &crate::store::TrialState) -> anyhow::Result<Option<ListRow>> {
-    let id = &state.nct_id;
-    let head = state.head();
-    let Some(rec) = w.store.record(id, head)? else {
-        return Ok(None);
-    };
-    let meta = w.store.version(id, head)?;
-    let severity = match (state.before(head), &meta) {
-        (Some(prev), Some(m)) => {
-            let old = w.store.record(id, prev)?;
-            m.changes
-                .iter()
-                .map(|c| assess(c, old.as_ref(), &rec).0)
-                .max()
-        }
-        _ => None,
-    };
-    let title = rec
-        .title()
-        .or_else(|| rec.text("identification.officialTitle"))
-        .unwrap_or(id.as_str())
-        .to_string();
-    let sponsor = rec.text("sponsor.lead").unwrap_or_default().to_string();
-    let haystack = format!("{id} {title} {sponsor}").to_lowercase();
-    Ok(Some(ListRow {
-        nct: id.to_string(),
-        status: rec.overall_status().unwrap_or_default().to_string(),
-        phase: joined(rec.get("design.phases")),
-        title,
-        sponsor,
-        last_change: meta.map(|m| m.detected_at).unwrap_or(state.first_seen_at),
-        severity,
-        haystack,
-    }))
-}
-
+/// Every trial's row. Rows come from this server's cache, else from the rows the store keeps
+/// (written by sync with each new head, read in one scan), else are made from the store and
+/// kept there for the next start; each is checked against the trial's current state.
 fn rows(w: &Web) -> anyhow::Result<Vec<ListRow>> {
     let states = w.store.trials()?;
     let mut cache = w.rows.lock().unwrap_or_else(|p| p.into_inner());
+    let mut kept: Option<HashMap<NctId, crate::store::ListRow>> = None;
     let mut out = Vec::with_capacity(states.len());
     for st in states.iter().filter(|s| s.latest_version > 0) {
-        let key = format!(
-            "{}/{}/{:?}",
-            st.head(),
-            st.latest_version,
-            st.before(st.head())
-        );
-        match cache.get(&st.nct_id) {
-            Some((k, row)) if *k == key => out.push(row.clone()),
-            _ => {
-                if let Some(row) = row_of(w, st)? {
-                    cache.insert(st.nct_id.clone(), (key, row.clone()));
-                    out.push(row);
-                }
-            }
+        let key = crate::store::row_key(st);
+        if let Some((k, row)) = cache.get(&st.nct_id)
+            && *k == key
+        {
+            out.push(row.clone());
+            continue;
         }
+        if kept.is_none() {
+            kept = Some(w.store.list_rows()?);
+        }
+        let stored = kept
+            .as_mut()
+            .and_then(|m| m.remove(&st.nct_id))
+            .filter(|r| r.key == key);
+        let row = match stored {
+            Some(r) => r,
+            None => match w.store.list_row_made(st)? {
+                Some(r) => {
+                    // Derived data: a store opened read-only just makes it again next time.
+                    if let Err(e) = w.store.list_row_put(&st.nct_id, &r) {
+                        tracing::debug!(trial.nct = %st.nct_id, error = %e, "list row not kept");
+                    }
+                    r
+                }
+                None => continue,
+            },
+        };
+        let row = list_row(&st.nct_id, row);
+        cache.insert(st.nct_id.clone(), (key, row.clone()));
+        out.push(row);
     }
     Ok(out)
 }
@@ -573,4 +559,66 @@ pub(super) fn feed(w: &Web, name: &str) -> Doc {
         },
         &refs,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{NewVersion, Store};
+
+    #[test]
+    fn list_rows_kept_stale_or_missing_in_the_store_are_made_again_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT00000102".parse().unwrap();
+        let mut prev: Option<Record> = None;
+        for (day, status) in [(1, "RECRUITING"), (2, "TERMINATED")] {
+            let mut r = Record::default();
+            r.set("identification.briefTitle", json!("A trial"));
+            r.set("status.overallStatus", json!(status));
+            let canonical = r.canonical_bytes();
+            store
+                .commit_version(NewVersion {
+                    provenance: Default::default(),
+                    nct: &nct,
+                    record: &r,
+                    canonical: &canonical,
+                    raw: b"{}",
+                    changes: crate::diff::diff(prev.as_ref(), &r),
+                    detected_at: Utc.timestamp_opt(1_700_000_000 + day * 86_400, 0).unwrap(),
+                    resolved_id: None,
+                    source_fingerprint: None,
+                    alerts: vec![],
+                })
+                .unwrap();
+            prev = Some(r);
+        }
+        let runner: super::super::Runner = Arc::new(|_| Err("no commands here".into()));
+        let web = Web::new(store.clone(), runner.clone());
+        let from_commit = rows(&web).unwrap();
+        assert_eq!(from_commit.len(), 1);
+        assert_eq!(from_commit[0].status, "TERMINATED");
+        assert_eq!(from_commit[0].severity, Some(Severity::Critical));
+
+        // A row kept for another state (an older store, a backfill) is not believed.
+        let state = store.trial(&nct).unwrap().unwrap();
+        let mut stale = store.list_row(&nct).unwrap().unwrap();
+        stale.key = "1/1/None".into();
+        stale.status = "RECRUITING".into();
+        store.list_row_put(&nct, &stale).unwrap();
+        let fresh_web = Web::new(store.clone(), runner);
+        assert_eq!(rows(&fresh_web).unwrap(), from_commit);
+        let kept = store.list_row(&nct).unwrap().unwrap();
+        assert_eq!(
+            kept.key,
+            crate::store::row_key(&state),
+            "made again and kept"
+        );
+        assert_eq!(kept.status, "TERMINATED");
+    }
 }

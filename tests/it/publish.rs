@@ -369,3 +369,81 @@ fn each_query_watch_gets_a_feed_of_its_members() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0 atom10 1");
 }
+
+/// Every file of an export, by path relative to `dir`, with its bytes (the cache left out).
+fn files_of(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if rel.starts_with(".trialwatch-export") {
+                continue;
+            }
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The trial JSON is, byte for byte, `{nct_id, record: show --format json, versions: history
+/// --json}` pretty-printed, and a cache that is damaged, stale or missing gives the same files
+/// as a fresh export (never wrong output), and the old single manifest is removed.
+#[test]
+fn exported_json_is_the_clis_byte_for_byte_and_a_damaged_cache_changes_nothing() {
+    let env = two_trials();
+    let dir = env.dir.path().join("site");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(".trialwatch-export.json"), b"{\"format\":1}").unwrap();
+    report(&env, T3, &dir);
+    assert!(!dir.join(".trialwatch-export.json").exists());
+    for id in [A, B] {
+        let record: Value =
+            serde_json::from_str(&at(&env, T3, &["show", id, "--format", "json"])).unwrap();
+        let history: Value =
+            serde_json::from_str(&at(&env, T3, &["history", id, "--json"])).unwrap();
+        let mut expected = serde_json::to_vec_pretty(
+            &json!({ "nct_id": id, "record": record, "versions": history }),
+        )
+        .unwrap();
+        expected.push(b'\n');
+        let got = std::fs::read(dir.join(format!("trials/{id}.json"))).unwrap();
+        assert!(got == expected, "{id}: {}", String::from_utf8_lossy(&got));
+    }
+    let whole = files_of(&dir);
+    assert_eq!(whole.len(), 2 * 3 + 4, "{:?}", whole.keys());
+
+    // A fresh export elsewhere at the same time gives the same bytes.
+    let fresh = env.dir.path().join("fresh");
+    report(&env, T3, &fresh);
+    assert!(files_of(&fresh) == whole);
+
+    // One piece torn, the other replaced by the first's: both trials are rendered again.
+    let cache = dir.join(".trialwatch-export");
+    let a = cache.join(format!("{A}.json"));
+    let b = cache.join(format!("{B}.json"));
+    let bytes = std::fs::read(&a).unwrap();
+    std::fs::copy(&a, &b).unwrap();
+    std::fs::write(&a, &bytes[..bytes.len() / 3]).unwrap();
+    let rep = report(&env, T3, &dir);
+    assert_eq!(rep["rendered"], 2, "{rep}");
+    assert_eq!(
+        rep["written"], 0,
+        "the same bytes: nothing rewritten: {rep}"
+    );
+    assert!(files_of(&dir) == whole);
+
+    // The cache gone entirely: a full export, same files.
+    std::fs::remove_dir_all(&cache).unwrap();
+    let rep = report(&env, T3, &dir);
+    assert_eq!(rep["rendered"], 2, "{rep}");
+    assert!(files_of(&dir) == whole);
+    // And with the cache back, nothing is rendered.
+    let rep = report(&env, T3, &dir);
+    assert_eq!(rep["rendered"], 0, "{rep}");
+}

@@ -458,3 +458,36 @@ fn the_list_filters_by_query_watch() {
     assert_eq!(none.status, 200);
     assert!(!none.text().contains("/trials/NCT"), "{}", none.text());
 }
+
+/// A SIGHUP that changes `[web] listen` is reported as needing a restart, and the view keeps
+/// serving on the address it has.
+#[test]
+fn a_reload_that_moves_web_listen_says_it_needs_a_restart() {
+    use crate::support::daemon::{Daemon, EVERY_SECOND, wait_for, wait_running};
+    let (port, other) = (crate::support::free_port(), crate::support::free_port());
+    let tail = format!("{EVERY_SECOND}[web]\nlisten = \"127.0.0.1:{port}\"\n");
+    let env = TestEnv::with_config(&[A], "", &tail);
+    env.server
+        .put_study(crate::support::env::fixture("NCT03418623.json"));
+    let mut d = Daemon::start(&env);
+    wait_running(&env, &d);
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(Duration::from_secs(20), "the list page", || {
+        TcpStream::connect(&addr).ok()?;
+        (get(&addr, "/").status == 200).then_some(())
+    });
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{other}")),
+    )
+    .unwrap();
+    d.signal("HUP");
+    wait_for(Duration::from_secs(10), "the restart notice", || {
+        d.log().contains("needs a restart").then_some(())
+    });
+    let log = d.log();
+    assert!(log.contains(&format!("127.0.0.1:{other}")), "{log}");
+    assert_eq!(get(&addr, "/").status, 200, "still serving where it was");
+    d.terminate();
+}
