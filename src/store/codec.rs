@@ -94,6 +94,10 @@ fn ctgov_decoder() -> Option<&'static zstd::dict::DecoderDictionary<'static>> {
         .as_ref()
 }
 
+/// A compressor context that has just worked on more than this (value and dictionary) is
+/// dropped rather than kept for the next value.
+const KEEP_CONTEXT_BYTES: usize = 256 * 1024;
+
 thread_local! {
     /// This thread's compressors, reused for every value (see the module doc): one per kind,
     /// so that a dictionary set for one kind can never stay on for a value of another.
@@ -125,8 +129,10 @@ fn frame(data: &[u8], codec: Codec, dict: &[u8], level: i32) -> std::io::Result<
             c.set_dictionary(level, dict)?;
         }
         let out = c.compress(data);
-        if out.is_err() {
-            // A failed job may leave the context half set up: start the next one afresh.
+        if out.is_err() || data.len() + dict.len() > KEEP_CONTEXT_BYTES {
+            // A failed job may leave the context half set up: start the next one afresh. A
+            // context that grew for a large value (and holds a copy of its dictionary) is not
+            // kept either, so the reuse costs no memory beyond what small values need.
             *slot = None;
         }
         out

@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(store.raw(&nct, 2).unwrap().unwrap(), raw2);
         assert_eq!(store.raw(&nct, 1).unwrap().unwrap(), raw);
         let table = decode_table(b"V", &store.db.get(key(b'V', &nct)).unwrap().unwrap()).unwrap();
-        assert_eq!(store.packs.read(&table[1].raw).unwrap()[0], Codec::Keyframe as u8);
+        assert_eq!(
+            store.packs.read(&table[1].raw).unwrap()[0],
+            Codec::Keyframe as u8
+        );
         let other: NctId = "NCT00000002".parse().unwrap();
         store
             .commit_version(NewVersion {

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{
     Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, from_json, keyframe_of, raw_hash,
-    record_hash,
-    to_json,
+    record_hash, to_json,
 };
 use super::keys::{
     VersionBlobs, decode_table, encode_table, encode_time_entries, key, time_key, vkey,
