@@ -56,6 +56,11 @@ pub(super) enum Codec {
     /// zstd with the CT.gov dictionary shipped in the binary ([`CTGOV_DICT`]): keyframe raw
     /// JSON since store format 3.
     Ctgov = 4,
+    /// zstd with the keyframe version's normalized record (its canonical bytes) as dictionary:
+    /// the records of non-keyframe versions since store format 3. Versions of one study are
+    /// nearly the same record, so this costs tens of bytes where [`Codec::OwnRaw`] cost a
+    /// whole record's worth of references.
+    KeyframeRecord = 5,
 }
 
 impl Codec {
@@ -65,6 +70,7 @@ impl Codec {
             2 => Some(Codec::OwnRaw),
             3 => Some(Codec::Keyframe),
             4 => Some(Codec::Ctgov),
+            5 => Some(Codec::KeyframeRecord),
             _ => None,
         }
     }
@@ -298,5 +304,56 @@ mod tests {
         assert_eq!(raw_hash(b"abc"), raw_hash(b"abc"));
         assert_ne!(raw_hash(b"abc"), raw_hash(b"abd"));
         assert_eq!(raw_hash(b"").len(), 32);
+    }
+
+    #[test]
+    fn a_later_versions_record_costs_tens_of_bytes_against_its_keyframes() {
+        use crate::model::NctId;
+        use crate::store::{NewVersion, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT00973089".parse().unwrap();
+        let raws: Vec<String> = (1..=3)
+            .map(|v| {
+                SMALL.replacen(
+                    "\"briefTitle\": \"",
+                    &format!("\"briefTitle\": \"(rev {v}) "),
+                    1,
+                )
+            })
+            .collect();
+        let mut records = Vec::new();
+        for raw in &raws {
+            let record = crate::normalize::normalize_json(raw).unwrap();
+            let canonical = record.canonical_bytes();
+            store
+                .commit_version(NewVersion {
+                    provenance: Default::default(),
+                    nct: &nct,
+                    record: &record,
+                    canonical: &canonical,
+                    raw: raw.as_bytes(),
+                    changes: vec![],
+                    detected_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+                    resolved_id: None,
+                    source_fingerprint: None,
+                    alerts: vec![],
+                })
+                .unwrap();
+            records.push(record);
+        }
+        let table = store.table(&nct).unwrap();
+        for (v, r) in (1..).zip(&records) {
+            assert_eq!(&store.record(&nct, v).unwrap().unwrap(), r, "v{v}");
+        }
+        assert!(table[0].record.len > 200, "the keyframe's record is whole");
+        for e in &table[1..] {
+            assert!(
+                e.record.len < 120,
+                "a delta record of {} bytes",
+                e.record.len
+            );
+        }
+        assert!(store.verify().unwrap().problems.is_empty());
     }
 }

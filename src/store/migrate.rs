@@ -153,6 +153,12 @@ mod tests {
             store.packs.read(&table[1].raw).unwrap()[0],
             Codec::Keyframe as u8
         );
+        assert_eq!(
+            store.packs.read(&table[1].record).unwrap()[0],
+            Codec::KeyframeRecord as u8,
+            "a non-keyframe's record is a delta against its keyframe's (a format-2 one here)"
+        );
+        assert_eq!(store.record(&nct, 2).unwrap().unwrap(), rec);
         let other: NctId = "NCT00000002".parse().unwrap();
         store
             .commit_version(NewVersion {

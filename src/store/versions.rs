@@ -420,13 +420,20 @@ impl Store {
         } else {
             Codec::Plain
         };
+        // A keyframe's record against its own raw JSON; any other against its keyframe's
+        // record, which it nearly equals (tens of bytes).
+        let record_value = if keyframe == version {
+            encode(nv.canonical, Codec::OwnRaw, nv.raw)
+        } else {
+            let label = super::keys::blob_label(nv.nct, version, "record");
+            let dict = self.keyframe_record(&label, nv.nct, version, &table)?;
+            encode(nv.canonical, Codec::KeyframeRecord, &dict)
+        };
         table.push(VersionBlobs {
             meta: self
                 .packs
                 .append(&encode(&to_json(&stored), meta_codec, nv.raw))?,
-            record: self
-                .packs
-                .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?,
+            record: self.packs.append(&record_value)?,
             raw: self.packs.append(&raw_value)?,
         });
         let batch = &mut pending.batch;
