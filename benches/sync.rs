@@ -9,7 +9,9 @@
 //! 4. the reads, as whole processes (median of 21 runs): `history`, `show`, `diff`, `status`,
 //!    `watch list` and `changes --since 1d`, on the store made today by the first sync (every
 //!    first version inside the range) and again after the 1 %-changed re-sync;
-//! 5. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time, and
+//! 5. what the per-commit records of issue #12 cost the write path: up to 2,000 first versions
+//!    committed through the library with and without them (alternating, medians of 3);
+//! 6. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time, and
 //!    that store's size against the raw JSON.
 //!
 //! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20; 0 skips step 5),
@@ -181,7 +183,7 @@ fn main() {
         return;
     }
 
-    // 5. history on N trials x `versions` versions, built through the library.
+    // 6. history on N trials x `versions` versions, built through the library.
     let hdir = tempfile::tempdir().unwrap();
     // BENCH_KEEP=1 leaves the history store on disk (path printed) for further measurements.
     let keep = std::env::var_os("BENCH_KEEP").is_some();
