@@ -9,7 +9,9 @@
 //! 4. the reads, as whole processes (median of 21 runs): `history`, `show`, `diff`, `status`,
 //!    `watch list` and `changes --since 1d`, on the store made today by the first sync (every
 //!    first version inside the range) and again after the 1 %-changed re-sync;
-//! 5. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time, and
+//! 5. what the per-commit records of issue #12 cost the write path: up to 2,000 first versions
+//!    committed through the library with and without them (alternating, medians of 3);
+//! 6. `trialwatch history` on a store of N trials x 20 versions: whole-process wall time, and
 //!    that store's size against the raw JSON.
 //!
 //! Environment: `BENCH_TRIALS` (default 10000), `BENCH_VERSIONS` (default 20; 0 skips step 5),
@@ -176,6 +178,7 @@ fn main() {
         .map(|k| ids[((k * 37) % changed.max(1)) * 100].as_str())
         .collect();
     reads(&cfg, "after the 1%-changed re-sync", &changed_ids);
+    commit_record_cost(&maker, n.min(2_000));
     // BENCH_KEEP=1 leaves the stores on disk (paths printed) for further measurements.
     let keep = std::env::var_os("BENCH_KEEP").is_some();
     if keep {
@@ -185,7 +188,7 @@ fn main() {
         return;
     }
 
-    // 5. history on N trials x `versions` versions, built through the library.
+    // 6. history on N trials x `versions` versions, built through the library.
     let hdir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
     let mut raw_bytes = 0usize;
@@ -283,6 +286,65 @@ fn main() {
     if keep {
         println!("history store kept at {}", hdir.keep().display());
     }
+}
+
+/// What the per-commit records of issue #12 (one sled flush and one pack entry per commit) cost
+/// the write path: the same `n` first versions (normalized beforehand, outside the timing)
+/// committed through the library in batches of 100, as a sync commits them, with and without
+/// the records, alternating, three rounds each; medians.
+fn commit_record_cost(maker: &StudyMaker, n: usize) {
+    let studies: Vec<(NctId, trialwatch::model::Record, Vec<u8>, String)> = (0..n)
+        .map(|i| {
+            let (id, raw) = maker.study(i);
+            let record = trialwatch::normalize::normalize_json(&raw).unwrap();
+            let canonical = record.canonical_bytes();
+            (id.parse().unwrap(), record, canonical, raw)
+        })
+        .collect();
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for round in 0..6 {
+        let on = round % 2 == 0;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_commit_records(on);
+        let t0 = Instant::now();
+        for chunk in studies.chunks(100) {
+            let items = chunk
+                .iter()
+                .map(|(nct, record, canonical, raw)| NewVersion {
+                    provenance: Default::default(),
+                    nct,
+                    record,
+                    canonical,
+                    raw: raw.as_bytes(),
+                    changes: trialwatch::diff::diff(None, record),
+                    detected_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+                    resolved_id: None,
+                    source_fingerprint: None,
+                    alerts: vec![],
+                })
+                .collect();
+            store.commit_versions(items).unwrap();
+        }
+        store.flush().unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        if on { &mut with } else { &mut without }.push(secs);
+    }
+    with.sort_by(f64::total_cmp);
+    without.sort_by(f64::total_cmp);
+    let (w, wo) = (with[1], without[1]);
+    println!(
+        "commit records (#12), {n} first versions in {} commits through the library: with {:.3}s \
+         ({:.0} trials/s), without {:.3}s ({:.0} trials/s): {:+.1}% ({:.2} ms per commit), median of 3",
+        n.div_ceil(100),
+        w,
+        n as f64 / w,
+        wo,
+        n as f64 / wo,
+        100.0 * (w - wo) / wo,
+        1e3 * (w - wo) / n.div_ceil(100) as f64
+    );
 }
 
 /// Median and max wall time of `trialwatch ARGS` as a whole process, over `targets` (one run

@@ -1,9 +1,24 @@
 //! How the store encodes the bytes it keeps: a tag byte and a zstd frame, with the version's own
-//! raw JSON or its keyframe's raw JSON as dictionary; JSON (de)serialization of stored values;
-//! the stored shape of a version's metadata; and [`record_hash`].
+//! raw JSON, its keyframe's raw JSON or the CT.gov dictionary shipped in the binary as
+//! dictionary; JSON (de)serialization of stored values; the stored shape of a version's
+//! metadata; and [`record_hash`].
+//!
+//! The shipped dictionary (`ctgov-1.dict`, tag 4) is the byte-exact concatenation of real CT.gov
+//! records that are *not* among the benchmark's fixtures (`tests/fixtures/ctgov/`:
+//! `page-sample-1study.json`, `list-NCT03281889.json`, `list-NCT06388018.json`,
+//! `NCT02985775.json`, `partial/*.json`, `history/NCT04280705.history-v0.json`, in that order):
+//! CT.gov's key names, module skeleton and enumerations, which a small record repeats in full
+//! and cannot compress against itself. Its bytes never change once shipped: stores name it by
+//! its tag, and a better dictionary would be a new tag beside it.
+//!
+//! Compressor contexts are kept per thread and reused: creating one per value cost more than
+//! compressing a small record.
 //!
 //! It does not know where bytes are kept (sled keys are [`super::keys`], blobs are
 //! [`super::pack`]) nor which dictionary a given version needs ([`super::versions`] decides).
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,10 +29,14 @@ use crate::model::VersionMeta;
 /// zstd level: JSON is read and written on every sync of a changed trial, so speed wins.
 const ZSTD_LEVEL: i32 = 3;
 
-/// zstd level of a keyframe's raw JSON, the largest thing a version stores and the one written
-/// once per 16 versions: level 6 makes it ~7 % smaller than level 3 (measured on the fixture
-/// mix of `benches/sync.rs`) for about 1 s more CPU per 300 MB.
-pub(super) const ZSTD_KEYFRAME_LEVEL: i32 = 6;
+/// The CT.gov dictionary of tag 4 (see the module doc). Never edit: stores depend on its bytes.
+static CTGOV_DICT: &[u8] = include_bytes!("ctgov-1.dict");
+
+/// zstd level of a keyframe's raw JSON (with [`CTGOV_DICT`]), the largest thing a version
+/// stores: with the dictionary, level 3 leaves less than level 6 without it did (16.0 % vs
+/// 17.4 % of the benchmark's registry mix, 25 % vs 30 % of its small records), at the speed of
+/// level 3.
+pub(super) const ZSTD_KEYFRAME_LEVEL: i32 = 3;
 
 /// Every this many versions the raw JSON is stored whole (a keyframe); the versions between are
 /// stored as zstd deltas against their keyframe. Versions of one study are nearly identical, so a
@@ -34,6 +53,14 @@ pub(super) enum Codec {
     OwnRaw = 2,
     /// zstd with the keyframe version's raw JSON as dictionary (raw JSON of non-keyframes).
     Keyframe = 3,
+    /// zstd with the CT.gov dictionary shipped in the binary ([`CTGOV_DICT`]): keyframe raw
+    /// JSON since store format 3.
+    Ctgov = 4,
+    /// zstd with the keyframe version's normalized record (its canonical bytes) as dictionary:
+    /// the records of non-keyframe versions since store format 3. Versions of one study are
+    /// nearly the same record, so this costs tens of bytes where [`Codec::OwnRaw`] cost a
+    /// whole record's worth of references.
+    KeyframeRecord = 5,
 }
 
 impl Codec {
@@ -42,6 +69,8 @@ impl Codec {
             1 => Some(Codec::Plain),
             2 => Some(Codec::OwnRaw),
             3 => Some(Codec::Keyframe),
+            4 => Some(Codec::Ctgov),
+            5 => Some(Codec::KeyframeRecord),
             _ => None,
         }
     }
@@ -57,17 +86,78 @@ pub(super) fn encode(data: &[u8], codec: Codec, dict: &[u8]) -> Vec<u8> {
     encode_at(data, codec, dict, ZSTD_LEVEL)
 }
 
+/// [`CTGOV_DICT`] prepared for compression at [`ZSTD_KEYFRAME_LEVEL`], once per process.
+fn ctgov_encoder() -> Option<&'static zstd::dict::EncoderDictionary<'static>> {
+    static D: OnceLock<Option<zstd::dict::EncoderDictionary<'static>>> = OnceLock::new();
+    D.get_or_init(|| zstd::dict::EncoderDictionary::try_copy(CTGOV_DICT, ZSTD_KEYFRAME_LEVEL).ok())
+        .as_ref()
+}
+
+/// [`CTGOV_DICT`] prepared for decompression, once per process.
+fn ctgov_decoder() -> Option<&'static zstd::dict::DecoderDictionary<'static>> {
+    static D: OnceLock<Option<zstd::dict::DecoderDictionary<'static>>> = OnceLock::new();
+    D.get_or_init(|| zstd::dict::DecoderDictionary::try_copy(CTGOV_DICT).ok())
+        .as_ref()
+}
+
+/// A compressor context that has just worked on more than this (value and dictionary) is
+/// dropped rather than kept for the next value.
+const KEEP_CONTEXT_BYTES: usize = 256 * 1024;
+
+thread_local! {
+    /// This thread's compressors, reused for every value (see the module doc): one per kind,
+    /// so that a dictionary set for one kind can never stay on for a value of another.
+    static PLAIN: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static CTGOV: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static WITH_DICT: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// One zstd frame of `data`: with the prepared CT.gov dictionary for [`Codec::Ctgov`], else
+/// with `dict` (none when empty) at `level`, on this thread's reused context for that kind.
+fn frame(data: &[u8], codec: Codec, dict: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let cell = match codec {
+        Codec::Ctgov => &CTGOV,
+        _ if dict.is_empty() => &PLAIN,
+        _ => &WITH_DICT,
+    };
+    cell.with(|cell| {
+        let mut slot = cell.try_borrow_mut().map_err(std::io::Error::other)?;
+        let c = match &mut *slot {
+            Some(c) => c,
+            empty => empty.insert(zstd::bulk::Compressor::new(level)?),
+        };
+        if codec == Codec::Ctgov {
+            let d = ctgov_encoder()
+                .ok_or_else(|| std::io::Error::other("the CT.gov dictionary did not load"))?;
+            c.set_prepared_dictionary(d)?;
+        } else {
+            c.set_dictionary(level, dict)?;
+        }
+        let out = c.compress(data);
+        if out.is_err() || data.len() + dict.len() > KEEP_CONTEXT_BYTES {
+            // A failed job may leave the context half set up: start the next one afresh. A
+            // context that grew for a large value (and holds a copy of its dictionary) is not
+            // kept either, so the reuse costs no memory beyond what small values need.
+            *slot = None;
+        }
+        out
+    })
+}
+
 /// `data` encoded with `codec` (with `dict` as its dictionary, when not empty) at `level`.
 pub(super) fn encode_at(data: &[u8], codec: Codec, dict: &[u8], level: i32) -> Vec<u8> {
-    let frame = if codec == Codec::Plain || dict.is_empty() {
-        zstd::bulk::compress(data, level)
-    } else {
-        zstd::bulk::Compressor::with_dictionary(level, dict).and_then(|mut c| c.compress(data))
+    // Plain and Ctgov ignore `dict`; a codec that needs one falls back to Plain without it.
+    let (codec, dict) = match codec {
+        Codec::Plain => (Codec::Plain, &[][..]),
+        Codec::Ctgov => (Codec::Ctgov, &[][..]),
+        _ if dict.is_empty() => (Codec::Plain, &[][..]),
+        c => (c, dict),
     };
-    match frame {
+    match frame(data, codec, dict, level) {
         Ok(f) => {
             let mut out = Vec::with_capacity(f.len() + 1);
-            out.push(if dict.is_empty() { Codec::Plain } else { codec } as u8);
+            out.push(codec as u8);
             out.extend_from_slice(&f);
             out
         }
@@ -100,9 +190,16 @@ pub(super) fn decode(key: &[u8], bytes: &[u8], dict: &[u8]) -> Result<Vec<u8>> {
         return Ok(bytes[1..].to_vec());
     }
     let mut out = Vec::new();
-    zstd::stream::read::Decoder::with_dictionary(&bytes[1..], dict)
-        .and_then(|mut d| d.read_to_end(&mut out))
-        .map_err(|e| corrupt(key, format!("cannot decompress: {e}")))?;
+    let read = if codec_of(key, bytes)? == Some(Codec::Ctgov) {
+        let d = ctgov_decoder()
+            .ok_or_else(|| corrupt(key, "the CT.gov dictionary did not load".into()))?;
+        zstd::stream::read::Decoder::with_prepared_dictionary(&bytes[1..], d)
+            .and_then(|mut d| d.read_to_end(&mut out))
+    } else {
+        zstd::stream::read::Decoder::with_dictionary(&bytes[1..], dict)
+            .and_then(|mut d| d.read_to_end(&mut out))
+    };
+    read.map_err(|e| corrupt(key, format!("cannot decompress: {e}")))?;
     Ok(out)
 }
 
@@ -118,6 +215,15 @@ pub(super) fn from_json<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) 
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
+}
+
+/// xxh3-128 hex of a study's raw JSON as CT.gov sent it, kept in the trial's state
+/// ([`super::TrialState::raw_hash`]): the next sync that receives the same bytes skips parsing,
+/// normalizing and diffing them. A fast non-cryptographic hash is enough: it guards against
+/// chance, not against CT.gov (which could change the content anyway), and a sync hashes
+/// every study it fetches (~300 MB for 10,000 trials), where SHA-256 costs about 1 s.
+pub fn raw_hash(raw: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(raw))
 }
 
 /// SHA-256 hex of a record's canonical bytes.
@@ -142,4 +248,118 @@ pub(super) struct StoredMeta {
     /// backfill rewrote the metadata: readers then decode the records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) context: Option<crate::model::Record>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small real CT.gov record (a benchmark fixture, so not part of the dictionary).
+    const SMALL: &str = include_str!("../../tests/fixtures/ctgov/NCT00973089.json");
+
+    #[test]
+    fn the_ctgov_dictionary_round_trips_and_shrinks_a_small_record() {
+        let with = encode_at(SMALL.as_bytes(), Codec::Ctgov, &[], ZSTD_KEYFRAME_LEVEL);
+        assert_eq!(with[0], Codec::Ctgov as u8);
+        assert_eq!(
+            codec_of(b"k", &with).unwrap(),
+            Some(Codec::Ctgov),
+            "tag 4 is known"
+        );
+        assert_eq!(decode(b"k", &with, &[]).unwrap(), SMALL.as_bytes());
+        let without = encode_at(SMALL.as_bytes(), Codec::Plain, &[], 6);
+        // Measured: 2,549 bytes plain at level 6, ~1,900 with the dictionary at level 3.
+        assert!(
+            with.len() * 100 < without.len() * 85,
+            "{} bytes with the dictionary, {} without",
+            with.len(),
+            without.len()
+        );
+        // The dictionary's bytes are what stores were written with: never edited.
+        assert_eq!(
+            hex::encode(Sha256::digest(CTGOV_DICT)),
+            "9a9aed798f75c8dbda1b50efc45498e130a7f67fc849ede49a125b4d15b8ac0c"
+        );
+    }
+
+    #[test]
+    fn a_reused_compressor_context_keeps_each_values_own_dictionary() {
+        // Alternating codecs on one thread's context must never leak a dictionary into the
+        // next value: each decodes with exactly its own.
+        let a = b"{\"briefTitle\": \"one\", \"x\": [1, 2, 3]}".repeat(20);
+        let b = b"{\"briefTitle\": \"two\", \"y\": [4, 5, 6]}".repeat(20);
+        // The order a commit encodes in (metadata, record, raw JSON), trial after trial, and
+        // the other way round.
+        for _ in 0..3 {
+            let plain = encode(&b, Codec::Plain, &[]);
+            let own = encode(&b, Codec::OwnRaw, &a);
+            let ctgov = encode_at(&a, Codec::Ctgov, &[], ZSTD_KEYFRAME_LEVEL);
+            let plain_after = encode(&b, Codec::Plain, &[]);
+            let own_after = encode(&b, Codec::OwnRaw, &a);
+            assert_eq!(decode(b"k", &own, &a).unwrap(), b);
+            assert_eq!(decode(b"k", &plain, &[]).unwrap(), b);
+            assert_eq!(decode(b"k", &plain_after, &[]).unwrap(), b);
+            assert_eq!(decode(b"k", &own_after, &a).unwrap(), b);
+            assert_eq!(decode(b"k", &ctgov, &[]).unwrap(), a);
+            assert!(decode(b"k", &own, &[]).is_err() || decode(b"k", &own, &[]).unwrap() != b);
+        }
+        // Plain ignores a dictionary passed to it (callers pass the raw JSON for metadata that
+        // may or may not use it): it decodes without one.
+        let plain_given_dict = encode(&b, Codec::Plain, &a);
+        assert_eq!(decode(b"k", &plain_given_dict, &[]).unwrap(), b);
+        assert_eq!(raw_hash(b"abc"), raw_hash(b"abc"));
+        assert_ne!(raw_hash(b"abc"), raw_hash(b"abd"));
+        assert_eq!(raw_hash(b"").len(), 32);
+    }
+
+    #[test]
+    fn a_later_versions_record_costs_tens_of_bytes_against_its_keyframes() {
+        use crate::model::NctId;
+        use crate::store::{NewVersion, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT00973089".parse().unwrap();
+        let raws: Vec<String> = (1..=3)
+            .map(|v| {
+                SMALL.replacen(
+                    "\"briefTitle\": \"",
+                    &format!("\"briefTitle\": \"(rev {v}) "),
+                    1,
+                )
+            })
+            .collect();
+        let mut records = Vec::new();
+        for raw in &raws {
+            let record = crate::normalize::normalize_json(raw).unwrap();
+            let canonical = record.canonical_bytes();
+            store
+                .commit_version(NewVersion {
+                    provenance: Default::default(),
+                    nct: &nct,
+                    record: &record,
+                    canonical: &canonical,
+                    raw: raw.as_bytes(),
+                    changes: vec![],
+                    detected_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+                    resolved_id: None,
+                    source_fingerprint: None,
+                    alerts: vec![],
+                })
+                .unwrap();
+            records.push(record);
+        }
+        let table = store.table(&nct).unwrap();
+        for (v, r) in (1..).zip(&records) {
+            assert_eq!(&store.record(&nct, v).unwrap().unwrap(), r, "v{v}");
+        }
+        assert!(table[0].record.len > 200, "the keyframe's record is whole");
+        for e in &table[1..] {
+            assert!(
+                e.record.len < 120,
+                "a delta record of {} bytes",
+                e.record.len
+            );
+        }
+        assert!(store.verify().unwrap().problems.is_empty());
+    }
 }

@@ -27,7 +27,7 @@
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
 //! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
 //! - `queries.rs`: watched queries, their members (entered/left) and run state.
-//! - `migrate.rs`: format 1 → 2.
+//! - `migrate.rs`: format 1 → 2 → 3.
 //! - `verify.rs`: the integrity checks behind `trialwatch verify`.
 //!
 //! This module does not decide what changed (that is `diff`), which alerts a version owes
@@ -55,7 +55,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
-pub use codec::record_hash;
+pub use codec::{raw_hash, record_hash};
 pub use list_rows::{ListRow, row_key};
 pub use outbox::{FanOut, FanOutGroup, OutboxEntry, OwedAlert};
 pub use pack::PackError;
@@ -72,9 +72,10 @@ use pack::Packs;
 /// The layout version this build reads and writes. Bump it with a migration in [`Store::open`].
 ///
 /// 1: every value inside sled, one key per version and kind. 2: metadata, records and raw JSON
-/// in pack files, a version table per trial, one time-index key per commit ([`Store::open`]
-/// migrates 1 → 2).
-pub const FORMAT_VERSION: u32 = 2;
+/// in pack files, a version table per trial, one time-index key per commit. 3: keyframe raw
+/// JSON compressed with the CT.gov dictionary (codec tag 4), the raw-bytes hash in the trial
+/// state ([`Store::open`] migrates 1 → 2 → 3, see `migrate.rs`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -405,9 +406,7 @@ impl Store {
         };
         match store.format()? {
             Some(found) => {
-                if found < 2 {
-                    store.migrate_1_to_2()?;
-                }
+                store.migrate_from(found)?;
                 store.check_recent_commits()?;
             }
             None => {

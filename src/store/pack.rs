@@ -104,6 +104,9 @@ pub(super) struct Packs {
     /// Opened on the first append, so read-only commands never create files.
     writer: Mutex<Option<Writer>>,
     readers: RwLock<HashMap<u32, Arc<File>>>,
+    /// Whether commits append their commit records (always, except in the benchmark that
+    /// measures what they cost: `Store::set_commit_records`).
+    pub(super) commit_records: std::sync::atomic::AtomicBool,
 }
 
 fn pack_name(no: u32) -> String {
@@ -117,6 +120,7 @@ impl Packs {
             dir: dir.to_path_buf(),
             writer: Mutex::new(None),
             readers: RwLock::new(HashMap::new()),
+            commit_records: std::sync::atomic::AtomicBool::new(true),
         }
     }
 

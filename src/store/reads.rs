@@ -45,9 +45,36 @@ impl Store {
                     "its dictionary (the version's raw JSON) is missing".into(),
                 )
             })?,
+            Some(Codec::KeyframeRecord) => self.keyframe_record(key, nct, version, table)?,
             _ => Vec::new(),
         };
         decode(key, bytes, &dict)
+    }
+
+    /// The canonical bytes of the record of `version`'s keyframe: the dictionary of a
+    /// [`Codec::KeyframeRecord`] record (store format 3).
+    pub(super) fn keyframe_record(
+        &self,
+        key: &[u8],
+        nct: &NctId,
+        version: u32,
+        table: &[VersionBlobs],
+    ) -> Result<Vec<u8>> {
+        let kf = keyframe_of(version);
+        let ke = (kf as usize)
+            .checked_sub(1)
+            .and_then(|i| table.get(i))
+            .filter(|_| kf != version)
+            .ok_or_else(|| corrupt(key, format!("its keyframe (version {kf}) is missing")))?;
+        let kl = blob_label(nct, kf, "record");
+        let kb = self.blob(&kl, &ke.record)?;
+        if codec_of(&kl, &kb)? == Some(Codec::KeyframeRecord) {
+            return Err(corrupt(
+                &kl,
+                "a keyframe's record must not be a delta".into(),
+            ));
+        }
+        self.decode_own(&kl, &kb, nct, kf, table)
     }
 
     /// Read and decode one JSON blob of `nct`/`version`.

@@ -111,9 +111,10 @@ fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
     // `a`'s earlier blobs stay in the packs, unreferenced: the migration copies its values
     // from the sled keys.
     let store = Store::open(dir.path()).unwrap();
+    // 1 → 2, then on to the current format.
     assert_eq!(
         store.db.get(b"F").unwrap().unwrap().as_ref(),
-        2u32.to_be_bytes()
+        FORMAT_VERSION.to_be_bytes()
     );
     for prefix in [b'v', b'r', b'w'] {
         assert!(store.db.scan_prefix(key(prefix, &a)).next().is_none());

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{
-    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, from_json, keyframe_of, record_hash,
-    to_json,
+    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, from_json, keyframe_of, raw_hash,
+    record_hash, to_json,
 };
 use super::keys::{
     VersionBlobs, decode_table, encode_table, encode_time_entries, key, time_key, vkey,
@@ -45,6 +45,11 @@ pub struct TrialState {
     /// the same, the record is unchanged and need not be normalized again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_fingerprint: Option<String>,
+    /// [`super::raw_hash`] of the raw JSON of the last study fetched whole (store format 3):
+    /// when the next fetch sends the same bytes, the sync skips even the fingerprint. Absent in
+    /// older states, and for a head that came from CT.gov's history rather than the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_hash: Option<String>,
     /// The trial's versions in timeline order (by when CT.gov posted them), when that is not
     /// their numbers' order: a backfill into a trial that already had versions puts CT.gov's
     /// older versions before them, under new numbers (a number a user has seen never changes
@@ -82,6 +87,7 @@ impl TrialState {
             last_error: None,
             last_error_at: None,
             source_fingerprint: None,
+            raw_hash: None,
             timeline: Vec::new(),
             first_observed: 0,
             ctgov_history: None,
@@ -373,6 +379,7 @@ impl Store {
                 state.last_error = None;
                 state.last_error_at = None;
                 state.source_fingerprint = nv.source_fingerprint;
+                state.raw_hash = (observed && !nv.raw.is_empty()).then(|| raw_hash(nv.raw));
                 if observed && !state.has_observed() {
                     state.first_observed = version;
                 }
@@ -394,7 +401,7 @@ impl Store {
         );
         let keyframe = keyframe_of(version);
         let raw_value = if keyframe == version {
-            encode_at(nv.raw, Codec::Plain, &[], ZSTD_KEYFRAME_LEVEL)
+            encode_at(nv.raw, Codec::Ctgov, &[], ZSTD_KEYFRAME_LEVEL)
         } else {
             let dict = self.raw_in(nv.nct, keyframe, &table)?.unwrap_or_default();
             encode(nv.raw, Codec::Keyframe, &dict)
@@ -427,13 +434,20 @@ impl Store {
         } else {
             Codec::Plain
         };
+        // A keyframe's record against its own raw JSON; any other against its keyframe's
+        // record, which it nearly equals (tens of bytes).
+        let record_value = if keyframe == version {
+            encode(nv.canonical, Codec::OwnRaw, nv.raw)
+        } else {
+            let label = super::keys::blob_label(nv.nct, version, "record");
+            let dict = self.keyframe_record(&label, nv.nct, version, &table)?;
+            encode(nv.canonical, Codec::KeyframeRecord, &dict)
+        };
         table.push(VersionBlobs {
             meta: self
                 .packs
                 .append(&encode(&to_json(&stored), meta_codec, nv.raw))?,
-            record: self
-                .packs
-                .append(&encode(nv.canonical, Codec::OwnRaw, nv.raw))?,
+            record: self.packs.append(&record_value)?,
             raw: self.packs.append(&raw_value)?,
         });
         let batch = &mut pending.batch;
@@ -478,6 +492,31 @@ impl Store {
             t.last_error_at = None;
             self.db.insert(key(b't', nct), to_json(&t))?;
         }
+        Ok(())
+    }
+
+    /// Record that a sync fetched the trial of `state` (as read by the caller, this sync) whole
+    /// and found it unchanged, with its fetched study's fingerprint and [`super::raw_hash`]
+    /// when known: [`Store::mark_seen`] without reading the state a second time.
+    pub fn mark_seen_state(
+        &self,
+        mut t: TrialState,
+        at: DateTime<Utc>,
+        resolved_id: Option<NctId>,
+        fingerprint: Option<String>,
+        raw: Option<String>,
+    ) -> Result<()> {
+        t.last_seen_at = at;
+        t.resolved_id = resolved_id;
+        if fingerprint.is_some() {
+            t.source_fingerprint = fingerprint;
+        }
+        if raw.is_some() {
+            t.raw_hash = raw;
+        }
+        t.last_error = None;
+        t.last_error_at = None;
+        self.db.insert(key(b't', &t.nct_id), to_json(&t))?;
         Ok(())
     }
 

@@ -21,18 +21,25 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::ctgov::client::{CtGovClient, FetchedStudy, StudyOutcome};
 use crate::model::{NctId, Source};
-use crate::normalize::{normalize_json, source_fingerprint};
+use crate::normalize::{NORMALIZER_VERSION, normalize_json, source_fingerprint};
 use crate::outbox::{EnqueuePlan, Subscriptions};
-use crate::store::{NewVersion, Store, record_hash};
+use crate::store::{NewVersion, Store, raw_hash, record_hash};
 use crate::util::text::error_chain;
 
 pub mod deadlines;
 mod gap;
 pub mod queries;
+#[cfg(test)]
+mod tests;
 use gap::repair_and_commit;
 
 /// Batches processed at once: the machine this is sized for has two cores.
 const PROCESSING_PARALLELISM: usize = 2;
+
+/// Meta name of the [`NORMALIZER_VERSION`] the last complete sync ran with. The raw-bytes fast
+/// path (a study byte-identical to the last fetch is unchanged) holds only while the normalizer
+/// is the same; after an upgrade that changed it, one sync normalizes every study again.
+const NORMALIZER_META: &str = "sync.normalizer";
 
 /// What one sync did, printed by `trialwatch sync` and kept in the store for `status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -136,6 +143,7 @@ pub async fn run(
 ) -> anyhow::Result<SyncReport> {
     let t0 = Instant::now();
     let plan = Arc::new(EnqueuePlan::new(subs, store, now)?);
+    let same_normalizer = store.get_meta::<u32>(NORMALIZER_META)? == Some(NORMALIZER_VERSION);
     let requests_before = client.request_count();
     let mut report = SyncReport {
         started_at: now,
@@ -197,7 +205,7 @@ pub async fn run(
         let progress = progress.clone();
         workers.spawn_blocking(move || {
             let n = batch.len();
-            let out = process_batch(&store, &plan, batch, now, backfill);
+            let out = process_batch(&store, &plan, batch, now, backfill, same_normalizer);
             let d = done.fetch_add(n, Ordering::Relaxed) + n;
             if let Some(p) = progress {
                 p(d.min(total), total);
@@ -250,6 +258,9 @@ pub async fn run(
             })
             .collect();
     }
+    if let Err(e) = store.set_meta(NORMALIZER_META, &NORMALIZER_VERSION) {
+        tracing::warn!(error = %e, "could not record the normalizer version");
+    }
     store.flush()?;
 
     report.failed.sort_by(|a, b| a.nct_id.cmp(&b.nct_id));
@@ -270,6 +281,7 @@ fn process_batch(
     batch: Vec<StudyOutcome>,
     now: DateTime<Utc>,
     repair: bool,
+    same_normalizer: bool,
 ) -> Vec<(NctId, Processed, Option<NctId>)> {
     let mut out = Vec::with_capacity(batch.len());
     let mut found = Vec::new();
@@ -302,7 +314,7 @@ fn process_batch(
     for study in &found {
         let nct = study.requested.clone();
         let alias_of = (study.nct_id != study.requested).then(|| study.nct_id.clone());
-        match prepare_study(store, plan, study, now) {
+        match prepare_study(store, plan, study, now, same_normalizer) {
             Ok(None) => out.push((nct, Processed::Unchanged, alias_of)),
             Ok(Some(s)) if repair && s.posted_anew => out.push((
                 nct,
@@ -427,17 +439,34 @@ struct Staged {
 
 /// Normalize one study and compare it with the stored record: `None` when it did not change
 /// (its `last_seen_at` is updated), the new version to store when it did. Errors are messages
-/// for the user.
+/// for the user. `same_normalizer`: the store's raw hashes were made under this normalizer, so
+/// a byte-identical study is unchanged without a look inside.
 fn prepare_study(
     store: &Store,
     plan: &EnqueuePlan,
     study: &FetchedStudy,
     now: DateTime<Utc>,
+    same_normalizer: bool,
 ) -> Result<Option<Staged>, String> {
     let nct = &study.requested;
     let raw = study.raw.get();
     let resolved_id = (study.nct_id != *nct).then(|| study.nct_id.clone());
     let state = store.trial(nct).map_err(|e| e.to_string())?;
+    let raw_h = raw_hash(raw.as_bytes());
+    let seen = |t: &crate::store::TrialState, fingerprint, raw_h| {
+        store
+            .mark_seen_state(t.clone(), now, resolved_id.clone(), fingerprint, raw_h)
+            .map_err(|e| e.to_string())
+    };
+    // Fastest path: the very bytes of the last fetch (most trials, most days).
+    if let Some(t) = &state
+        && same_normalizer
+        && t.latest_version > 0
+        && t.raw_hash.as_deref() == Some(raw_h.as_str())
+    {
+        seen(t, None, None)?;
+        return Ok(None);
+    }
     // Fast path: the parts of the study the normalizer reads are byte-identical to last time.
     let fingerprint = source_fingerprint(raw).ok();
     if let Some(t) = &state
@@ -445,9 +474,7 @@ fn prepare_study(
         && fingerprint.is_some()
         && t.source_fingerprint == fingerprint
     {
-        store
-            .mark_seen(nct, now, resolved_id, None)
-            .map_err(|e| e.to_string())?;
+        seen(t, None, Some(raw_h))?;
         return Ok(None);
     }
     let record = normalize_json(raw).map_err(|e| {
@@ -457,9 +484,7 @@ fn prepare_study(
     let hash = record_hash(&canonical);
     let old = match &state {
         Some(t) if t.latest_version > 0 && t.record_hash == hash => {
-            store
-                .mark_seen(nct, now, resolved_id, fingerprint)
-                .map_err(|e| e.to_string())?;
+            seen(t, fingerprint, Some(raw_h))?;
             return Ok(None);
         }
         Some(t) if t.latest_version > 0 => {
@@ -483,9 +508,9 @@ fn prepare_study(
     );
     if changes.is_empty() {
         // Same record under a different hash can only mean a hash format change: treat as seen.
-        store
-            .mark_seen(nct, now, resolved_id, fingerprint)
-            .map_err(|e| e.to_string())?;
+        if let Some(t) = &state {
+            seen(t, fingerprint, Some(raw_h))?;
+        }
         return Ok(None);
     }
     let alerts = plan.owed(nct, old.as_ref(), &record, &changes);
