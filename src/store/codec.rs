@@ -94,7 +94,7 @@ fn ctgov_encoder() -> Option<&'static zstd::dict::EncoderDictionary<'static>> {
 }
 
 /// [`CTGOV_DICT`] prepared for decompression, once per process.
-fn ctgov_decoder() -> Option<&'static zstd::dict::DecoderDictionary<'static>> {
+pub(super) fn ctgov_decoder() -> Option<&'static zstd::dict::DecoderDictionary<'static>> {
     static D: OnceLock<Option<zstd::dict::DecoderDictionary<'static>>> = OnceLock::new();
     D.get_or_init(|| zstd::dict::DecoderDictionary::try_copy(CTGOV_DICT).ok())
         .as_ref()

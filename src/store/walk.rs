@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use super::codec::{Codec, StoredMeta, codec_of, decode, from_json, keyframe_of};
+use super::codec::{Codec, StoredMeta, codec_of, ctgov_decoder, decode, from_json, keyframe_of};
 use super::keys::{VersionBlobs, blob_label};
 use super::{Result, Store, StoreError, corrupt};
 use crate::model::{NctId, Record, VersionMeta};
@@ -39,15 +39,21 @@ impl Walker {
     /// What [`decode`] gives for `bytes` with `dict`, through the reused context when the frame
     /// says its size (every frame the store writes does), else through [`decode`].
     fn decode(&mut self, key: &[u8], bytes: &[u8], dict: &[u8]) -> Result<Vec<u8>> {
-        if codec_of(key, bytes)?.is_none() {
+        let Some(codec) = codec_of(key, bytes)? else {
             return decode(key, bytes, dict);
-        }
+        };
         let frame = &bytes[1..];
         let size = zstd::bulk::Decompressor::upper_bound(frame).filter(|n| *n <= MAX_ANNOUNCED);
         match (&mut self.d, size) {
             (Some(d), Some(n)) => {
-                d.set_dictionary(dict)
-                    .map_err(|e| corrupt(key, format!("cannot load its dictionary: {e}")))?;
+                let set = if codec == Codec::Ctgov {
+                    let prepared = ctgov_decoder()
+                        .ok_or_else(|| corrupt(key, "the CT.gov dictionary did not load".into()))?;
+                    d.set_prepared_dictionary(prepared)
+                } else {
+                    d.set_dictionary(dict)
+                };
+                set.map_err(|e| corrupt(key, format!("cannot load its dictionary: {e}")))?;
                 d.decompress(frame, n)
                     .map_err(|e| corrupt(key, format!("cannot decompress: {e}")))
             }
@@ -73,6 +79,8 @@ impl Store {
         };
         // Keyframe raw JSON by version: a dictionary for the versions after it.
         let mut keyframes: HashMap<u32, Vec<u8>> = HashMap::new();
+        // Keyframe records' bytes by version: the dictionary of later records (format 3).
+        let mut keyframe_records: HashMap<u32, Vec<u8>> = HashMap::new();
         let mut w = Walker::new();
         for v in order {
             let Some(e) = v.checked_sub(1).and_then(|i| table.get(i as usize)) else {
@@ -80,7 +88,8 @@ impl Store {
             };
             let raw = self.walk_raw(&mut w, nct, v, &table, e, &mut keyframes)?;
             let stored: StoredMeta = self.walk_own(&mut w, nct, v, &e.meta, "metadata", &raw)?;
-            let record: Record = self.walk_own(&mut w, nct, v, &e.record, "record", &raw)?;
+            let record =
+                self.walk_record(&mut w, nct, v, &table, e, &raw, &mut keyframe_records)?;
             let mut meta = stored.meta;
             if stored.changes_from_record {
                 meta.changes = crate::diff::diff(None, &record);
@@ -128,6 +137,41 @@ impl Store {
             }
         };
         w.decode(&label, &bytes, dict)
+    }
+
+    /// Version `v`'s record: its dictionary is its own raw JSON (`raw`) or, in store format 3,
+    /// its keyframe's record, taken from (or put into) `keyframe_records`.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_record(
+        &self,
+        w: &mut Walker,
+        nct: &NctId,
+        v: u32,
+        table: &[VersionBlobs],
+        e: &VersionBlobs,
+        raw: &[u8],
+        keyframe_records: &mut HashMap<u32, Vec<u8>>,
+    ) -> Result<Record> {
+        let label = blob_label(nct, v, "record");
+        let bytes = self.blob(&label, &e.record)?;
+        let decoded = match codec_of(&label, &bytes)? {
+            Some(Codec::KeyframeRecord) => {
+                let kf = keyframe_of(v);
+                let dict = match keyframe_records.entry(kf) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(self.keyframe_record(&label, nct, v, table)?)
+                    }
+                };
+                w.decode(&label, &bytes, dict)?
+            }
+            Some(Codec::OwnRaw) => w.decode(&label, &bytes, raw)?,
+            _ => w.decode(&label, &bytes, &[])?,
+        };
+        if keyframe_of(v) == v {
+            keyframe_records.insert(v, decoded.clone());
+        }
+        from_json(&label, &decoded)
     }
 
     /// Read and decode a JSON blob of version `v` whose dictionary, if any, is `raw`.
