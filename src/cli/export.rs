@@ -65,10 +65,10 @@ pub(crate) fn run(
     } else {
         writeln!(
             out,
-            "exported {} trials to {}: {} files written, {} unchanged",
-            rep.trials,
+            "exported {} to {}: {} written, {} unchanged",
+            crate::util::text::plural(rep.trials, "trial"),
             dir.display(),
-            rep.files.written,
+            crate::util::text::plural(rep.files.written, "file"),
             rep.files.unchanged
         )?;
     }

@@ -47,8 +47,8 @@ fn cell(s: &str) -> String {
 pub fn index_markdown(rows: &[TrialRow]) -> String {
     let mut s = String::from("# Trials\n\n");
     s.push_str(&format!(
-        "{} trials. Every field change: [changes.csv](changes.csv), [changes.jsonl](changes.jsonl); feed: [feeds/all.atom](feeds/all.atom).\n\n",
-        rows.len()
+        "{}. Every field change: [changes.csv](changes.csv), [changes.jsonl](changes.jsonl); feed: [feeds/all.atom](feeds/all.atom).\n\n",
+        crate::util::text::plural(rows.len(), "trial")
     ));
     s.push_str("| Trial | Title | Status | Phase | Sponsor | Last change | Severity |\n");
     s.push_str("|---|---|---|---|---|---|---|\n");

@@ -24,7 +24,7 @@
 //! | `Q` name | `QuerySpec` JSON: a query kept by `trialwatch query add` |
 //! | `q` name | `QueryState` JSON: the query's last run |
 //! | `M` name `\0` NCT | `Member` JSON: when the trial entered (and left) the query |
-//! | `L` NCT | `ListRow` JSON: the trial's line of the web view's list, for the state it names (derived; `list_rows.rs`) |
+//! | `L` NCT | `ListRow` JSON: the trial's line of the web view's list, for the state it names (derived; kept by commits once the web view has listed the store; `list_rows.rs`) |
 //!
 //! Format 1 also had `v`/`r`/`w` NCT ver keys holding each version's encoded metadata, record
 //! and raw JSON inside sled; [`super::migrate`] moves them into the packs.

@@ -391,14 +391,16 @@ impl Store {
         } else {
             order
         };
-        super::list_rows::stage(
-            &mut pending.batch,
-            &state,
-            version,
-            meta.detected_at,
-            &meta.changes,
-            nv.record,
-        );
+        if self.keeps_list_rows() {
+            super::list_rows::stage(
+                &mut pending.batch,
+                &state,
+                version,
+                meta.detected_at,
+                &meta.changes,
+                nv.record,
+            );
+        }
         let keyframe = keyframe_of(version);
         let raw_value = if keyframe == version {
             encode_at(nv.raw, Codec::Ctgov, &[], ZSTD_KEYFRAME_LEVEL)

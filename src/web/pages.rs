@@ -198,9 +198,9 @@ pub(super) fn list(w: &Web, q: &HashMap<String, String>) -> Doc {
     let pages = shown.len().div_ceil(PAGE_ROWS).max(1);
     let mut b = String::new();
     b.push_str(&format!(
-        "<h1>Trials</h1><p>{} of {} trials.</p>",
+        "<h1>Trials</h1><p>{} of {}.</p>",
         shown.len(),
-        all.len()
+        crate::util::text::plural(all.len(), "trial")
     ));
     b.push_str("<form method=\"get\" action=\"/\"><label>Status <select name=\"status\"><option value=\"\">any</option>");
     for s in &statuses {
@@ -450,9 +450,9 @@ pub(super) fn changes(w: &Web, q: &HashMap<String, String>) -> Doc {
         }
     };
     let mut b = format!(
-        "<h1>Recent changes</h1><form method=\"get\" action=\"/changes\"><label>Since <input name=\"since\" value=\"{}\"></label> <button>Show</button></form><p>{} changes.</p>",
+        "<h1>Recent changes</h1><form method=\"get\" action=\"/changes\"><label>Since <input name=\"since\" value=\"{}\"></label> <button>Show</button></form><p>{}.</p>",
         esc(since),
-        rows.len()
+        crate::util::text::plural(rows.len(), "change")
     );
     b.push_str("<table id=\"changes\"><thead><tr><th>Detected</th><th>Trial</th><th>Severity</th><th>Change</th></tr></thead><tbody>");
     for r in &rows {
