@@ -50,6 +50,7 @@ pub(crate) fn run(ctx: &Ctx, listen: &str, out: &mut dyn Write) -> anyhow::Resul
     }
     let store = ctx.open_store()?;
     let web = crate::web::Web::new(store.clone(), runner(ctx.cfg.clone(), store));
+    web.warm();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -56,6 +56,14 @@ pub(super) async fn start(
         Ok(out)
     });
     let web = crate::web::Web::new(shared.store.clone(), runner);
+    // The list's rows are made in the background: the daemon starts at once, and a list
+    // request that comes first waits for them rather than making them twice.
+    let warming = web.clone();
+    shared.work.loops.spawn(async move {
+        tokio::task::spawn_blocking(move || warming.warm())
+            .await
+            .ok();
+    });
     let stop = shared.work.stop.clone();
     tracing::info!(web.listen = %listener.local_addr().unwrap_or(addr), "serving the web view");
     shared.work.loops.spawn(async move {

@@ -85,7 +85,7 @@ fn list_row(id: &NctId, r: crate::store::ListRow) -> ListRow {
 /// Every trial's row. Rows come from this server's cache, else from the rows the store keeps
 /// (written by sync with each new head, read in one scan), else are made from the store and
 /// kept there for the next start; each is checked against the trial's current state.
-fn rows(w: &Web) -> anyhow::Result<Vec<ListRow>> {
+pub(super) fn rows(w: &Web) -> anyhow::Result<Vec<ListRow>> {
     let states = w.store.trials()?;
     let mut cache = w.rows.lock().unwrap_or_else(|p| p.into_inner());
     let mut kept: Option<HashMap<NctId, crate::store::ListRow>> = None;
