@@ -4,7 +4,7 @@
 //!
 //! The rules are `crate::deadlines`'; running them is `sync::deadlines`'.
 
-use super::codec::{from_json, to_json};
+use super::codec::to_json;
 use super::keys::key;
 use super::{OutboxEntry, Result, Store};
 use crate::deadlines::Told;
@@ -13,13 +13,7 @@ use crate::model::NctId;
 impl Store {
     /// What was told about `nct` (nothing yet: the default).
     pub fn deadlines_told(&self, nct: &NctId) -> Result<Told> {
-        let k = key(b'A', nct);
-        Ok(self
-            .db
-            .get(&k)?
-            .map(|v| from_json(&k, &v))
-            .transpose()?
-            .unwrap_or_default())
+        Ok(self.get_json(&key(b'A', nct))?.unwrap_or_default())
     }
 
     /// One evaluation's result in one atomic batch: the trials whose record of what was told

@@ -560,6 +560,12 @@ impl Store {
         Ok(self.db.size_on_disk()? + packs)
     }
 
+    /// The JSON value stored under `k`, if any (a value that does not parse is an error that
+    /// names the key).
+    fn get_json<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>> {
+        self.db.get(k)?.map(|v| from_json(k, &v)).transpose()
+    }
+
     /// Every JSON value stored under `prefix`, in key order.
     fn scan_json<T: for<'de> Deserialize<'de>>(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<T>> {
         self.db

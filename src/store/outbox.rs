@@ -146,7 +146,7 @@ impl Store {
     /// One stored subscription by ID.
     pub fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
         let k = name_key(b'S', id);
-        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+        self.get_json(&k)
     }
 
     /// Subscriptions kept in the store, by ID.
@@ -178,7 +178,7 @@ impl Store {
     /// When the subscription's last daily digest was sent.
     pub fn last_digest(&self, sub: &str) -> Result<Option<DateTime<Utc>>> {
         let k = name_key(b'D', sub);
-        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+        self.get_json(&k)
     }
 
     /// Turn every `g` fan-out record into per-alert entries, one atomic batch per record.
@@ -250,7 +250,7 @@ impl Store {
         self.outbox_expand()?;
         let mut k = vec![b'o'];
         k.extend_from_slice(&entry_tail(&sub, nct.as_ref(), version, event.as_deref()));
-        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+        self.get_json(&k)
     }
 
     /// Pending entries whose next attempt is at or before `now`, soonest first: one range scan

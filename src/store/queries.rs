@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{from_json, to_json};
+use super::codec::to_json;
 use super::keys::name_key;
 use super::{OutboxEntry, Result, Store};
 use crate::model::{NctId, QuerySpec};
@@ -106,13 +106,7 @@ impl Store {
 
     /// The query's run state (default before its first run).
     pub fn query_state(&self, name: &str) -> Result<QueryState> {
-        let k = name_key(b'q', name);
-        Ok(self
-            .db
-            .get(&k)?
-            .map(|v| from_json(&k, &v))
-            .transpose()?
-            .unwrap_or_default())
+        Ok(self.get_json(&name_key(b'q', name))?.unwrap_or_default())
     }
 
     /// Record a run that did not update the membership (too broad, CT.gov failed).

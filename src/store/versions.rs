@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{
-    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, from_json, keyframe_of, raw_hash,
-    record_hash, to_json,
+    Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, keyframe_of, raw_hash, record_hash,
+    to_json,
 };
 use super::keys::{
     VersionBlobs, decode_table, encode_table, encode_time_entries, key, time_key, vkey,
@@ -198,7 +198,7 @@ impl Store {
     /// The trial's bookkeeping, if the store has seen it.
     pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
         let k = key(b't', nct);
-        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+        self.get_json(&k)
     }
 
     /// Every trial the store has seen, by ID.

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{from_json, to_json};
+use super::codec::to_json;
 use super::keys::{key, name_key};
 use super::{Result, Store};
 use crate::model::NctId;
@@ -48,7 +48,7 @@ impl Store {
     /// A small named bookkeeping value (e.g. the last sync's summary).
     pub fn get_meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let k = name_key(b'm', name);
-        self.db.get(&k)?.map(|v| from_json(&k, &v)).transpose()
+        self.get_json(&k)
     }
 
     /// Store a small named bookkeeping value, replacing the previous one.

@@ -2,7 +2,7 @@
 //! caching headers, unknown trials, read-only), the daemon's `[web] listen`, and the pages in
 //! headless Chromium (no console errors; the plot has one point group per version).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -36,16 +36,7 @@ fn serve(env: &TestEnv) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let addr = crate::support::publish_tools::served_addr(&mut child);
     Server { child, addr }
 }
 

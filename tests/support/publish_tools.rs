@@ -3,7 +3,23 @@
 //! missing, the test that needs it is skipped with a loud message, except in CI (`CI` set),
 //! where a missing tool is a failure.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command};
+
+/// The `ADDR` of the `serving the web view on http://ADDR/ …` line a `trialwatch serve`
+/// started with piped stdout prints first (the tests and the publish benchmark listen on port
+/// 0, so this is how they learn the port).
+pub fn served_addr(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("serve's stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
+}
 
 fn missing(what: &str) -> Option<String> {
     if std::env::var_os("CI").is_some() {
