@@ -81,6 +81,26 @@ fn a_first_versions_changes_are_derived_from_its_record_not_stored_twice() {
 }
 
 #[test]
+fn a_version_1_committed_with_no_changes_reads_back_with_every_path_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let nct: NctId = "NCT02241018".parse().unwrap();
+    let r = rec("RECRUITING");
+    let c = r.canonical_bytes();
+    let mut nv = version_of(&nct, &r, &c, b"{}");
+    nv.changes = Vec::new();
+    store.commit_version(nv).unwrap();
+    let all_added = crate::diff::diff(None, &r);
+    assert!(!all_added.is_empty());
+    assert_eq!(store.version(&nct, 1).unwrap().unwrap().changes, all_added);
+    // A later version with no changes stays without changes: only version 1 is derived.
+    let mut nv = version_of(&nct, &r, &c, b"{}");
+    nv.changes = Vec::new();
+    store.commit_version(nv).unwrap();
+    assert!(store.version(&nct, 2).unwrap().unwrap().changes.is_empty());
+}
+
+#[test]
 fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let a: NctId = "NCT02241018".parse().unwrap();

@@ -136,7 +136,9 @@ pub struct NewVersion<'a> {
     pub canonical: &'a [u8],
     /// The study's JSON exactly as CT.gov sent it.
     pub raw: &'a [u8],
-    /// What changed since the previous version (every path `added` for a first version).
+    /// What changed since the previous version: every path `added` for a first version, or
+    /// nothing at all for a version 1, which means the same (its changes are derived from its
+    /// record on read).
     pub changes: Vec<FieldChange>,
     /// When the sync saw it: the version's time in the time index.
     pub detected_at: DateTime<Utc>,
@@ -412,13 +414,17 @@ impl Store {
         // from the record on read rather than stored twice (see `StoredMeta`). That is version 1,
         // or the oldest CT.gov version a backfill puts before it (cheap test first: a later
         // version's changes are rarely all additions).
-        let derived = (version == 1
-            || (!meta.changes.is_empty()
-                && meta
-                    .changes
-                    .iter()
-                    .all(|c| c.kind == crate::model::ChangeKind::Added)))
-            && meta.changes == crate::diff::diff(None, nv.record);
+        // A version 1 committed with no changes at all is derived by definition: a caller that
+        // knows it stores a first version (the sync) need not build every path's `added` change
+        // only for it to be compared here and dropped.
+        let derived = (version == 1 && meta.changes.is_empty())
+            || (version == 1
+                || (!meta.changes.is_empty()
+                    && meta
+                        .changes
+                        .iter()
+                        .all(|c| c.kind == crate::model::ChangeKind::Added)))
+                && meta.changes == crate::diff::diff(None, nv.record);
         // What the severity rules read of the record, when these changes need it (issue #14:
         // `changes --since` then decodes no record).
         let context = (!derived && crate::severity::needs_context(&meta.changes))
