@@ -10,8 +10,7 @@
 //! | key | value |
 //! |---|---|
 //! | `F` | store format version, u32 BE |
-//! | `t` NCT | [`TrialState`] JSON: latest version, record hash, last seen, last error |
-//! | `V` NCT | the trial's version table: per version (1, 2, 3…) three 16-byte pack pointers, to zstd([`VersionMeta`] JSON: detected at, CT.gov last update, field changes), zstd(normalized record JSON) and zstd(raw CT.gov study JSON, kept so history can be re-normalized) |
+//! | `T` NCT | the trial's state and version table in one binary value (`trial_value.rs`): [`TrialState`] (latest version, record hash, last seen, last error…), then per version (1, 2, 3…) three 16-byte pack pointers, to zstd([`VersionMeta`] JSON: detected at, CT.gov last update, field changes), zstd(normalized record JSON) and zstd(raw CT.gov study JSON, kept so history can be re-normalized) |
 //! | `c` time NCT ver | index of versions by detection time (µs since epoch, BE), for `changes`: the value lists the `(NCT, ver)` committed together at that time (15 bytes each); an empty value (format 1) means the one in the key |
 //! | `W` NCT | [`WatchEntry`] JSON: the watch list kept in the store |
 //! | `m` name | small JSON values of whole-store bookkeeping (last sync summary, …) |
@@ -26,7 +25,8 @@
 //! | `M` name `\0` NCT | `Member` JSON: when the trial entered (and left) the query |
 //! | `L` NCT | `ListRow` JSON: the trial's line of the web view's list, for the state it names (derived; kept by commits once the web view has listed the store; `list_rows.rs`) |
 //!
-//! Format 1 also had `v`/`r`/`w` NCT ver keys holding each version's encoded metadata, record
+//! Formats 2 and 3 kept the state as `t` NCT ([`TrialState`] JSON) and the table as `V` NCT;
+//! format 1 also had `v`/`r`/`w` NCT ver keys holding each version's encoded metadata, record
 //! and raw JSON inside sled; [`super::migrate`] moves them into the packs.
 //!
 //! [`TrialState`]: super::TrialState
@@ -42,7 +42,7 @@ use super::pack::BlobRef;
 use super::{OutboxEntry, Result, StoreError, corrupt};
 use crate::model::NctId;
 
-/// `prefix` NCT: the key of a per-trial entry (`t`, `V`, `W`).
+/// `prefix` NCT: the key of a per-trial entry (`T`, `W`, …; formats 2–3's `t` and `V`).
 pub(super) fn key(prefix: u8, nct: &NctId) -> Vec<u8> {
     let mut k = Vec::with_capacity(16);
     k.push(prefix);
@@ -189,7 +189,8 @@ pub(super) struct VersionBlobs {
 /// Bytes of one version-table entry: three pack pointers.
 const TABLE_ENTRY: usize = 3 * BlobRef::BYTES;
 
-/// A trial's `V` value: its versions' blob pointers, version 1 first.
+/// A trial's version table (the tail of its `T` value): its versions' blob pointers, version 1
+/// first.
 pub(super) fn encode_table(entries: &[VersionBlobs]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * TABLE_ENTRY);
     for e in entries {
@@ -200,7 +201,7 @@ pub(super) fn encode_table(entries: &[VersionBlobs]) -> Vec<u8> {
     out
 }
 
-/// A `V` value read back; `key` names it in errors.
+/// A version table read back; `key` names it in errors.
 pub(super) fn decode_table(key: &[u8], bytes: &[u8]) -> Result<Vec<VersionBlobs>> {
     if !bytes.len().is_multiple_of(TABLE_ENTRY) {
         return Err(corrupt(

@@ -27,7 +27,8 @@
 //! - `outbox.rs`: subscriptions, fan-out records, outbox entries and their due index.
 //! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
 //! - `queries.rs`: watched queries, their members (entered/left) and run state.
-//! - `migrate.rs`: format 1 → 2 → 3.
+//! - `trial_value.rs`: a trial's `T` value, its state and version table in binary.
+//! - `migrate.rs`: format 1 → 2 → 3 → 4.
 //! - `verify.rs`: the integrity checks behind `trialwatch verify`.
 //!
 //! This module does not decide what changed (that is `diff`), which alerts a version owes
@@ -47,6 +48,7 @@ mod pack;
 mod queries;
 mod reads;
 mod repair;
+mod trial_value;
 mod verify;
 mod versions;
 mod walk;
@@ -74,8 +76,9 @@ use pack::Packs;
 /// 1: every value inside sled, one key per version and kind. 2: metadata, records and raw JSON
 /// in pack files, a version table per trial, one time-index key per commit. 3: keyframe raw
 /// JSON compressed with the CT.gov dictionary (codec tag 4), the raw-bytes hash in the trial
-/// state ([`Store::open`] migrates 1 → 2 → 3, see `migrate.rs`).
-pub const FORMAT_VERSION: u32 = 3;
+/// state. 4: each trial's state and version table in one compact binary `T` value instead of
+/// `t` JSON and `V` ([`Store::open`] migrates 1 → 2 → 3 → 4, see `migrate.rs`).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -462,10 +465,15 @@ impl Store {
             _scratch: Some(std::sync::Arc::new(scratch)),
             expand_lock: Default::default(),
         };
-        if store.format()?.is_none() && !store.db.is_empty() {
-            return Err(StoreError::Foreign {
-                path: dir.to_path_buf(),
-            });
+        match store.format()? {
+            None if !store.db.is_empty() => {
+                return Err(StoreError::Foreign {
+                    path: dir.to_path_buf(),
+                });
+            }
+            // An older layout is brought up to date in the private copy only.
+            Some(found) if found < FORMAT_VERSION => store.migrate_copy_from(found)?,
+            _ => {}
         }
         Ok(store)
     }

@@ -160,10 +160,13 @@ impl Store {
     /// All versions of a trial in timeline order, oldest first (by when CT.gov posted them;
     /// for a trial without backfilled history, the numbers' order).
     pub fn versions(&self, nct: &NctId) -> Result<Vec<VersionMeta>> {
-        let table = self.table(nct)?;
-        let order = match self.trial(nct)? {
-            Some(t) if !t.timeline.is_empty() => t.timeline,
-            _ => (1..=table.len() as u32).collect(),
+        let Some((t, table)) = self.trial_entry(nct)? else {
+            return Ok(Vec::new());
+        };
+        let order = if t.timeline.is_empty() {
+            (1..=table.len() as u32).collect()
+        } else {
+            t.timeline
         };
         order
             .into_iter()
@@ -189,8 +192,8 @@ impl Store {
 
     /// The normalized record of the trial's newest version (the timeline's head).
     pub fn latest_record(&self, nct: &NctId) -> Result<Option<Record>> {
-        match self.trial(nct)? {
-            Some(t) if t.latest_version > 0 => self.record(nct, t.head()),
+        match self.trial_entry(nct)? {
+            Some((t, table)) if t.latest_version > 0 => self.record_in(nct, t.head(), &table),
             _ => Ok(None),
         }
     }

@@ -211,15 +211,11 @@ impl Store {
             let Some(&newest) = r.rows.keys().next_back() else {
                 continue;
             };
-            let have = match self.db.get(key(b'V', nct))? {
-                Some(v) => decode_table(&key(b'V', nct), &v).map_or(0, |t| t.len()) as u32,
-                None => 0,
-            };
-            let latest = self
-                .trial(nct)
+            let (latest, have) = self
+                .trial_entry(nct)
                 .ok()
                 .flatten()
-                .map_or(0, |t| t.latest_version);
+                .map_or((0, 0), |(t, table)| (t.latest_version, table.len() as u32));
             if have < newest || latest < newest {
                 out.push(format!(
                     "the packs record {nct} up to version {newest} as committed, but the index has \
@@ -287,12 +283,24 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         for kv in old.db.iter() {
             let (k, v) = kv?;
             match k.first() {
+                Some(b'T') => {
+                    let (t, table) = super::trial_value::decode(&k, &v)?;
+                    let table = decode_table(&k, table).unwrap_or_default();
+                    old_states.insert(t.nct_id.clone(), (t, table));
+                }
+                // An index left in format 3 by a crash before its migration finished.
                 Some(b't') => {
                     let t: TrialState = from_json(&k, &v)?;
-                    let table = old.table(&t.nct_id).unwrap_or_default();
+                    let vk = key(b'V', &t.nct_id);
+                    let table = match old.db.get(&vk)? {
+                        Some(tv) => decode_table(&vk, &tv).unwrap_or_default(),
+                        None => Vec::new(),
+                    };
                     old_states.insert(t.nct_id.clone(), (t, table));
                 }
                 Some(b'V' | b'c') => {}
+                // The rebuilt index is written in this build's format.
+                _ if k.as_ref() == b"F" => {}
                 _ => {
                     new.db.insert(k, v)?;
                 }
@@ -365,10 +373,10 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         };
         rep.trials += 1;
         rep.versions += table.len();
-        new.db.insert(key(b't', &nct), to_json(&state))?;
-        if !table.is_empty() {
-            new.db.insert(key(b'V', &nct), encode_table(&table))?;
-        }
+        new.db.insert(
+            key(b'T', &nct),
+            super::trial_value::encode(&state, &encode_table(&table)),
+        )?;
     }
     // The time index, from each version's metadata (its detection time).
     let mut times: BTreeMap<DateTime<Utc>, Vec<(NctId, u32)>> = BTreeMap::new();

@@ -118,7 +118,10 @@ fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
             .unwrap();
         // Rewrite trial `a` as format 1 kept it: each encoded value under its own sled key,
         // no table, no packs. Trial `b` stays migrated, as if a migration had stopped.
-        for (v, e) in store.table(&a).unwrap().into_iter().zip(1u32..) {
+        let table = store.table(&a).unwrap();
+        super::migrate::tests::write_format_3(&store, &a);
+        super::migrate::tests::write_format_3(&store, &b);
+        for (v, e) in table.into_iter().zip(1u32..) {
             for (prefix, r) in [(b'v', v.meta), (b'r', v.record), (b'w', v.raw)] {
                 let bytes = store.blob(b"", &r).unwrap();
                 store.db.insert(vkey(prefix, &a, e), bytes).unwrap();
@@ -344,7 +347,7 @@ fn delta_encoded_versions_read_back_exactly() {
 /// `Store::open` of a store this process just dropped: sled's background threads can hold its
 /// file lock for a moment after the drop, so an open that finds it locked tries again (for up
 /// to 5 s) instead of failing the test on that race.
-fn reopen(dir: &std::path::Path) -> Result<Store, StoreError> {
+pub(super) fn reopen(dir: &std::path::Path) -> Result<Store, StoreError> {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match Store::open(dir) {

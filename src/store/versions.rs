@@ -12,10 +12,9 @@ use super::codec::{
     Codec, StoredMeta, ZSTD_KEYFRAME_LEVEL, encode, encode_at, keyframe_of, raw_hash, record_hash,
     to_json,
 };
-use super::keys::{
-    VersionBlobs, decode_table, encode_table, encode_time_entries, key, time_key, vkey,
-};
+use super::keys::{VersionBlobs, encode_table, encode_time_entries, key, time_key, vkey};
 use super::pack::BlobRef;
+use super::trial_value;
 use super::{FanOut, OwedAlert, Result, Store, corrupt};
 use crate::model::{FieldChange, HistorySummary, NctId, Provenance, Record, Source, VersionMeta};
 
@@ -180,13 +179,21 @@ impl Store {
             .map_err(|e| corrupt(label, format!("its blob cannot be read: {e}")))
     }
 
+    /// The trial's state and version table, from its one `T` value.
+    pub(super) fn trial_entry(
+        &self,
+        nct: &NctId,
+    ) -> Result<Option<(TrialState, Vec<VersionBlobs>)>> {
+        let k = key(b'T', nct);
+        self.db
+            .get(&k)?
+            .map(|v| trial_value::decode_all(&k, &v))
+            .transpose()
+    }
+
     /// The trial's version table (empty before its first version).
     pub(super) fn table(&self, nct: &NctId) -> Result<Vec<VersionBlobs>> {
-        let k = key(b'V', nct);
-        match self.db.get(&k)? {
-            Some(v) => decode_table(&k, &v),
-            None => Ok(Vec::new()),
-        }
+        Ok(self.trial_entry(nct)?.map(|(_, t)| t).unwrap_or_default())
     }
 
     /// Where version `version`'s blobs are, if it is stored.
@@ -199,13 +206,33 @@ impl Store {
 
     /// The trial's bookkeeping, if the store has seen it.
     pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
-        let k = key(b't', nct);
-        self.get_json(&k)
+        let k = key(b'T', nct);
+        self.db
+            .get(&k)?
+            .map(|v| trial_value::decode(&k, &v).map(|(s, _)| s))
+            .transpose()
     }
 
     /// Every trial the store has seen, by ID.
     pub fn trials(&self) -> Result<Vec<TrialState>> {
-        self.scan_json(b"t")
+        self.db
+            .scan_prefix(b"T")
+            .map(|kv| {
+                let (k, v) = kv?;
+                trial_value::decode(&k, &v).map(|(s, _)| s)
+            })
+            .collect()
+    }
+
+    /// Write `state` over the trial's stored one, keeping its version table as it is.
+    fn put_state(&self, state: &TrialState) -> Result<()> {
+        let k = key(b'T', &state.nct_id);
+        let value = match self.db.get(&k)? {
+            Some(v) => trial_value::encode(state, trial_value::decode(&k, &v)?.1),
+            None => trial_value::encode(state, &[]),
+        };
+        self.db.insert(k, value)?;
+        Ok(())
     }
 
     /// Write a new version atomically: record, raw JSON, metadata with its changes, the time
@@ -273,7 +300,7 @@ impl Store {
         let before = successor.version;
         let nct = nct.clone();
         if items.iter().any(|nv| *nv.nct != nct) {
-            return Err(corrupt(&key(b'V', &nct), "an insert mixes trials".into()));
+            return Err(corrupt(&key(b'T', &nct), "an insert mixes trials".into()));
         }
         let mut pending = Pending::default();
         let mut out = Vec::with_capacity(items.len());
@@ -286,7 +313,7 @@ impl Store {
         let state = self.staged_state(&nct, &pending)?;
         let Some(state) = state else {
             return Err(corrupt(
-                &key(b't', &nct),
+                &key(b'T', &nct),
                 "an insert into an unknown trial".into(),
             ));
         };
@@ -295,7 +322,7 @@ impl Store {
             .filter(|i| *i < table.len())
         else {
             return Err(corrupt(
-                &key(b'V', &nct),
+                &key(b'T', &nct),
                 format!("version {before} is not stored"),
             ));
         };
@@ -307,8 +334,10 @@ impl Store {
         table[i].meta = self
             .packs
             .append(&encode(&to_json(&stored), Codec::Plain, &[]))?;
-        pending.batch.insert(key(b'V', &nct), encode_table(&table));
-        pending.batch.insert(key(b't', &nct), to_json(&state));
+        pending.batch.insert(
+            key(b'T', &nct),
+            trial_value::encode(&state, &encode_table(&table)),
+        );
         pending.tables.push((nct.clone(), table));
         pending.states.push(state);
         self.apply_versions(pending)
@@ -345,7 +374,7 @@ impl Store {
         let version = prev.as_ref().map_or(0, |t| t.latest_version) + 1;
         if table.len() + 1 != version as usize {
             return Err(corrupt(
-                &key(b'V', nv.nct),
+                &key(b'T', nv.nct),
                 format!(
                     "the version table has {} entries but the trial is at version {}",
                     table.len(),
@@ -459,8 +488,10 @@ impl Store {
             raw: self.packs.append(&raw_value)?,
         });
         let batch = &mut pending.batch;
-        batch.insert(key(b't', nv.nct), to_json(&state));
-        batch.insert(key(b'V', nv.nct), encode_table(&table));
+        batch.insert(
+            key(b'T', nv.nct),
+            trial_value::encode(&state, &encode_table(&table)),
+        );
         pending.states.push(state);
         pending.tables.push((nv.nct.clone(), table));
         if !nv.alerts.is_empty() {
@@ -498,7 +529,7 @@ impl Store {
             }
             t.last_error = None;
             t.last_error_at = None;
-            self.db.insert(key(b't', nct), to_json(&t))?;
+            self.put_state(&t)?;
         }
         Ok(())
     }
@@ -524,8 +555,7 @@ impl Store {
         }
         t.last_error = None;
         t.last_error_at = None;
-        self.db.insert(key(b't', &t.nct_id), to_json(&t))?;
-        Ok(())
+        self.put_state(&t)
     }
 
     /// Record why a sync could not fetch `nct`. Stored versions are untouched.
@@ -535,8 +565,7 @@ impl Store {
             .unwrap_or_else(|| TrialState::empty(nct, at));
         t.last_error = Some(error.to_string());
         t.last_error_at = Some(at);
-        self.db.insert(key(b't', nct), to_json(&t))?;
-        Ok(())
+        self.put_state(&t)
     }
 
     /// Record what CT.gov's history index said of a trial (outcome switching, its newest
@@ -544,7 +573,7 @@ impl Store {
     pub fn set_ctgov_history(&self, nct: &NctId, summary: HistorySummary) -> Result<()> {
         if let Some(mut t) = self.trial(nct)? {
             t.ctgov_history = Some(summary);
-            self.db.insert(key(b't', nct), to_json(&t))?;
+            self.put_state(&t)?;
         }
         Ok(())
     }

@@ -72,10 +72,13 @@ impl Store {
         nct: &NctId,
         mut f: impl FnMut(VersionMeta, Record) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
-        let table = self.table(nct)?;
-        let order = match self.trial(nct)? {
-            Some(t) if !t.timeline.is_empty() => t.timeline,
-            _ => (1..=table.len() as u32).collect(),
+        let Some((t, table)) = self.trial_entry(nct)? else {
+            return Ok(());
+        };
+        let order = if t.timeline.is_empty() {
+            (1..=table.len() as u32).collect()
+        } else {
+            t.timeline
         };
         // Keyframe raw JSON by version: a dictionary for the versions after it.
         let mut keyframes: HashMap<u32, Vec<u8>> = HashMap::new();
