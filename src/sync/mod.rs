@@ -501,12 +501,22 @@ fn prepare_study(
             .unwrap_or_default(),
         _ => Source::Observed,
     };
-    let changes = crate::backfill::changes_between(
-        old.as_ref().map(|o| (o, head_source)),
-        &record,
-        Source::Observed,
-    );
-    if changes.is_empty() {
+    // A trial's first version (nothing stored yet) is committed without changes: the store
+    // derives "every path added" from its record on read, so building them here would only be
+    // work for the store to compare and drop. Nothing else needs them: a first version owes no
+    // alerts (`EnqueuePlan::owed` returns none without an old record) and is never deferred
+    // (gap repair needs an observed version).
+    let first = state.as_ref().is_none_or(|t| t.latest_version == 0);
+    let changes = if first {
+        Vec::new()
+    } else {
+        crate::backfill::changes_between(
+            old.as_ref().map(|o| (o, head_source)),
+            &record,
+            Source::Observed,
+        )
+    };
+    if !first && changes.is_empty() {
         // Same record under a different hash can only mean a hash format change: treat as seen.
         if let Some(t) = &state {
             seen(t, fingerprint, Some(raw_h))?;
