@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::ctgov::client::{CtGovClient, FetchedStudy, StudyOutcome};
 use crate::model::{NctId, Source};
-use crate::normalize::{NORMALIZER_VERSION, normalize_json, source_fingerprint};
+use crate::normalize::{NORMALIZER_VERSION, StudyParts, normalize_json, source_fingerprint};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, raw_hash, record_hash};
 use crate::util::text::error_chain;
@@ -468,7 +468,12 @@ fn prepare_study(
         return Ok(None);
     }
     // Fast path: the parts of the study the normalizer reads are byte-identical to last time.
-    let fingerprint = source_fingerprint(raw).ok();
+    // One scan gives both the fingerprint and, when needed, the record's typed parse.
+    let parts = StudyParts::split(raw);
+    let fingerprint = match &parts {
+        Some(p) => Some(p.fingerprint()),
+        None => source_fingerprint(raw).ok(),
+    };
     if let Some(t) = &state
         && t.latest_version > 0
         && fingerprint.is_some()
@@ -477,7 +482,11 @@ fn prepare_study(
         seen(t, None, Some(raw_h))?;
         return Ok(None);
     }
-    let record = normalize_json(raw).map_err(|e| {
+    let record = match &parts {
+        Some(p) => p.normalize(),
+        None => normalize_json(raw),
+    }
+    .map_err(|e| {
         format!("CT.gov's answer for {nct} could not be normalized (nothing stored): {e}")
     })?;
     let canonical = record.canonical_bytes();

@@ -153,5 +153,9 @@ fn a_first_version_is_staged_without_changes_and_reads_back_with_every_path_adde
             .iter()
             .any(|c| c.path == "status.overallStatus")
     );
-    assert!(staged.changes.len() < all_added.len(), "{:?}", staged.changes);
+    assert!(
+        staged.changes.len() < all_added.len(),
+        "{:?}",
+        staged.changes
+    );
 }
