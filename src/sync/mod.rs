@@ -85,6 +85,10 @@ pub struct SyncReport {
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
+    /// What the deadline rules read of each new head version this sync stored, for the day's
+    /// evaluation that follows it ([`deadlines::evaluate_daily_after`]); not in the JSON.
+    #[serde(skip)]
+    pub head_facts: deadlines::HeadFacts,
 }
 
 /// One trial a sync could not handle, and why.
@@ -120,9 +124,9 @@ pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
 
 /// Outcome of processing one fetched study.
 enum Processed {
-    /// A new version, with the number of alerts it enqueued and whether it is the trial's
-    /// first.
-    New(usize, bool),
+    /// A new version, with the number of alerts it enqueued, whether it is the trial's first,
+    /// and what the deadline rules read of it (see [`SyncReport::head_facts`]).
+    New(usize, bool, Box<deadlines::HeadFacts>),
     /// A new version to store after a look at CT.gov's history index (gap repair).
     Deferred(Box<(FetchedStudy, Staged)>),
     Unchanged,
@@ -175,10 +179,11 @@ pub async fn run(
                 report.aliases.push((nct.clone(), canonical));
             }
             match p {
-                Processed::New(alerts, first) => {
+                Processed::New(alerts, first, facts) => {
                     if first {
                         first_versions.push(nct.clone());
                     }
+                    report.head_facts.extend(*facts);
                     report.fetched += 1;
                     report.new_versions += 1;
                     report.alerts_enqueued += alerts;
@@ -365,9 +370,12 @@ fn process_batch(
                     alerts.enqueued = s.alert_count,
                     "new version stored"
                 );
+                // Read here, on the processing threads, while the raw JSON is at hand.
+                let mut facts = deadlines::HeadFacts::default();
+                facts.insert(study.requested.clone(), version, study.raw.get().as_bytes());
                 out.push((
                     study.requested.clone(),
-                    Processed::New(s.alert_count, version == 1),
+                    Processed::New(s.alert_count, version == 1, Box::new(facts)),
                     alias_of,
                 ));
             }
