@@ -127,14 +127,27 @@ fn frame(data: &[u8], codec: Codec, dict: &[u8], level: i32) -> std::io::Result<
             Some(c) => c,
             empty => empty.insert(zstd::bulk::Compressor::new(level)?),
         };
-        if codec == Codec::Ctgov {
+        let out = if codec == Codec::Ctgov {
             let d = ctgov_encoder()
                 .ok_or_else(|| std::io::Error::other("the CT.gov dictionary did not load"))?;
             c.set_prepared_dictionary(d)?;
+            c.compress(data)
+        } else if dict.is_empty() {
+            c.compress(data)
         } else {
-            c.set_dictionary(level, dict)?;
-        }
-        let out = c.compress(data);
+            // A dictionary used for this one value (a raw JSON, a keyframe): loaded straight
+            // into the context (zstd's one-shot `compress_usingDict`, which indexes it sparsely)
+            // rather than prepared as a full dictionary first, whose table fill over the whole
+            // raw JSON cost more than compressing the value. The frame is the same kind (raw
+            // content dictionary, content size recorded): read back as before.
+            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+            c.context_mut()
+                .compress_using_dict(&mut out, data, dict, level)
+                .map(|_| out)
+                .map_err(|code| {
+                    std::io::Error::other(zstd::zstd_safe::get_error_name(code).to_string())
+                })
+        };
         if out.is_err() || data.len() + dict.len() > KEEP_CONTEXT_BYTES {
             // A failed job may leave the context half set up: start the next one afresh. A
             // context that grew for a large value (and holds a copy of its dictionary) is not
