@@ -60,8 +60,15 @@ pub(crate) fn run(
     ))?;
     report.requests += query_requests;
     if args.is_empty() {
-        report.deadlines =
-            crate::sync::deadlines::evaluate_daily(&ctx.cfg, &store, subs.clone(), now)?;
+        // The heads the sync just stored are not read back from the store.
+        let known = std::mem::take(&mut report.head_facts);
+        report.deadlines = crate::sync::deadlines::evaluate_daily_after(
+            &ctx.cfg,
+            &store,
+            subs.clone(),
+            now,
+            &known,
+        )?;
         if let Some(d) = &report.deadlines {
             report.alerts_enqueued += d.alerts_enqueued;
         }

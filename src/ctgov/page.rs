@@ -23,7 +23,9 @@ pub(crate) struct RawStudiesPage<'a> {
     pub(crate) next_page_token: Option<String>,
 }
 
-/// Just the ID parts of a study; the rest is skipped unparsed.
+/// Just the ID parts of a study, as a derived parse reads them: what [`read_ids`] is tested
+/// against.
+#[cfg(test)]
 #[derive(Deserialize)]
 pub(crate) struct StudyIds {
     /// `protocolSection`, of which only the identification module is read.
@@ -32,6 +34,7 @@ pub(crate) struct StudyIds {
 }
 
 /// `protocolSection`, reduced to `identificationModule`.
+#[cfg(test)]
 #[derive(Deserialize)]
 pub(crate) struct ProtocolIds {
     /// `identificationModule`, reduced to the IDs.
@@ -40,7 +43,7 @@ pub(crate) struct ProtocolIds {
 }
 
 /// `identificationModule`, reduced to the IDs a requested ID can match.
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub(crate) struct IdentificationIds {
     /// `nctId`: the study's canonical ID.
     #[serde(rename = "nctId")]
@@ -90,11 +93,8 @@ pub(super) struct Page {
 pub(super) const NOT_A_PAGE: &str = "not a complete page of studies";
 
 pub(super) fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
-    let ids: StudyIds = serde_json::from_str(raw.get())
-        .map_err(|e| format!("a study is not a JSON object of the expected shape: {e}"))?;
-    let ident = ids
-        .protocol_section
-        .and_then(|p| p.identification_module)
+    let ident = read_ids(raw.get())
+        .map_err(|e| format!("a study is not a JSON object of the expected shape: {e}"))?
         .ok_or("a study has no protocolSection.identificationModule")?;
     let nct = ident
         .nct_id
@@ -117,6 +117,122 @@ pub(super) fn parse_study(raw: &RawValue) -> Result<ListedStudy, String> {
 #[cfg(test)]
 pub(super) fn parse_single(body: &str) -> Result<ListedStudy, String> {
     parse_single_lenient(body)?
+}
+
+/// What [`read_ids`] has found so far: `None` before `protocolSection`, then its
+/// `identificationModule` (`None` when it has none).
+type Found = Option<Option<IdentificationIds>>;
+
+/// The error [`read_ids`] stops the parse with once it has what it came for.
+const IDS_READ: &str = "(IDs read)";
+
+/// The `identificationModule` of a study (as a derived `StudyIds` parse reads it), without scanning the rest of it once
+/// `protocolSection.identificationModule` is read: CT.gov sends that module first, and the
+/// rest (tens of KB, mostly results) is scanned by the page split before and by the normalizer
+/// after; a derived `StudyIds` parse scanned it all once more for two fields. The study's JSON
+/// is already known to be well-formed (it is a `RawValue`), so what stopping early leaves
+/// unchecked is only a second `protocolSection` or `identificationModule` key after the first,
+/// which the normalizer's typed parse refuses for that study anyway.
+fn read_ids(raw: &str) -> Result<Option<IdentificationIds>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+
+    let mut found: Found = None;
+    let mut de = serde_json::Deserializer::from_str(raw);
+    match (IdsSeed::Top(&mut found)).deserialize(&mut de) {
+        Ok(()) => de.end().map(|()| found.flatten()),
+        Err(_) if found.is_some() => Ok(found.flatten()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The keys [`read_ids`] looks for at the top of a study (no allocation per key).
+#[derive(Deserialize)]
+enum TopKey {
+    #[serde(rename = "protocolSection")]
+    Protocol,
+    #[serde(other)]
+    Other,
+}
+
+/// The key [`read_ids`] looks for in `protocolSection`.
+#[derive(Deserialize)]
+enum ProtocolKey {
+    #[serde(rename = "identificationModule")]
+    Identification,
+    #[serde(other)]
+    Other,
+}
+
+/// The two levels [`read_ids`] walks: the study, then its `protocolSection`.
+enum IdsSeed<'f> {
+    Top(&'f mut Found),
+    Protocol(&'f mut Found),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for IdsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self {
+            IdsSeed::Top(_) => d.deserialize_map(self),
+            // `protocolSection: null` is a study without one, as for the derived parse.
+            IdsSeed::Protocol(_) => d.deserialize_option(self),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IdsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdsSeed::Top(_) => "struct StudyIds",
+            IdsSeed::Protocol(_) => "struct ProtocolIds",
+        })
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        match self {
+            IdsSeed::Protocol(found) => {
+                *found = Some(None);
+                Ok(())
+            }
+            IdsSeed::Top(_) => Err(E::invalid_type(serde::de::Unexpected::Option, &self)),
+        }
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::{Error as _, IgnoredAny};
+
+        match self {
+            IdsSeed::Top(found) => {
+                while let Some(key) = map.next_key::<TopKey>()? {
+                    if let TopKey::Protocol = key {
+                        map.next_value_seed(IdsSeed::Protocol(&mut *found))?;
+                        // Read whole without the module: that is the answer too.
+                        found.get_or_insert(None);
+                        return Err(A::Error::custom(IDS_READ));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(())
+            }
+            IdsSeed::Protocol(found) => {
+                while let Some(key) = map.next_key::<ProtocolKey>()? {
+                    if let ProtocolKey::Identification = key {
+                        *found = Some(map.next_value()?);
+                        return Err(A::Error::custom(IDS_READ));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                *found = Some(None);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A single study's body: `Err` when it is not JSON (a bad body, retried), `Ok(Err)` when it is
@@ -196,6 +312,51 @@ mod tests {
         assert_eq!(page.bad[1].position, 3);
         assert_eq!(page.bad[1].nct_id, None);
         assert!(parse_page_lenient(r#"{"studies":[1,"#).is_err());
+    }
+
+    /// The derived parse `read_ids` replaces, as it was.
+    fn derived_ids(raw: &str) -> Result<Option<IdentificationIds>, String> {
+        let ids: StudyIds = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+        Ok(ids.protocol_section.and_then(|p| p.identification_module))
+    }
+
+    #[test]
+    fn reading_ids_up_to_the_identification_module_answers_as_the_derived_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ctgov");
+        let mut studies = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            match parse_page_lenient(&text) {
+                Ok(page) => studies.extend(page.studies.iter().map(|s| s.raw.get().to_string())),
+                Err(_) => studies.push(text),
+            }
+        }
+        assert!(studies.len() > 20, "{} studies", studies.len());
+        let crafted = [
+            r#"{"x": [1, {"protocolSection": 2}], "protocolSection": {"a": {}, "identificationModule": {"nctId": "NCT00000001", "nctIdAliases": ["NCT00000002"]}}, "resultsSection": {}}"#,
+            r#"{"protocolSection": {"identificationModule": {"nctId": "NCT00000001"}}, "derivedSection": {"miscInfoModule": {}}}"#,
+            r#"{"protocolSection": {"statusModule": {}}}"#,
+            r#"{"protocolSection": null}"#,
+            r#"{"protocolSection": {"identificationModule": null}}"#,
+            r#"{"protocolSection": {"identificationModule": {"nctIdAliases": 7}}}"#,
+            r#"{"protocolSection": {"identificationModule": {"nctId": 5}}}"#,
+            r#"{"protocolSection": {"identificationModule": {"nctId": "NCT00000001", "nctId": "NCT00000002"}}}"#,
+            r#"{"protocolSection": "text"}"#,
+            r#"{"protocolSection": {"identificationModule": {"nctId": "NCT00000003"}}}"#,
+            r#"{}"#,
+            r#"null"#,
+            r#"5"#,
+        ];
+        studies.extend(crafted.iter().map(|s| s.to_string()));
+        for raw in &studies {
+            let old = derived_ids(raw);
+            let new = read_ids(raw).map_err(|e| e.to_string());
+            assert_eq!(new, old, "{raw}");
+        }
     }
 
     #[test]

@@ -50,9 +50,16 @@ pub(super) async fn run_queries(
 
 /// The day's deadline evaluation (a no-op when it already ran today); a failure is logged and
 /// the next run tries again.
-pub(super) fn evaluate_deadlines(cfg: &Config, store: &Store, now: DateTime<Utc>) {
-    let result = crate::outbox::Subscriptions::load(cfg, store)
-        .and_then(|subs| crate::sync::deadlines::evaluate_daily(cfg, store, Arc::new(subs), now));
+/// `known`: what the run's sync read of the heads it stored.
+pub(super) fn evaluate_deadlines(
+    cfg: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+    known: &crate::sync::deadlines::HeadFacts,
+) {
+    let result = crate::outbox::Subscriptions::load(cfg, store).and_then(|subs| {
+        crate::sync::deadlines::evaluate_daily_after(cfg, store, Arc::new(subs), now, known)
+    });
     match result {
         Ok(Some(run)) => tracing::info!(
             deadlines.trials = run.trials,

@@ -115,7 +115,7 @@ fn sync_thread(
     let cfg = shared.config();
     let state = shared.state();
     let store = shared.store.clone();
-    let outcome = rt.block_on(async {
+    let mut outcome = rt.block_on(async {
         tokio::select! {
             o = scheduled_run(&cfg, &store, &state, fire, started) => o,
             _ = stop.cancelled() => Outcome::Cancelled,
@@ -126,7 +126,14 @@ fn sync_thread(
     // Deadlines move with the calendar, not with CT.gov's data: evaluated once a day whatever
     // the sync found (even when it was skipped).
     if !matches!(outcome, Outcome::Cancelled) {
-        super::queries::evaluate_deadlines(&cfg, &store, started);
+        // What the sync read of the heads it stored spares reading them back.
+        let known = match &mut outcome {
+            Outcome::Synced {
+                report: Some(r), ..
+            } => std::mem::take(&mut r.head_facts),
+            _ => Default::default(),
+        };
+        super::queries::evaluate_deadlines(&cfg, &store, started, &known);
     }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "cannot flush the store after a sync");

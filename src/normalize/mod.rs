@@ -19,6 +19,9 @@
 
 pub mod history;
 pub mod markup;
+mod parts;
+
+pub use parts::StudyParts;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -82,14 +85,23 @@ pub fn normalize_json(raw: &str) -> Result<Record, NormalizeError> {
         NormalizeError::Json { kind, source }
     })?;
     let record = normalize(&study)?;
-    if is_hollow(raw) {
-        let nct = record
-            .nct_id()
-            .and_then(|n| n.parse().ok())
-            .ok_or(NormalizeError::MissingNctId)?;
-        return Err(NormalizeError::Hollow(nct));
+    // `is_hollow` is false whenever a status module is there: skip its scan of the study then.
+    let has_status = study
+        .protocol_section
+        .as_ref()
+        .is_some_and(|p| p.status_module.is_some());
+    if !has_status && is_hollow(raw) {
+        return Err(hollow_error(&record));
     }
     Ok(record)
+}
+
+/// The error for a hollow study, named by its record's ID.
+fn hollow_error(record: &Record) -> NormalizeError {
+    match record.nct_id().and_then(|n| n.parse().ok()) {
+        Some(nct) => NormalizeError::Hollow(nct),
+        None => NormalizeError::MissingNctId,
+    }
 }
 
 /// Bumped whenever a change to this module could normalize the same CT.gov JSON differently, so
@@ -104,7 +116,6 @@ pub const NORMALIZER_VERSION: u32 = 1;
 pub fn source_fingerprint(raw: &str) -> Result<String, NormalizeError> {
     use serde::Deserialize;
     use serde_json::value::RawValue;
-    use sha2::{Digest, Sha256};
 
     #[derive(Deserialize)]
     struct Parts<'a> {
@@ -121,19 +132,36 @@ pub fn source_fingerprint(raw: &str) -> Result<String, NormalizeError> {
         kind: "not a study object",
         source,
     })?;
+    Ok(fingerprint_of(
+        parts.protocol,
+        parts.annotation,
+        parts.document,
+        parts.has_results,
+    ))
+}
+
+/// The fingerprint of a study's parts (see [`source_fingerprint`]); also [`StudyParts`]'s.
+fn fingerprint_of(
+    protocol: Option<&serde_json::value::RawValue>,
+    annotation: Option<&serde_json::value::RawValue>,
+    document: Option<&serde_json::value::RawValue>,
+    has_results: Option<bool>,
+) -> String {
+    use sha2::{Digest, Sha256};
+
     let mut h = Sha256::new();
     h.update(NORMALIZER_VERSION.to_be_bytes());
-    for part in [parts.protocol, parts.annotation, parts.document] {
+    for part in [protocol, annotation, document] {
         let text = part.map_or("", |r| r.get());
         h.update((text.len() as u64).to_be_bytes());
         h.update(text.as_bytes());
     }
-    h.update([match parts.has_results {
+    h.update([match has_results {
         None => 0,
         Some(false) => 1,
         Some(true) => 2,
     }]);
-    Ok(hex::encode(h.finalize()))
+    hex::encode(h.finalize())
 }
 
 /// Modules explicitly `null` from which a study without a status module counts as hollow.
@@ -159,6 +187,23 @@ fn is_hollow(raw: &str) -> bool {
     else {
         return false;
     };
+    hollow_modules(&modules)
+}
+
+/// [`is_hollow`] of a study whose `protocolSection` text is `protocol`.
+fn hollow_protocol(protocol: &str) -> bool {
+    use serde_json::value::RawValue;
+
+    match serde_json::from_str::<Option<BTreeMap<String, &RawValue>>>(protocol) {
+        Ok(Some(modules)) => hollow_modules(&modules),
+        _ => false,
+    }
+}
+
+/// [`is_hollow`]'s rule on a protocol section's modules.
+fn hollow_modules(modules: &BTreeMap<String, &serde_json::value::RawValue>) -> bool {
+    use serde_json::value::RawValue;
+
     let is_null = |v: &RawValue| v.get().trim() == "null";
     if modules.get("statusModule").is_some_and(|m| !is_null(m)) {
         return false;

@@ -127,14 +127,27 @@ fn frame(data: &[u8], codec: Codec, dict: &[u8], level: i32) -> std::io::Result<
             Some(c) => c,
             empty => empty.insert(zstd::bulk::Compressor::new(level)?),
         };
-        if codec == Codec::Ctgov {
+        let out = if codec == Codec::Ctgov {
             let d = ctgov_encoder()
                 .ok_or_else(|| std::io::Error::other("the CT.gov dictionary did not load"))?;
             c.set_prepared_dictionary(d)?;
+            c.compress(data)
+        } else if dict.is_empty() {
+            c.compress(data)
         } else {
-            c.set_dictionary(level, dict)?;
-        }
-        let out = c.compress(data);
+            // A dictionary used for this one value (a raw JSON, a keyframe): loaded straight
+            // into the context (zstd's one-shot `compress_usingDict`, which indexes it sparsely)
+            // rather than prepared as a full dictionary first, whose table fill over the whole
+            // raw JSON cost more than compressing the value. The frame is the same kind (raw
+            // content dictionary, content size recorded): read back as before.
+            let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+            c.context_mut()
+                .compress_using_dict(&mut out, data, dict, level)
+                .map(|_| out)
+                .map_err(|code| {
+                    std::io::Error::other(zstd::zstd_safe::get_error_name(code).to_string())
+                })
+        };
         if out.is_err() || data.len() + dict.len() > KEEP_CONTEXT_BYTES {
             // A failed job may leave the context half set up: start the next one afresh. A
             // context that grew for a large value (and holds a copy of its dictionary) is not
@@ -183,14 +196,60 @@ pub(super) fn codec_of(key: &[u8], bytes: &[u8]) -> Result<Option<Codec>> {
     }
 }
 
+/// A frame whose header claims more than this is decoded by streaming (which allocates as the
+/// data really comes) rather than into a buffer allocated up front for the claimed size.
+const BULK_DECODE_MAX: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    /// This thread's decompressor, reused for every value as the compressors are: creating a
+    /// context per value showed in the read commands' profiles (`ZSTD_createDCtx`).
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// One frame decoded on this thread's reused context, when its header gives its size (every
+/// frame the store writes does): `None` leaves it to the streaming decoder.
+fn decode_reused(frame: &[u8], codec: Codec, dict: &[u8]) -> Option<std::io::Result<Vec<u8>>> {
+    let size = zstd::bulk::Decompressor::upper_bound(frame).filter(|&n| n <= BULK_DECODE_MAX)?;
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let d = match &mut *slot {
+            Some(d) => d,
+            empty => match zstd::bulk::Decompressor::new() {
+                Ok(d) => empty.insert(d),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let set = if codec == Codec::Ctgov {
+            match ctgov_decoder() {
+                Some(p) => d.set_prepared_dictionary(p),
+                None => Err(std::io::Error::other("the CT.gov dictionary did not load")),
+            }
+        } else {
+            // An empty dictionary clears the last one.
+            d.set_dictionary(dict)
+        };
+        let out = set.and_then(|()| d.decompress(frame, size));
+        if out.is_err() || dict.len() > KEEP_CONTEXT_BYTES {
+            // As for the compressors: no half-set-up context, and no large dictionary copy
+            // kept for the next value.
+            *slot = None;
+        }
+        Some(out)
+    })
+}
+
 /// The bytes a stored value encodes; `dict` must be the dictionary [`codec_of`] asked for.
 pub(super) fn decode(key: &[u8], bytes: &[u8], dict: &[u8]) -> Result<Vec<u8>> {
     use std::io::Read;
-    if codec_of(key, bytes)?.is_none() {
+    let Some(codec) = codec_of(key, bytes)? else {
         return Ok(bytes[1..].to_vec());
+    };
+    if let Some(out) = decode_reused(&bytes[1..], codec, dict) {
+        return out.map_err(|e| corrupt(key, format!("cannot decompress: {e}")));
     }
     let mut out = Vec::new();
-    let read = if codec_of(key, bytes)? == Some(Codec::Ctgov) {
+    let read = if codec == Codec::Ctgov {
         let d = ctgov_decoder()
             .ok_or_else(|| corrupt(key, "the CT.gov dictionary did not load".into()))?;
         zstd::stream::read::Decoder::with_prepared_dictionary(&bytes[1..], d)
@@ -310,6 +369,29 @@ mod tests {
         assert_eq!(raw_hash(b"abc"), raw_hash(b"abc"));
         assert_ne!(raw_hash(b"abc"), raw_hash(b"abd"));
         assert_eq!(raw_hash(b"").len(), 32);
+    }
+
+    #[test]
+    fn the_reused_decompressor_survives_bad_frames_and_frames_without_a_size() {
+        let a = b"{\"briefTitle\": \"one\", \"x\": [1, 2, 3]}".repeat(20);
+        let good = encode(&a, Codec::OwnRaw, SMALL.as_bytes());
+        // A frame whose header has no content size (a streaming encoder's): the streaming path.
+        let mut streamed = vec![Codec::Plain as u8];
+        let mut enc = zstd::stream::write::Encoder::new(&mut streamed, 3).unwrap();
+        std::io::Write::write_all(&mut enc, &a).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(zstd::bulk::Decompressor::upper_bound(&streamed[1..]), None);
+        assert_eq!(decode(b"k", &streamed, &[]).unwrap(), a);
+        // A damaged frame is an error naming the key, and the next value decodes as before.
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        bad.truncate(bad.len() - 3);
+        let e = decode(b"the-key", &bad, SMALL.as_bytes()).map(|_| ());
+        assert!(e.is_err_and(|e| e.to_string().contains("the-key")));
+        assert_eq!(decode(b"k", &good, SMALL.as_bytes()).unwrap(), a);
+        let stored = [&[0u8][..], &a].concat();
+        assert_eq!(decode(b"k", &stored, &[]).unwrap(), a);
     }
 
     #[test]

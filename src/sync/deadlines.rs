@@ -7,13 +7,14 @@
 //! also holds `dispFirstSubmitDate` (a certification of delayed submission), not part of the
 //! normalized record; so no field is added to the record and no stored trial gets a new version.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::deadlines::{Condition, Shown, conditions, day_key, read_raw, transitions};
+use crate::deadlines::{Condition, Facts, Shown, conditions, day_key, read_raw, transitions};
 use crate::model::{AlertEvent, NctId, TrialInfo};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{Store, StoreError};
@@ -47,6 +48,50 @@ pub struct DeadlineRun {
     pub alerts_enqueued: usize,
 }
 
+/// The most heads' facts a sync keeps for the evaluation (~0.5 KB each): the speed-up for a
+/// watch list of up to this size, bounded memory above it (the rest are read back).
+const MAX_HEAD_FACTS: usize = 20_000;
+
+/// What [`read_raw`] said of the raw studies a sync just stored as their trials' heads, so the
+/// day's evaluation that follows need not read and decompress them back from the store: on a
+/// first sync that was every trial's raw JSON again, on one thread, after the sync.
+#[derive(Debug, Clone, Default)]
+pub struct HeadFacts(HashMap<NctId, (u32, Option<(Facts, Shown)>)>);
+
+impl HeadFacts {
+    /// Remember `read_raw(raw)` of the `raw` just stored as `version` of `nct`, while fewer
+    /// than [`MAX_HEAD_FACTS`] are kept.
+    pub fn insert(&mut self, nct: NctId, version: u32, raw: &[u8]) {
+        if self.0.len() < MAX_HEAD_FACTS {
+            self.0.insert(nct, (version, read_raw(raw)));
+        }
+    }
+
+    /// Add another batch's facts, up to [`MAX_HEAD_FACTS`] in all.
+    pub fn extend(&mut self, other: HeadFacts) {
+        let room = MAX_HEAD_FACTS.saturating_sub(self.0.len());
+        self.0.extend(other.0.into_iter().take(room));
+    }
+
+    /// How many trials' facts are known.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `read_raw` of `version` of `nct`, when that is the version remembered.
+    fn get(&self, nct: &NctId, version: u32) -> Option<Option<(Facts, Shown)>> {
+        self.0
+            .get(nct)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, f)| f.clone())
+    }
+}
+
 /// Trials evaluated and committed together by [`evaluate_daily`]: its memory stays that of one
 /// chunk whatever the watch list's size (at 100,000 trials one batch of every change and alert
 /// held ~230 MB at once).
@@ -56,11 +101,12 @@ const TRIALS_PER_COMMIT: usize = 1_000;
 type Evaluated = (NctId, Shown, Vec<Condition>);
 
 /// [`Evaluated`] for `nct`, or `None` when the store holds no version of it (or its raw study
-/// does not read).
+/// does not read); `known` spares reading a head a sync just stored.
 fn evaluate_one(
     store: &Store,
     nct: NctId,
     today: NaiveDate,
+    known: &HeadFacts,
 ) -> Result<Option<Evaluated>, StoreError> {
     let Some(state) = store.trial(&nct)? else {
         return Ok(None);
@@ -68,25 +114,35 @@ fn evaluate_one(
     if state.latest_version == 0 {
         return Ok(None);
     }
-    let Some((facts, shown)) = store.raw(&nct, state.head())?.as_deref().and_then(read_raw) else {
+    let read = match known.get(&nct, state.head()) {
+        Some(read) => read,
+        None => store.raw(&nct, state.head())?.as_deref().and_then(read_raw),
+    };
+    let Some((facts, shown)) = read else {
         return Ok(None);
     };
     let now = conditions(&facts, today);
     Ok(Some((nct, shown, now)))
 }
 
-/// The trials followed, each with what its alert shows and the conditions that hold `today`.
-fn evaluate(cfg: &Config, store: &Store, today: NaiveDate) -> Result<Vec<Evaluated>, StoreError> {
+/// The trials followed, each with what its alert shows and the conditions that hold `today`;
+/// `known` spares reading the heads a sync just stored.
+fn evaluate(
+    cfg: &Config,
+    store: &Store,
+    today: NaiveDate,
+    known: &HeadFacts,
+) -> Result<Vec<Evaluated>, StoreError> {
     let mut out = Vec::new();
     for nct in super::watched_ids(cfg, store)? {
-        out.extend(evaluate_one(store, nct, today)?);
+        out.extend(evaluate_one(store, nct, today, known)?);
     }
     Ok(out)
 }
 
 /// Every deadline condition that holds `today` among the followed trials.
 pub fn due_now(cfg: &Config, store: &Store, today: NaiveDate) -> Result<Vec<DueRow>, StoreError> {
-    Ok(evaluate(cfg, store, today)?
+    Ok(evaluate(cfg, store, today, &HeadFacts::default())?
         .into_iter()
         .flat_map(|(nct, shown, conds)| {
             let title = shown.title;
@@ -110,11 +166,23 @@ pub fn evaluate_daily(
     subs: Arc<Subscriptions>,
     now: DateTime<Utc>,
 ) -> Result<Option<DeadlineRun>, StoreError> {
+    evaluate_daily_after(cfg, store, subs, now, &HeadFacts::default())
+}
+
+/// [`evaluate_daily`] right after a sync, with what it read of the heads it stored
+/// ([`super::SyncReport::head_facts`]); the same result, without reading those back.
+pub fn evaluate_daily_after(
+    cfg: &Config,
+    store: &Store,
+    subs: Arc<Subscriptions>,
+    now: DateTime<Utc>,
+    known: &HeadFacts,
+) -> Result<Option<DeadlineRun>, StoreError> {
     let today = now.date_naive();
     if store.get_meta::<NaiveDate>(LAST_DAY)? == Some(today) {
         return Ok(None);
     }
-    let run = evaluate_in_chunks(cfg, store, subs, now, TRIALS_PER_COMMIT, usize::MAX)?;
+    let run = evaluate_in_chunks(cfg, store, subs, now, known, TRIALS_PER_COMMIT, usize::MAX)?;
     store.set_meta(LAST_DAY, &today)?;
     if run.events > 0 {
         tracing::info!(
@@ -133,6 +201,7 @@ fn evaluate_in_chunks(
     store: &Store,
     subs: Arc<Subscriptions>,
     now: DateTime<Utc>,
+    known: &HeadFacts,
     chunk: usize,
     max_chunks: usize,
 ) -> Result<DeadlineRun, StoreError> {
@@ -146,7 +215,7 @@ fn evaluate_in_chunks(
     for chunk in ids.chunks(chunk.max(1)).take(max_chunks) {
         let mut evaluated = Vec::with_capacity(chunk.len());
         for nct in chunk {
-            evaluated.extend(evaluate_one(store, nct.clone(), today)?);
+            evaluated.extend(evaluate_one(store, nct.clone(), today, known)?);
         }
         run.trials += evaluated.len();
         commit_chunk(store, &plan, evaluated, &mut run)?;
@@ -241,7 +310,16 @@ mod tests {
         let whole = {
             let dir = tempfile::tempdir().unwrap();
             let store = store_with_fixtures(dir.path(), now);
-            evaluate_in_chunks(&cfg, &store, subs.clone(), now, 1_000, usize::MAX).unwrap()
+            evaluate_in_chunks(
+                &cfg,
+                &store,
+                subs.clone(),
+                now,
+                &HeadFacts::default(),
+                1_000,
+                usize::MAX,
+            )
+            .unwrap()
         };
         assert_eq!(whole.trials, 3);
         assert!(whole.events >= 2, "{whole:?}");
@@ -249,12 +327,109 @@ mod tests {
         // what the first batch told is not told again.
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_fixtures(dir.path(), now);
-        let first = evaluate_in_chunks(&cfg, &store, subs.clone(), now, 1, 1).unwrap();
+        let first =
+            evaluate_in_chunks(&cfg, &store, subs.clone(), now, &HeadFacts::default(), 1, 1)
+                .unwrap();
         assert_eq!(first.trials, 1);
-        let rest = evaluate_in_chunks(&cfg, &store, subs.clone(), now, 1, usize::MAX).unwrap();
+        let rest = evaluate_in_chunks(
+            &cfg,
+            &store,
+            subs.clone(),
+            now,
+            &HeadFacts::default(),
+            1,
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(rest.trials, 3);
         assert_eq!(first.events + rest.events, whole.events);
-        let again = evaluate_in_chunks(&cfg, &store, subs, now, 1, usize::MAX).unwrap();
+        let again = evaluate_in_chunks(
+            &cfg,
+            &store,
+            subs,
+            now,
+            &HeadFacts::default(),
+            1,
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(again.events, 0);
+    }
+
+    const RAW: &str = include_str!("../../tests/fixtures/ctgov/NCT03418623.json");
+
+    fn shown(out: &[(NctId, Shown, Vec<Condition>)]) -> Vec<String> {
+        out.iter()
+            .map(|(n, s, c)| format!("{n} {s:?} {c:?}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_heads_a_sync_read_stand_for_the_stored_ones_only_at_their_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let nct: NctId = "NCT03418623".parse().unwrap();
+        let record = crate::normalize::normalize_json(RAW).unwrap();
+        let canonical = record.canonical_bytes();
+        store
+            .commit_version(NewVersion {
+                provenance: Default::default(),
+                nct: &nct,
+                record: &record,
+                canonical: &canonical,
+                raw: RAW.as_bytes(),
+                changes: vec![],
+                detected_at: "2026-02-01T00:00:00Z".parse().unwrap(),
+                resolved_id: None,
+                source_fingerprint: None,
+                alerts: vec![],
+            })
+            .unwrap();
+        let cfg = Config::from_toml("[watch]\nnct_ids = [\"NCT03418623\"]\n", None).unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 2, 1).unwrap();
+        let from_store = evaluate(&cfg, &store, today, &HeadFacts::default()).unwrap();
+        assert_eq!(from_store.len(), 1);
+
+        // What the sync read of the very bytes it stored: the same evaluation.
+        let mut known = HeadFacts::default();
+        known.insert(nct.clone(), 1, RAW.as_bytes());
+        assert_eq!(known.len(), 1);
+        let from_sync = evaluate(&cfg, &store, today, &known).unwrap();
+        assert_eq!(shown(&from_sync), shown(&from_store));
+
+        // The known facts are what is used at their version (here other bytes, to tell)...
+        let retitled = RAW.replacen("\"briefTitle\": \"", "\"briefTitle\": \"RETITLED ", 1);
+        let mut other = HeadFacts::default();
+        other.insert(nct.clone(), 1, retitled.as_bytes());
+        let used = evaluate(&cfg, &store, today, &other).unwrap();
+        assert!(shown(&used)[0].contains("RETITLED"), "{:?}", shown(&used));
+        // ...and ignored for any other version: the store's head is read.
+        let mut stale = HeadFacts::default();
+        stale.insert(nct, 2, retitled.as_bytes());
+        let ignored = evaluate(&cfg, &store, today, &stale).unwrap();
+        assert_eq!(shown(&ignored), shown(&from_store));
+    }
+
+    #[test]
+    fn the_heads_facts_a_sync_keeps_are_bounded() {
+        let mut kept = HeadFacts::default();
+        let mut batch = HeadFacts::default();
+        for i in 0..MAX_HEAD_FACTS + 10 {
+            let nct: NctId = format!("NCT{:08}", i + 1).parse().unwrap();
+            if i % 2 == 0 {
+                kept.insert(nct, 1, b"{}");
+            } else {
+                batch.insert(nct, 1, b"{}");
+            }
+        }
+        kept.extend(batch);
+        assert_eq!(kept.len(), MAX_HEAD_FACTS);
+        let nct: NctId = "NCT99999999".parse().unwrap();
+        kept.insert(nct.clone(), 1, b"{}");
+        assert_eq!(kept.len(), MAX_HEAD_FACTS);
+        assert!(
+            kept.get(&nct, 1).is_none(),
+            "beyond the bound, a head is read back"
+        );
     }
 }

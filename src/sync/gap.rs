@@ -189,7 +189,11 @@ fn commit_chain(
                 alerts.enqueued = alerts_total,
                 "new version stored"
             );
-            (nct, Processed::New(alerts_total, false), alias_of)
+            (
+                nct,
+                Processed::New(alerts_total, false, Box::default()),
+                alias_of,
+            )
         }
         Err(e) => {
             let error = format!("the new version could not be stored: {e}");

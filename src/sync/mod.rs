@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::ctgov::client::{CtGovClient, FetchedStudy, StudyOutcome};
 use crate::model::{NctId, Source};
-use crate::normalize::{NORMALIZER_VERSION, normalize_json, source_fingerprint};
+use crate::normalize::{NORMALIZER_VERSION, StudyParts, normalize_json, source_fingerprint};
 use crate::outbox::{EnqueuePlan, Subscriptions};
 use crate::store::{NewVersion, Store, raw_hash, record_hash};
 use crate::util::text::error_chain;
@@ -85,6 +85,10 @@ pub struct SyncReport {
     /// The delivery run that followed the sync, when the caller ran one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::outbox::DeliveryReport>,
+    /// What the deadline rules read of each new head version this sync stored, for the day's
+    /// evaluation that follows it ([`deadlines::evaluate_daily_after`]); not in the JSON.
+    #[serde(skip)]
+    pub head_facts: deadlines::HeadFacts,
 }
 
 /// One trial a sync could not handle, and why.
@@ -120,9 +124,9 @@ pub fn client_from_config(cfg: &Config) -> anyhow::Result<CtGovClient> {
 
 /// Outcome of processing one fetched study.
 enum Processed {
-    /// A new version, with the number of alerts it enqueued and whether it is the trial's
-    /// first.
-    New(usize, bool),
+    /// A new version, with the number of alerts it enqueued, whether it is the trial's first,
+    /// and what the deadline rules read of it (see [`SyncReport::head_facts`]).
+    New(usize, bool, Box<deadlines::HeadFacts>),
     /// A new version to store after a look at CT.gov's history index (gap repair).
     Deferred(Box<(FetchedStudy, Staged)>),
     Unchanged,
@@ -175,10 +179,11 @@ pub async fn run(
                 report.aliases.push((nct.clone(), canonical));
             }
             match p {
-                Processed::New(alerts, first) => {
+                Processed::New(alerts, first, facts) => {
                     if first {
                         first_versions.push(nct.clone());
                     }
+                    report.head_facts.extend(*facts);
                     report.fetched += 1;
                     report.new_versions += 1;
                     report.alerts_enqueued += alerts;
@@ -365,9 +370,12 @@ fn process_batch(
                     alerts.enqueued = s.alert_count,
                     "new version stored"
                 );
+                // Read here, on the processing threads, while the raw JSON is at hand.
+                let mut facts = deadlines::HeadFacts::default();
+                facts.insert(study.requested.clone(), version, study.raw.get().as_bytes());
                 out.push((
                     study.requested.clone(),
-                    Processed::New(s.alert_count, version == 1),
+                    Processed::New(s.alert_count, version == 1, Box::new(facts)),
                     alias_of,
                 ));
             }
@@ -468,7 +476,12 @@ fn prepare_study(
         return Ok(None);
     }
     // Fast path: the parts of the study the normalizer reads are byte-identical to last time.
-    let fingerprint = source_fingerprint(raw).ok();
+    // One scan gives both the fingerprint and, when needed, the record's typed parse.
+    let parts = StudyParts::split(raw);
+    let fingerprint = match &parts {
+        Some(p) => Some(p.fingerprint()),
+        None => source_fingerprint(raw).ok(),
+    };
     if let Some(t) = &state
         && t.latest_version > 0
         && fingerprint.is_some()
@@ -477,7 +490,11 @@ fn prepare_study(
         seen(t, None, Some(raw_h))?;
         return Ok(None);
     }
-    let record = normalize_json(raw).map_err(|e| {
+    let record = match &parts {
+        Some(p) => p.normalize(),
+        None => normalize_json(raw),
+    }
+    .map_err(|e| {
         format!("CT.gov's answer for {nct} could not be normalized (nothing stored): {e}")
     })?;
     let canonical = record.canonical_bytes();
@@ -501,12 +518,22 @@ fn prepare_study(
             .unwrap_or_default(),
         _ => Source::Observed,
     };
-    let changes = crate::backfill::changes_between(
-        old.as_ref().map(|o| (o, head_source)),
-        &record,
-        Source::Observed,
-    );
-    if changes.is_empty() {
+    // A trial's first version (nothing stored yet) is committed without changes: the store
+    // derives "every path added" from its record on read, so building them here would only be
+    // work for the store to compare and drop. Nothing else needs them: a first version owes no
+    // alerts (`EnqueuePlan::owed` returns none without an old record) and is never deferred
+    // (gap repair needs an observed version).
+    let first = state.as_ref().is_none_or(|t| t.latest_version == 0);
+    let changes = if first {
+        Vec::new()
+    } else {
+        crate::backfill::changes_between(
+            old.as_ref().map(|o| (o, head_source)),
+            &record,
+            Source::Observed,
+        )
+    };
+    if !first && changes.is_empty() {
         // Same record under a different hash can only mean a hash format change: treat as seen.
         if let Some(t) = &state {
             seen(t, fingerprint, Some(raw_h))?;

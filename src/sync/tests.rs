@@ -119,3 +119,43 @@ fn byte_identical_studies_skip_the_fingerprint_and_churn_outside_the_record_stor
         staged.changes
     );
 }
+
+#[test]
+fn a_first_version_is_staged_without_changes_and_reads_back_with_every_path_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let plan = EnqueuePlan::new(Arc::new(Default::default()), &store, now()).unwrap();
+    let first = study(FIXTURE);
+    let staged = prepare_study(&store, &plan, &first, now(), true)
+        .unwrap()
+        .expect("a first version");
+    assert!(staged.changes.is_empty(), "{:?}", staged.changes);
+    assert_eq!(staged.alert_count, 0);
+    assert!(!staged.posted_anew);
+    let all_added = crate::diff::diff(None, &staged.record);
+    assert!(!all_added.is_empty());
+    commit(&store, &first, staged);
+    let nct = first.requested.clone();
+    assert_eq!(store.version(&nct, 1).unwrap().unwrap().changes, all_added);
+
+    // A second version is diffed against the first as before.
+    let changed = FIXTURE.replacen(
+        "\"overallStatus\": ",
+        "\"overallStatus\": \"TERMINATED\", \"x\": ",
+        1,
+    );
+    let staged = prepare_study(&store, &plan, &study(&changed), now(), true)
+        .unwrap()
+        .expect("a real change");
+    assert!(
+        staged
+            .changes
+            .iter()
+            .any(|c| c.path == "status.overallStatus")
+    );
+    assert!(
+        staged.changes.len() < all_added.len(),
+        "{:?}",
+        staged.changes
+    );
+}
