@@ -397,7 +397,7 @@ mod tests {
     #[test]
     fn a_later_versions_record_costs_tens_of_bytes_against_its_keyframes() {
         use crate::model::NctId;
-        use crate::store::{NewVersion, Store};
+        use crate::store::Store;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let nct: NctId = "NCT00973089".parse().unwrap();
@@ -412,23 +412,8 @@ mod tests {
             .collect();
         let mut records = Vec::new();
         for raw in &raws {
-            let record = crate::normalize::normalize_json(raw).unwrap();
-            let canonical = record.canonical_bytes();
-            store
-                .commit_version(NewVersion {
-                    provenance: Default::default(),
-                    nct: &nct,
-                    record: &record,
-                    canonical: &canonical,
-                    raw: raw.as_bytes(),
-                    changes: vec![],
-                    detected_at: "2026-01-01T00:00:00Z".parse().unwrap(),
-                    resolved_id: None,
-                    source_fingerprint: None,
-                    alerts: vec![],
-                })
-                .unwrap();
-            records.push(record);
+            let at = "2026-01-01T00:00:00Z".parse().unwrap();
+            records.push(store.commit_observed_raw(&nct, raw, at));
         }
         let table = store.table(&nct).unwrap();
         for (v, r) in (1..).zip(&records) {

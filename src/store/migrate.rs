@@ -184,16 +184,8 @@ pub(super) mod tests {
 
     fn version<'a>(nct: &'a NctId, rec: &'a Record, c: &'a [u8], raw: &'a [u8]) -> NewVersion<'a> {
         NewVersion {
-            provenance: Default::default(),
-            nct,
-            record: rec,
-            canonical: c,
-            raw,
-            changes: vec![],
-            detected_at: "2026-01-01T00:00:00Z".parse().unwrap(),
-            resolved_id: None,
             source_fingerprint: Some("0e34".repeat(16)),
-            alerts: vec![],
+            ..NewVersion::observed(nct, rec, c, raw, "2026-01-01T00:00:00Z".parse().unwrap())
         }
     }
 

@@ -22,18 +22,7 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn version_of<'a>(nct: &'a NctId, r: &'a Record, c: &'a [u8], raw: &'a [u8]) -> NewVersion<'a> {
-    NewVersion {
-        provenance: Default::default(),
-        nct,
-        record: r,
-        canonical: c,
-        raw,
-        changes: vec![],
-        detected_at: t("2026-01-01T00:00:00Z"),
-        resolved_id: None,
-        source_fingerprint: None,
-        alerts: vec![],
-    }
+    NewVersion::observed(nct, r, c, raw, t("2026-01-01T00:00:00Z"))
 }
 
 #[test]

@@ -152,6 +152,51 @@ pub struct NewVersion<'a> {
     pub provenance: Provenance,
 }
 
+#[cfg(test)]
+impl<'a> NewVersion<'a> {
+    /// A version a sync observed at `at`, with no changes (so a version 1 is derived), alerts,
+    /// alias or fingerprint: what the crate's unit tests commit.
+    pub(crate) fn observed(
+        nct: &'a NctId,
+        record: &'a Record,
+        canonical: &'a [u8],
+        raw: &'a [u8],
+        at: DateTime<Utc>,
+    ) -> NewVersion<'a> {
+        NewVersion {
+            provenance: Default::default(),
+            nct,
+            record,
+            canonical,
+            raw,
+            changes: Vec::new(),
+            detected_at: at,
+            resolved_id: None,
+            source_fingerprint: None,
+            alerts: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Normalize `raw` and commit it as the next version of `nct` a sync observed at `at`;
+    /// the record it stored.
+    pub(crate) fn commit_observed_raw(&self, nct: &NctId, raw: &str, at: DateTime<Utc>) -> Record {
+        let record = crate::normalize::normalize_json(raw).expect("a study that normalizes");
+        let canonical = record.canonical_bytes();
+        self.commit_version(NewVersion::observed(
+            nct,
+            &record,
+            &canonical,
+            raw.as_bytes(),
+            at,
+        ))
+        .expect("the commit");
+        record
+    }
+}
+
 /// `(trial, version)` pairs committed at one detection time.
 type TimeEntries = (DateTime<Utc>, Vec<(NctId, u32)>);
 

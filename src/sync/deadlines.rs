@@ -269,7 +269,6 @@ fn commit_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewVersion;
 
     const FIXTURES: [&str; 3] = [
         include_str!("../../tests/fixtures/ctgov/NCT03418623.json"),
@@ -280,23 +279,13 @@ mod tests {
     fn store_with_fixtures(dir: &std::path::Path, now: DateTime<Utc>) -> Store {
         let store = Store::open(dir).unwrap();
         for raw in FIXTURES {
-            let record = crate::normalize::normalize_json(raw).unwrap();
-            let nct: NctId = record.nct_id().unwrap().parse().unwrap();
-            let canonical = record.canonical_bytes();
-            store
-                .commit_version(NewVersion {
-                    provenance: Default::default(),
-                    nct: &nct,
-                    record: &record,
-                    canonical: &canonical,
-                    raw: raw.as_bytes(),
-                    changes: Vec::new(),
-                    detected_at: now,
-                    resolved_id: None,
-                    source_fingerprint: None,
-                    alerts: vec![],
-                })
+            let nct: NctId = crate::normalize::normalize_json(raw)
+                .unwrap()
+                .nct_id()
+                .unwrap()
+                .parse()
                 .unwrap();
+            store.commit_observed_raw(&nct, raw, now);
             store.watch_add(&nct, now).unwrap();
         }
         store
@@ -369,22 +358,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let nct: NctId = "NCT03418623".parse().unwrap();
-        let record = crate::normalize::normalize_json(RAW).unwrap();
-        let canonical = record.canonical_bytes();
-        store
-            .commit_version(NewVersion {
-                provenance: Default::default(),
-                nct: &nct,
-                record: &record,
-                canonical: &canonical,
-                raw: RAW.as_bytes(),
-                changes: vec![],
-                detected_at: "2026-02-01T00:00:00Z".parse().unwrap(),
-                resolved_id: None,
-                source_fingerprint: None,
-                alerts: vec![],
-            })
-            .unwrap();
+        store.commit_observed_raw(&nct, RAW, "2026-02-01T00:00:00Z".parse().unwrap());
         let cfg = Config::from_toml("[watch]\nnct_ids = [\"NCT03418623\"]\n", None).unwrap();
         let today = NaiveDate::from_ymd_opt(2026, 2, 1).unwrap();
         let from_store = evaluate(&cfg, &store, today, &HeadFacts::default()).unwrap();

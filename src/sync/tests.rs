@@ -27,29 +27,35 @@ fn now() -> DateTime<Utc> {
 fn commit(store: &Store, s: &FetchedStudy, staged: Staged) {
     store
         .commit_version(NewVersion {
-            provenance: Default::default(),
-            nct: &s.requested,
-            record: &staged.record,
-            canonical: &staged.canonical,
-            raw: s.raw.get().as_bytes(),
             changes: staged.changes,
-            detected_at: now(),
-            resolved_id: None,
             source_fingerprint: staged.fingerprint,
-            alerts: vec![],
+            ..NewVersion::observed(
+                &s.requested,
+                &staged.record,
+                &staged.canonical,
+                s.raw.get().as_bytes(),
+                now(),
+            )
         })
         .unwrap();
+}
+
+/// The plan (no subscriptions), the fixture as fetched, and what `prepare_study` stages for it
+/// as a trial's first version.
+fn stage_first(store: &Store) -> (EnqueuePlan, FetchedStudy, Staged) {
+    let plan = EnqueuePlan::new(Arc::new(Default::default()), store, now()).unwrap();
+    let first = study(FIXTURE);
+    let staged = prepare_study(store, &plan, &first, now(), true)
+        .unwrap()
+        .expect("a first version");
+    (plan, first, staged)
 }
 
 #[test]
 fn byte_identical_studies_skip_the_fingerprint_and_churn_outside_the_record_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let plan = EnqueuePlan::new(Arc::new(Default::default()), &store, now()).unwrap();
-    let first = study(FIXTURE);
-    let staged = prepare_study(&store, &plan, &first, now(), true)
-        .unwrap()
-        .expect("a first version");
+    let (plan, first, staged) = stage_first(&store);
     commit(&store, &first, staged);
     let nct = first.requested.clone();
     let state = store.trial(&nct).unwrap().unwrap();
@@ -124,11 +130,7 @@ fn byte_identical_studies_skip_the_fingerprint_and_churn_outside_the_record_stor
 fn a_first_version_is_staged_without_changes_and_reads_back_with_every_path_added() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let plan = EnqueuePlan::new(Arc::new(Default::default()), &store, now()).unwrap();
-    let first = study(FIXTURE);
-    let staged = prepare_study(&store, &plan, &first, now(), true)
-        .unwrap()
-        .expect("a first version");
+    let (plan, first, staged) = stage_first(&store);
     assert!(staged.changes.is_empty(), "{:?}", staged.changes);
     assert_eq!(staged.alert_count, 0);
     assert!(!staged.posted_anew);
