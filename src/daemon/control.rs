@@ -587,18 +587,24 @@ mod tests {
         handle(server, serving);
         let (mut out, mut err) = (String::new(), String::new());
         loop {
-            let mut head = [0u8; 5];
-            client.read_exact(&mut head).unwrap();
-            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            let mut payload = vec![0u8; len];
-            client.read_exact(&mut payload).unwrap();
+            let (tag, payload) = read_frame(&mut client);
             let text = String::from_utf8_lossy(&payload).into_owned();
-            match head[0] {
+            match tag {
                 b'o' => out.push_str(&text),
                 b'e' => err.push_str(&text),
                 _ => return (out, err, payload[0]),
             }
         }
+    }
+
+    /// One answer frame as the CLI reads it: its tag byte and payload.
+    fn read_frame(client: &mut UnixStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 5];
+        client.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut payload = vec![0u8; len];
+        client.read_exact(&mut payload).unwrap();
+        (head[0], payload)
     }
 
     struct Reporting;
@@ -640,13 +646,9 @@ mod tests {
         handle(server, serving);
         let mut out = Vec::new();
         loop {
-            let mut head = [0u8; 5];
-            client.read_exact(&mut head).unwrap();
-            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            let mut payload = vec![0u8; len];
-            client.read_exact(&mut payload).unwrap();
-            out.push((head[0], payload));
-            if head[0] == b'x' {
+            let (tag, payload) = read_frame(&mut client);
+            out.push((tag, payload));
+            if tag == b'x' {
                 return out;
             }
         }

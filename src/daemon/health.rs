@@ -8,7 +8,7 @@
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AlertEvent, EventKind, Severity, TrialInfo};
+use crate::model::AlertEvent;
 use crate::util::text::{one_line, plural};
 
 /// Whether failures on `day` count: Monday to Friday (UTC).
@@ -152,26 +152,13 @@ pub fn alert_event(change: &HealthChange, at: DateTime<Utc>) -> AlertEvent {
             format!("health-recovered-{}", key_time(*failing_since)),
         ),
     };
-    AlertEvent {
-        kind: EventKind::Health,
-        query: None,
-        severity: Severity::Critical,
-        summary,
-        reason,
-        trial: TrialInfo {
-            title: None,
-            overall_status: None,
-            url: String::new(),
-        },
-        phase: None,
-        sponsor: None,
-        key,
-    }
+    AlertEvent::health(summary, reason, key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::EventKind;
 
     fn at(s: &str) -> DateTime<Utc> {
         format!("{s}T06:00:00Z").parse().unwrap()

@@ -67,6 +67,27 @@ pub struct AlertEvent {
     pub key: String,
 }
 
+impl AlertEvent {
+    /// A health alert (`--event health`): critical, about trialwatch itself and no trial.
+    pub fn health(summary: String, reason: String, key: String) -> AlertEvent {
+        AlertEvent {
+            kind: super::EventKind::Health,
+            query: None,
+            severity: Severity::Critical,
+            summary,
+            reason,
+            trial: TrialInfo {
+                title: None,
+                overall_status: None,
+                url: String::new(),
+            },
+            phase: None,
+            sponsor: None,
+            key,
+        }
+    }
+}
+
 /// The trial as of the new version, for the message's heading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialInfo {

@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_health_alert_names_no_trial_and_links_nowhere_in_every_chat() {
-        use crate::model::{AlertEvent, EventKind, TrialInfo};
+        use crate::model::{AlertEvent, TrialInfo};
         let a = Alert {
             id: "sub-x.health-unhealthy-20261202T100000Z".into(),
             subscription_id: "sub-x".into(),
@@ -447,21 +447,11 @@ mod tests {
             },
             changes: Vec::new(),
             ctgov_posted: None,
-            event: Some(AlertEvent {
-                kind: EventKind::Health,
-                query: None,
-                severity: Severity::Critical,
-                summary: "trialwatch could not sync: 3 scheduled syncs in a row failed".into(),
-                reason: "CT.gov answered 503".into(),
-                trial: TrialInfo {
-                    title: None,
-                    overall_status: None,
-                    url: String::new(),
-                },
-                phase: None,
-                sponsor: None,
-                key: "health-unhealthy-20261202T100000Z".into(),
-            }),
+            event: Some(AlertEvent::health(
+                "trialwatch could not sync: 3 scheduled syncs in a row failed".into(),
+                "CT.gov answered 503".into(),
+                "health-unhealthy-20261202T100000Z".into(),
+            )),
         };
         let slack = json_of(ChatService::Slack, &a).to_string();
         assert!(

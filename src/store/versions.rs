@@ -270,13 +270,31 @@ impl Store {
     }
 
     /// Write `state` over the trial's stored one, keeping its version table as it is.
-    fn put_state(&self, state: &TrialState) -> Result<()> {
-        let k = key(b'T', &state.nct_id);
-        let value = match self.db.get(&k)? {
-            Some(v) => trial_value::encode(state, trial_value::decode(&k, &v)?.1),
-            None => trial_value::encode(state, &[]),
+    fn put_state(&self, state: TrialState) -> Result<()> {
+        let nct = state.nct_id.clone();
+        self.update_state(&nct, |_| Some(state))
+    }
+
+    /// Replace the trial's state by what `change` makes of it (`None` before the store knew
+    /// the trial; returning `None` writes nothing), keeping its version table: one read of its
+    /// `T` value and one write.
+    fn update_state(
+        &self,
+        nct: &NctId,
+        change: impl FnOnce(Option<TrialState>) -> Option<TrialState>,
+    ) -> Result<()> {
+        let k = key(b'T', nct);
+        let stored = self.db.get(&k)?;
+        let (old, table) = match &stored {
+            Some(v) => {
+                let (s, table) = trial_value::decode(&k, v)?;
+                (Some(s), table)
+            }
+            None => (None, &[][..]),
         };
-        self.db.insert(k, value)?;
+        if let Some(new) = change(old) {
+            self.db.insert(k, trial_value::encode(&new, table))?;
+        }
         Ok(())
     }
 
@@ -566,17 +584,10 @@ impl Store {
         resolved_id: Option<NctId>,
         fingerprint: Option<String>,
     ) -> Result<()> {
-        if let Some(mut t) = self.trial(nct)? {
-            t.last_seen_at = at;
-            t.resolved_id = resolved_id;
-            if fingerprint.is_some() {
-                t.source_fingerprint = fingerprint;
-            }
-            t.last_error = None;
-            t.last_error_at = None;
-            self.put_state(&t)?;
+        match self.trial(nct)? {
+            Some(t) => self.mark_seen_state(t, at, resolved_id, fingerprint, None),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Record that a sync fetched the trial of `state` (as read by the caller, this sync) whole
@@ -600,26 +611,28 @@ impl Store {
         }
         t.last_error = None;
         t.last_error_at = None;
-        self.put_state(&t)
+        self.put_state(t)
     }
 
     /// Record why a sync could not fetch `nct`. Stored versions are untouched.
     pub fn mark_failed(&self, nct: &NctId, at: DateTime<Utc>, error: &str) -> Result<()> {
-        let mut t = self
-            .trial(nct)?
-            .unwrap_or_else(|| TrialState::empty(nct, at));
-        t.last_error = Some(error.to_string());
-        t.last_error_at = Some(at);
-        self.put_state(&t)
+        self.update_state(nct, |t| {
+            let mut t = t.unwrap_or_else(|| TrialState::empty(nct, at));
+            t.last_error = Some(error.to_string());
+            t.last_error_at = Some(at);
+            Some(t)
+        })
     }
 
     /// Record what CT.gov's history index said of a trial (outcome switching, its newest
     /// CT.gov version), or why it could not be read.
     pub fn set_ctgov_history(&self, nct: &NctId, summary: HistorySummary) -> Result<()> {
-        if let Some(mut t) = self.trial(nct)? {
-            t.ctgov_history = Some(summary);
-            self.put_state(&t)?;
-        }
+        self.update_state(nct, |t| {
+            t.map(|mut t| {
+                t.ctgov_history = Some(summary);
+                t
+            })
+        })?;
         Ok(())
     }
 }

@@ -51,6 +51,29 @@ fn stage_first(store: &Store) -> (EnqueuePlan, FetchedStudy, Staged) {
     (plan, first, staged)
 }
 
+/// What `prepare_study` stages for the fixture with its overall status changed, checked to
+/// name that change.
+fn stage_status_change(store: &Store, plan: &EnqueuePlan) -> Staged {
+    let changed = FIXTURE.replacen(
+        "\"overallStatus\": ",
+        "\"overallStatus\": \"TERMINATED\", \"x\": ",
+        1,
+    );
+    assert_ne!(changed, FIXTURE);
+    let staged = prepare_study(store, plan, &study(&changed), now(), true)
+        .unwrap()
+        .expect("a real change");
+    assert!(
+        staged
+            .changes
+            .iter()
+            .any(|c| c.path == "status.overallStatus"),
+        "{:?}",
+        staged.changes
+    );
+    staged
+}
+
 #[test]
 fn byte_identical_studies_skip_the_fingerprint_and_churn_outside_the_record_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,23 +130,7 @@ fn byte_identical_studies_skip_the_fingerprint_and_churn_outside_the_record_stor
     assert_eq!(store.trial(&nct).unwrap().unwrap().latest_version, 1);
 
     // A real change is a new version.
-    let changed = FIXTURE.replacen(
-        "\"overallStatus\": ",
-        "\"overallStatus\": \"TERMINATED\", \"x\": ",
-        1,
-    );
-    assert_ne!(changed, FIXTURE);
-    let staged = prepare_study(&store, &plan, &study(&changed), now(), true)
-        .unwrap()
-        .expect("a real change");
-    assert!(
-        staged
-            .changes
-            .iter()
-            .any(|c| c.path == "status.overallStatus"),
-        "{:?}",
-        staged.changes
-    );
+    stage_status_change(&store, &plan);
 }
 
 #[test]
@@ -141,20 +148,7 @@ fn a_first_version_is_staged_without_changes_and_reads_back_with_every_path_adde
     assert_eq!(store.version(&nct, 1).unwrap().unwrap().changes, all_added);
 
     // A second version is diffed against the first as before.
-    let changed = FIXTURE.replacen(
-        "\"overallStatus\": ",
-        "\"overallStatus\": \"TERMINATED\", \"x\": ",
-        1,
-    );
-    let staged = prepare_study(&store, &plan, &study(&changed), now(), true)
-        .unwrap()
-        .expect("a real change");
-    assert!(
-        staged
-            .changes
-            .iter()
-            .any(|c| c.path == "status.overallStatus")
-    );
+    let staged = stage_status_change(&store, &plan);
     assert!(
         staged.changes.len() < all_added.len(),
         "{:?}",

@@ -295,18 +295,25 @@ fn serve_refuses_a_bad_listen_address() {
     );
 }
 
-/// `[web] listen`: the daemon serves the same pages from its open store.
-#[test]
-fn the_daemon_serves_the_web_view() {
-    use crate::support::daemon::{Daemon, EVERY_SECOND, wait_for, wait_running};
-    let port = crate::support::free_port();
+/// A running daemon (every-second schedule) watching one trial, with `[web] listen` on
+/// `port`; its environment, the daemon and the address it serves.
+fn daemon_serving(port: u16) -> (TestEnv, crate::support::daemon::Daemon, String) {
+    use crate::support::daemon::{Daemon, EVERY_SECOND, wait_running};
     let tail = format!("{EVERY_SECOND}[web]\nlisten = \"127.0.0.1:{port}\"\n");
     let env = TestEnv::with_config(&[A], "", &tail);
     env.server
         .put_study(crate::support::env::fixture("NCT03418623.json"));
-    let mut d = Daemon::start(&env);
+    let d = Daemon::start(&env);
     wait_running(&env, &d);
-    let addr = format!("127.0.0.1:{port}");
+    (env, d, format!("127.0.0.1:{port}"))
+}
+
+/// `[web] listen`: the daemon serves the same pages from its open store.
+#[test]
+fn the_daemon_serves_the_web_view() {
+    use crate::support::daemon::wait_for;
+    let port = crate::support::free_port();
+    let (env, mut d, addr) = daemon_serving(port);
     let page = wait_for(Duration::from_secs(20), "the trial page", || {
         TcpStream::connect(&addr).ok()?;
         let r = get(&addr, &format!("/trials/{A}"));
@@ -454,15 +461,9 @@ fn the_list_filters_by_query_watch() {
 /// serving on the address it has.
 #[test]
 fn a_reload_that_moves_web_listen_says_it_needs_a_restart() {
-    use crate::support::daemon::{Daemon, EVERY_SECOND, wait_for, wait_running};
+    use crate::support::daemon::wait_for;
     let (port, other) = (crate::support::free_port(), crate::support::free_port());
-    let tail = format!("{EVERY_SECOND}[web]\nlisten = \"127.0.0.1:{port}\"\n");
-    let env = TestEnv::with_config(&[A], "", &tail);
-    env.server
-        .put_study(crate::support::env::fixture("NCT03418623.json"));
-    let mut d = Daemon::start(&env);
-    wait_running(&env, &d);
-    let addr = format!("127.0.0.1:{port}");
+    let (env, mut d, addr) = daemon_serving(port);
     wait_for(Duration::from_secs(20), "the list page", || {
         TcpStream::connect(&addr).ok()?;
         (get(&addr, "/").status == 200).then_some(())
