@@ -380,9 +380,12 @@ pub fn main() -> ExitCode {
         );
         let mut ctx = Ctx::new(cfg, None);
         ctx.reading = reads_only(&cli.command);
-        crate::util::zone::with_zone(zone, || {
+        ctx.one_trial = reads_one_trial(&cli.command);
+        let code = crate::util::zone::with_zone(zone, || {
             execute(cli.command, &ctx, &mut std::io::stdout().lock())
-        })
+        });
+        ctx.finish();
+        code
     });
     match result {
         Ok(code) => code,
@@ -408,6 +411,19 @@ fn reads_only(command: &Command) -> bool {
             | Command::Verify { .. }
             | Command::Outbox { action: None, .. }
             | Command::TestAlert { .. }
+    )
+}
+
+/// Commands that read trials' `T` values, their blobs and the recent time index, and nothing
+/// else of the index: they read the heads file when there is one, without opening sled
+/// (`Store::open_heads`; `changes --since` further back than the file's window opens sled).
+fn reads_one_trial(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::History { .. }
+            | Command::Show { .. }
+            | Command::Diff { .. }
+            | Command::Changes { .. }
     )
 }
 
@@ -483,6 +499,9 @@ pub struct Ctx {
     /// not a reason to create an empty one, and a store that cannot be written (full disk,
     /// read-only mount) is read through `Store::open_for_reading`.
     reading: bool,
+    /// The command reads one trial ([`reads_one_trial`]): the heads file serves it when the
+    /// store has one.
+    one_trial: bool,
 }
 
 impl Ctx {
@@ -497,6 +516,21 @@ impl Ctx {
             cfg,
             store: cell,
             reading: false,
+            one_trial: false,
+        }
+    }
+
+    /// After the command: if it wrote the store (or found no heads file), write the heads file,
+    /// so that the next `history`, `show` or `diff` reads one trial without opening sled. Only
+    /// a cache: a failure is reported and changes nothing stored.
+    fn finish(&self) {
+        if let Some(s) = self.store.get()
+            && let Err(e) = s.publish_heads()
+        {
+            tracing::warn!(
+                error = %e,
+                "could not write the store's heads file; reads of one trial will open the whole index until a later command writes it"
+            );
         }
     }
 
@@ -508,6 +542,11 @@ impl Ctx {
         }
         if self.reading {
             store_access::require_existing(&self.cfg.data_dir)?;
+        }
+        if self.one_trial
+            && let Some(s) = Store::open_heads(&self.cfg.data_dir)
+        {
+            return Ok(self.store.get_or_init(|| s).clone());
         }
         let s = store_access::open(&self.cfg.data_dir, self.reading)?;
         Ok(self.store.get_or_init(|| s).clone())

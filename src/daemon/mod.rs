@@ -209,7 +209,14 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         );
     }
     shared.update_state(|s| s.sync_running_since = None);
-    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    // Flushed, and the heads file written, so that commands
+    // run while no daemon does read one trial without opening the whole index.
+    let flushed = tokio::task::spawn_blocking(move || {
+        store
+            .flush()
+            .and_then(|()| store.publish_heads().map(|_| ()))
+    })
+    .await;
     match flushed {
         Ok(Ok(())) => tracing::info!("store flushed; daemon stopped"),
         Ok(Err(e)) => tracing::error!(error = %e, "the final store flush failed"),

@@ -110,14 +110,15 @@ impl Store {
     /// trial, 2 points of the store's share of the raw JSON on the sync benchmark). One sled
     /// lookup per staged version.
     pub(super) fn keeps_list_rows(&self) -> bool {
-        matches!(self.db.scan_prefix(b"L").next(), Some(Ok(_)))
+        self.db()
+            .is_ok_and(|db| matches!(db.scan_prefix(b"L").next(), Some(Ok(_))))
     }
 
     /// The stored list row of `nct`, if any (it may be stale: compare its `key` with
     /// [`row_key`] of the trial's state).
     pub fn list_row(&self, nct: &NctId) -> Result<Option<ListRow>> {
         let k = key(b'L', nct);
-        match self.db.get(&k)? {
+        match self.db()?.get(&k)? {
             Some(v) => Ok(from_json(&k, &v).ok()),
             None => Ok(None),
         }
@@ -127,7 +128,7 @@ impl Store {
     /// to be made again).
     pub fn list_rows(&self) -> Result<std::collections::HashMap<NctId, ListRow>> {
         let mut out = std::collections::HashMap::new();
-        for kv in self.db.scan_prefix(b"L") {
+        for kv in self.db()?.scan_prefix(b"L") {
             let (k, v) = kv?;
             let Some(nct) = std::str::from_utf8(&k[1..])
                 .ok()
@@ -163,7 +164,7 @@ impl Store {
 
     /// Keep `row` as `nct`'s list row.
     pub fn list_row_put(&self, nct: &NctId, row: &ListRow) -> Result<()> {
-        self.db.insert(key(b'L', nct), to_json(row))?;
+        self.db()?.insert(key(b'L', nct), to_json(row))?;
         Ok(())
     }
 }

@@ -11,6 +11,10 @@
 //! - 3 → 4: each trial's `t` state (JSON) and `V` version table become one `T` value in a
 //!   compact binary form (`trial_value.rs`): half the sled keys, a third of their bytes.
 //!
+//! - 4 → 5: nothing is rewritten. Format 5 keeps the heads file (`heads.rs`) beside the index,
+//!   removed before every write of a trial's `T` value; a format-4 build would write them and
+//!   leave the file out of date, so the bump makes it refuse the store instead.
+//!
 //! It does not check the format version (that is `open`, in the module root); a later format
 //! adds its own step here.
 
@@ -34,6 +38,9 @@ impl Store {
         if found < 4 {
             self.migrate_3_to_4()?;
         }
+        if found < 5 {
+            self.migrate_4_to_5()?;
+        }
         Ok(())
     }
 
@@ -56,7 +63,7 @@ impl Store {
 
     /// The format-1-to-3 trial states (`t` keys, JSON), for the steps that predate format 4.
     fn legacy_trials(&self) -> Result<Vec<TrialState>> {
-        self.db
+        self.db()?
             .scan_prefix(b"t")
             .map(|kv| {
                 let (k, v) = kv?;
@@ -73,11 +80,11 @@ impl Store {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for kv in self.db.scan_prefix(b"t").take(TRIALS_PER_BATCH) {
+            for kv in self.db()?.scan_prefix(b"t").take(TRIALS_PER_BATCH) {
                 let (k, v) = kv?;
                 let t: TrialState = from_json(&k, &v)?;
                 let vk = key(b'V', &t.nct_id);
-                let table = self.db.get(&vk)?.map(|b| b.to_vec()).unwrap_or_default();
+                let table = self.db()?.get(&vk)?.map(|b| b.to_vec()).unwrap_or_default();
                 // Checked before it is carried over: a damaged table stops the migration
                 // with the key named, rather than moving into the new layout.
                 decode_table(&vk, &table)?;
@@ -89,11 +96,11 @@ impl Store {
             if n == 0 {
                 break;
             }
-            self.db.apply_batch(batch)?;
+            self.t_write(|db| Ok(db.apply_batch(batch)?))?;
             moved += n;
         }
-        self.db.insert(b"F", &4u32.to_be_bytes())?;
-        self.db.flush()?;
+        self.db()?.insert(b"F", &4u32.to_be_bytes())?;
+        self.db()?.flush()?;
         tracing::info!(
             store.path = %self.path.display(),
             store.trials_moved = moved,
@@ -102,10 +109,22 @@ impl Store {
         Ok(())
     }
 
+    /// Format 4 → 5: only the format version changes (see the module doc); no heads file
+    /// exists yet, and the next write command writes one.
+    fn migrate_4_to_5(&self) -> Result<()> {
+        self.db()?.insert(b"F", &5u32.to_be_bytes())?;
+        self.db()?.flush()?;
+        tracing::info!(
+            store.path = %self.path.display(),
+            "store format 4 → 5 (a heads file beside the index, for quick reads of one trial)"
+        );
+        Ok(())
+    }
+
     /// Format 2 → 3: only the format version changes (see the module doc).
     fn migrate_2_to_3(&self) -> Result<()> {
-        self.db.insert(b"F", &3u32.to_be_bytes())?;
-        self.db.flush()?;
+        self.db()?.insert(b"F", &3u32.to_be_bytes())?;
+        self.db()?.flush()?;
         tracing::info!(
             store.path = %self.path.display(),
             "store format 2 → 3 (keyframes compressed with the CT.gov dictionary from now on)"
@@ -120,7 +139,7 @@ impl Store {
         let mut moved = 0usize;
         for t in self.legacy_trials()? {
             let nct = &t.nct_id;
-            if t.latest_version == 0 || self.db.get(key(b'V', nct))?.is_some() {
+            if t.latest_version == 0 || self.db()?.get(key(b'V', nct))?.is_some() {
                 continue;
             }
             let mut table = Vec::with_capacity(t.latest_version as usize);
@@ -128,7 +147,7 @@ impl Store {
             for v in 1..=t.latest_version {
                 let mut blob = |prefix: u8| -> Result<BlobRef> {
                     let k = vkey(prefix, nct, v);
-                    let value = self.db.get(&k)?.ok_or_else(|| {
+                    let value = self.db()?.get(&k)?.ok_or_else(|| {
                         corrupt(&k, "missing while migrating the store to format 2".into())
                     })?;
                     batch.remove(k);
@@ -142,11 +161,11 @@ impl Store {
             }
             batch.insert(key(b'V', nct), encode_table(&table));
             self.packs.sync()?;
-            self.db.apply_batch(batch)?;
+            self.db()?.apply_batch(batch)?;
             moved += table.len();
         }
-        self.db.insert(b"F", &2u32.to_be_bytes())?;
-        self.db.flush()?;
+        self.db()?.insert(b"F", &2u32.to_be_bytes())?;
+        self.db()?.flush()?;
         if moved > 0 {
             tracing::info!(
                 store.path = %self.path.display(),
@@ -170,16 +189,18 @@ pub(super) mod tests {
     pub(in super::super) fn write_format_3(store: &Store, nct: &NctId) {
         let (t, table) = store.trial_entry(nct).unwrap().unwrap();
         store
-            .db
+            .db()
+            .unwrap()
             .insert(key(b't', nct), serde_json::to_vec(&t).unwrap())
             .unwrap();
         if !table.is_empty() {
             store
-                .db
+                .db()
+                .unwrap()
                 .insert(key(b'V', nct), encode_table(&table))
                 .unwrap();
         }
-        store.db.remove(key(b'T', nct)).unwrap();
+        store.db().unwrap().remove(key(b'T', nct)).unwrap();
     }
 
     fn version<'a>(nct: &'a NctId, rec: &'a Record, c: &'a [u8], raw: &'a [u8]) -> NewVersion<'a> {
@@ -223,11 +244,15 @@ pub(super) mod tests {
             for n in ids[1..].iter().chain([&failed]) {
                 write_format_3(&store, n);
             }
-            store.db.insert(b"F", &3u32.to_be_bytes()).unwrap();
+            store
+                .db()
+                .unwrap()
+                .insert(b"F", &3u32.to_be_bytes())
+                .unwrap();
             store.flush().unwrap();
             before
         };
-        let f = |s: &Store| s.db.get(b"F").unwrap().unwrap().to_vec();
+        let f = |s: &Store| s.db().unwrap().get(b"F").unwrap().unwrap().to_vec();
         // A read-only open migrates its private copy only: the store stays in format 3.
         {
             let ro = Store::open_read_only(dir.path()).unwrap();
@@ -239,11 +264,11 @@ pub(super) mod tests {
         let store = super::super::tests::reopen(dir.path()).unwrap();
         // (The copy was migrated, not the store: this open found format 3 and migrated it.)
         assert_eq!(
-            store.db.get(b"F").unwrap().unwrap().as_ref(),
+            store.db().unwrap().get(b"F").unwrap().unwrap().as_ref(),
             FORMAT_VERSION.to_be_bytes()
         );
         for prefix in [b"t", b"V"] {
-            assert!(store.db.scan_prefix(prefix).next().is_none());
+            assert!(store.db().unwrap().scan_prefix(prefix).next().is_none());
         }
         let after: Vec<_> = ids
             .iter()
@@ -269,8 +294,16 @@ pub(super) mod tests {
                 .commit_version(version(&nct, &rec, &c, b"{}"))
                 .unwrap();
             write_format_3(&store, &nct);
-            store.db.insert(key(b'V', &nct), &b"short"[..]).unwrap();
-            store.db.insert(b"F", &3u32.to_be_bytes()).unwrap();
+            store
+                .db()
+                .unwrap()
+                .insert(key(b'V', &nct), &b"short"[..])
+                .unwrap();
+            store
+                .db()
+                .unwrap()
+                .insert(b"F", &3u32.to_be_bytes())
+                .unwrap();
             store.flush().unwrap();
         }
         let e = match super::super::tests::reopen(dir.path()) {
@@ -307,7 +340,7 @@ pub(super) mod tests {
             // without its raw hash, and the format version 2.
             let mut table = super::super::keys::decode_table(
                 b"V",
-                &store.db.get(key(b'V', &nct)).unwrap().unwrap(),
+                &store.db().unwrap().get(key(b'V', &nct)).unwrap().unwrap(),
             )
             .unwrap();
             table[0].raw = store
@@ -315,23 +348,30 @@ pub(super) mod tests {
                 .append(&encode_at(raw, Codec::Plain, &[], 6))
                 .unwrap();
             store
-                .db
+                .db()
+                .unwrap()
                 .insert(key(b'V', &nct), encode_table(&table))
                 .unwrap();
             let mut t: super::super::TrialState =
-                serde_json::from_slice(&store.db.get(key(b't', &nct)).unwrap().unwrap()).unwrap();
+                serde_json::from_slice(&store.db().unwrap().get(key(b't', &nct)).unwrap().unwrap())
+                    .unwrap();
             assert!(t.raw_hash.is_some(), "format 3 keeps the raw hash");
             t.raw_hash = None;
             store
-                .db
+                .db()
+                .unwrap()
                 .insert(key(b't', &nct), serde_json::to_vec(&t).unwrap())
                 .unwrap();
-            store.db.insert(b"F", &2u32.to_be_bytes()).unwrap();
+            store
+                .db()
+                .unwrap()
+                .insert(b"F", &2u32.to_be_bytes())
+                .unwrap();
             store.flush().unwrap();
         }
         let store = super::super::tests::reopen(dir.path()).unwrap();
         assert_eq!(
-            store.db.get(b"F").unwrap().unwrap().as_ref(),
+            store.db().unwrap().get(b"F").unwrap().unwrap().as_ref(),
             FORMAT_VERSION.to_be_bytes()
         );
         assert_eq!(store.raw(&nct, 1).unwrap().unwrap(), raw);

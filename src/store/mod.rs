@@ -28,7 +28,8 @@
 //! - `deadlines.rs`: what the daily deadline evaluation told about each trial.
 //! - `queries.rs`: watched queries, their members (entered/left) and run state.
 //! - `trial_value.rs`: a trial's `T` value, its state and version table in binary.
-//! - `migrate.rs`: format 1 → 2 → 3 → 4.
+//! - `heads.rs`: the heads file, every trial's `T` value outside sled, for reads of one trial.
+//! - `migrate.rs`: format 1 → 2 → 3 → 4 → 5.
 //! - `verify.rs`: the integrity checks behind `trialwatch verify`.
 //!
 //! This module does not decide what changed (that is `diff`), which alerts a version owes
@@ -38,8 +39,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::model::NctId;
+
 mod codec;
 mod deadlines;
+mod heads;
 mod keys;
 mod list_rows;
 mod migrate;
@@ -77,8 +81,9 @@ use pack::Packs;
 /// in pack files, a version table per trial, one time-index key per commit. 3: keyframe raw
 /// JSON compressed with the CT.gov dictionary (codec tag 4), the raw-bytes hash in the trial
 /// state. 4: each trial's state and version table in one compact binary `T` value instead of
-/// `t` JSON and `V` ([`Store::open`] migrates 1 → 2 → 3 → 4, see `migrate.rs`).
-pub const FORMAT_VERSION: u32 = 4;
+/// `t` JSON and `V`. 5: the same index, with the heads file beside it (`heads.rs`), which a
+/// format-4 build would leave out of date ([`Store::open`] migrates 1 → … → 5, see `migrate.rs`).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -216,16 +221,54 @@ fn corrupt(key: &[u8], reason: String) -> StoreError {
 /// The store handle. Cheap to clone (sled handles are reference-counted).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// sled, opened at once by every open but [`Store::open_heads`], which opens it on first
+    /// use (see [`Store::db`]).
+    index: std::sync::Arc<Index>,
     /// Records and raw JSON; sled holds pointers to them.
     packs: std::sync::Arc<Packs>,
     path: PathBuf,
-    /// The private copy of `db/` a read-only open works on (see [`Store::open_read_only`]);
-    /// removed when the last handle goes.
-    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// The heads file's reader (in a store opened by [`Store::open_heads`]) and whether the
+    /// file on disk is current (`heads.rs`).
+    heads: std::sync::Arc<HeadsState>,
     /// Serializes fan-out expansion, so two callers never both expand one record (which
     /// could resurrect an alert the other had already delivered).
     expand_lock: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+/// The sled database behind a [`Store`], and the private copy a read-only open works on.
+#[derive(Default)]
+struct Index {
+    db: std::sync::OnceLock<sled::Db>,
+    /// The private copy of `db/` a read-only open works on (see [`Store::open_read_only`]);
+    /// removed when the last handle goes.
+    scratch: std::sync::OnceLock<std::sync::Arc<tempfile::TempDir>>,
+    /// Held while sled is opened on first use, so two threads never both open it.
+    opening: std::sync::Mutex<()>,
+}
+
+/// What a [`Store`] knows of its heads file (`heads.rs`).
+struct HeadsState {
+    /// Where `T` values are read from instead of sled, in a store opened by
+    /// [`Store::open_heads`]; dropped from use on the first damage it reports.
+    reader: Option<heads::Reader>,
+    reader_ok: std::sync::atomic::AtomicBool,
+    /// Whether the file on disk describes this store's `T` values now. Held (locked) across
+    /// every `T` write, which removes the file first, and across [`Store::publish_heads`].
+    current: std::sync::Mutex<bool>,
+    /// A store whose writes never reach the data directory (a read-only open's copy): it
+    /// neither removes nor writes the heads file.
+    private_copy: bool,
+}
+
+impl HeadsState {
+    fn new(reader: Option<heads::Reader>, current: bool, private_copy: bool) -> HeadsState {
+        HeadsState {
+            reader_ok: std::sync::atomic::AtomicBool::new(reader.is_some()),
+            reader,
+            current: std::sync::Mutex::new(current),
+            private_copy,
+        }
+    }
 }
 
 /// sled's page cache for one-shot commands: enough to keep a sync's working set of tree nodes.
@@ -357,6 +400,174 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 impl Store {
+    /// A handle on the open sled `db` of the store in `dir`; `scratch` is the private copy it
+    /// was opened from, for a read-only open.
+    fn with_db(
+        dir: &Path,
+        db: sled::Db,
+        scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+    ) -> Store {
+        let index = Index::default();
+        let private_copy = scratch.is_some();
+        let _ = index.db.set(db);
+        if let Some(s) = scratch {
+            let _ = index.scratch.set(s);
+        }
+        // A heads file that reads is taken as current: every `T` write removes it first.
+        let current =
+            private_copy || matches!(heads::Reader::open(dir, FORMAT_VERSION), Ok(Some(_)));
+        Store {
+            index: std::sync::Arc::new(index),
+            packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
+            path: dir.to_path_buf(),
+            heads: std::sync::Arc::new(HeadsState::new(None, current, private_copy)),
+            expand_lock: Default::default(),
+        }
+    }
+
+    /// Open the store in `dir` for reading one trial at a time without opening sled: `T` values
+    /// come from the heads file (`heads.rs`), blobs from the packs, and sled is opened (as
+    /// [`Store::open_for_reading`] does) only if something else is asked for. `None` when the
+    /// store has no usable heads file (none yet, or a writer is at work): open it another way.
+    pub fn open_heads(dir: &Path) -> Option<Store> {
+        match heads::Reader::open(dir, FORMAT_VERSION) {
+            Ok(Some(reader)) => Some(Store {
+                index: Default::default(),
+                packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
+                path: dir.to_path_buf(),
+                heads: std::sync::Arc::new(HeadsState::new(Some(reader), true, false)),
+                expand_lock: Default::default(),
+            }),
+            Ok(None) => None,
+            Err(why) => {
+                tracing::warn!(store.path = %dir.display(), "the store's heads file is not usable ({why}); reading its index instead");
+                None
+            }
+        }
+    }
+
+    /// This freshly opened handle, reading `T` values from the heads file while it is current
+    /// (a read command's: sled's pages for 1,000 trials cost more than 1,000 lookups there).
+    fn reading_heads(mut self) -> Store {
+        if let Ok(Some(reader)) = heads::Reader::open(&self.path, FORMAT_VERSION) {
+            self.heads =
+                std::sync::Arc::new(HeadsState::new(Some(reader), true, self.heads.private_copy));
+        }
+        self
+    }
+
+    /// sled, opened now if this handle came from [`Store::open_heads`] and has not needed it yet.
+    fn db(&self) -> Result<&sled::Db> {
+        if let Some(db) = self.index.db.get() {
+            return Ok(db);
+        }
+        let _opening = self.index.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = self.index.db.get() {
+            return Ok(db);
+        }
+        let full = Store::open_for_reading(&self.path)?;
+        if let Some(s) = full.index.scratch.get() {
+            let _ = self.index.scratch.set(s.clone());
+        }
+        let db = full.db()?.clone();
+        Ok(self.index.db.get_or_init(|| db))
+    }
+
+    /// The `T` value under `k` (the key of `nct`): from the heads file when this handle reads
+    /// one, else from sled.
+    fn t_get(&self, k: &[u8], nct: &NctId) -> Result<Option<sled::IVec>> {
+        use std::sync::atomic::Ordering;
+        if let Some(r) = &self.heads.reader
+            && self.heads.reader_ok.load(Ordering::Acquire)
+        {
+            match r.get(nct.number()) {
+                Ok(v) => return Ok(v.map(sled::IVec::from)),
+                Err(why) => {
+                    self.heads.reader_ok.store(false, Ordering::Release);
+                    tracing::warn!(store.path = %self.path.display(), "the store's heads file is damaged ({why}); reading its index instead");
+                }
+            }
+        }
+        Ok(self.db()?.get(k)?)
+    }
+
+    /// The time-index entries at or after `since` from the heads file, when this handle reads
+    /// one and it covers `since` (`None`: read sled's).
+    fn heads_time_entries(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Vec<heads::TimeEntry>> {
+        use std::sync::atomic::Ordering;
+        let r = self.heads.reader.as_ref()?;
+        if !self.heads.reader_ok.load(Ordering::Acquire) {
+            return None;
+        }
+        match r.time_entries_since(keys::micros_key(since)) {
+            Ok(found) => found,
+            Err(why) => {
+                self.heads.reader_ok.store(false, Ordering::Release);
+                tracing::warn!(store.path = %self.path.display(), "the store's heads file is damaged ({why}); reading its index instead");
+                None
+            }
+        }
+    }
+
+    /// Run `write`, which writes `T` values, after removing the heads file that would then be
+    /// out of date (see `heads.rs`); no heads file is written while it runs.
+    fn t_write<R>(&self, write: impl FnOnce(&sled::Db) -> Result<R>) -> Result<R> {
+        let db = self.db()?;
+        let mut current = self.heads.current.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.heads.private_copy {
+            if *current {
+                heads::remove(&self.path)
+                    .map_err(|e| self.disk_full_or(StoreError::Sled(sled::Error::Io(e))))?;
+                *current = false;
+            }
+            self.heads
+                .reader_ok
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        write(db)
+    }
+
+    /// Write the heads file (`heads.rs`) if the one on disk is not current: after a write
+    /// command, so that later reads of one trial need not open sled. Flushes first, so that the
+    /// file never describes a state sled could still lose. Returns whether it wrote one. Call
+    /// it when no commit runs (a command's end, the daemon's stop).
+    pub fn publish_heads(&self) -> Result<bool> {
+        let Some(db) = self.index.db.get() else {
+            // sled never opened: nothing was written through this handle.
+            return Ok(false);
+        };
+        if self.heads.private_copy {
+            return Ok(false);
+        }
+        let mut current = self.heads.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current {
+            return Ok(false);
+        }
+        self.flush()?;
+        let values = db.scan_prefix(b"T").map(|kv| {
+            let (k, v) = kv?;
+            let nct: NctId = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| corrupt(&k, "its key is not an NCT ID".into()))?;
+            Ok((nct.number(), v))
+        });
+        let from = chrono::Utc::now() - chrono::Duration::days(heads::RECENT_DAYS);
+        let recent = heads::Recent {
+            from: keys::micros_key(from),
+            entries: db
+                .range(keys::time_key(from, &NctId::min(), 0)..b"d".to_vec())
+                .map(|kv| Ok(kv?)),
+        };
+        heads::write(&self.path, FORMAT_VERSION, values, recent)
+            .map_err(|e| self.disk_full_or(e))?;
+        *current = true;
+        Ok(true)
+    }
+
     /// Open (creating if needed) the store in `dir`, checking its format version.
     pub fn open(dir: &Path) -> Result<Store> {
         Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
@@ -400,13 +611,7 @@ impl Store {
         // sled creates its files with the process's umask; `db/` is 0700 already, and its
         // files are made 0600 too, so a later chmod of `db/` reveals nothing.
         make_private(&dir.join("db")).map_err(|e| open_err(sled::Error::Io(e)))?;
-        let store = Store {
-            db,
-            packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
-            path: dir.to_path_buf(),
-            _scratch: None,
-            expand_lock: Default::default(),
-        };
+        let store = Store::with_db(dir, db, None);
         match store.format()? {
             Some(found) => {
                 store.migrate_from(found)?;
@@ -418,8 +623,8 @@ impl Store {
                         path: dir.to_path_buf(),
                     });
                 }
-                store.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
-                store.db.flush()?;
+                store.db()?.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
+                store.db()?.flush()?;
             }
         }
         Ok(store)
@@ -458,15 +663,9 @@ impl Store {
         let db = sled_config(&scratch.path().join("db"), DEFAULT_CACHE_BYTES)
             .open()
             .map_err(|e| damaged_or(dir, e))?;
-        let store = Store {
-            db,
-            packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
-            path: dir.to_path_buf(),
-            _scratch: Some(std::sync::Arc::new(scratch)),
-            expand_lock: Default::default(),
-        };
+        let store = Store::with_db(dir, db, Some(std::sync::Arc::new(scratch)));
         match store.format()? {
-            None if !store.db.is_empty() => {
+            None if !store.db()?.is_empty() => {
                 return Err(StoreError::Foreign {
                     path: dir.to_path_buf(),
                 });
@@ -485,9 +684,9 @@ impl Store {
         const LOW_SPACE: u64 = 16 << 20;
         let low = fs4::available_space(dir).is_ok_and(|free| free < LOW_SPACE);
         if low {
-            return Self::open_read_only(dir);
+            return Self::open_read_only(dir).map(Store::reading_heads);
         }
-        match Self::open(dir) {
+        let opened = match Self::open(dir) {
             Err(StoreError::Open {
                 source: sled::Error::Io(e),
                 ..
@@ -501,13 +700,14 @@ impl Store {
                 Self::open_read_only(dir)
             }
             other => other,
-        }
+        };
+        opened.map(Store::reading_heads)
     }
 
     /// The stored format version (`None` in an empty index); refuses a newer one.
     fn format(&self) -> Result<Option<u32>> {
-        let Some(v) = self.db.get(b"F")? else {
-            if self.db.is_empty() {
+        let Some(v) = self.db()?.get(b"F")? else {
+            if self.db()?.is_empty() {
                 return Ok(None);
             }
             return Err(StoreError::Foreign {
@@ -553,7 +753,7 @@ impl Store {
     /// Make everything written so far durable.
     pub fn flush(&self) -> Result<()> {
         self.packs.sync()?;
-        self.db.flush()?;
+        self.db()?.flush()?;
         Ok(())
     }
 
@@ -565,18 +765,18 @@ impl Store {
                 source,
             })
         })?;
-        Ok(self.db.size_on_disk()? + packs)
+        Ok(self.db()?.size_on_disk()? + packs)
     }
 
     /// The JSON value stored under `k`, if any (a value that does not parse is an error that
     /// names the key).
     fn get_json<T: for<'de> Deserialize<'de>>(&self, k: &[u8]) -> Result<Option<T>> {
-        self.db.get(k)?.map(|v| from_json(k, &v)).transpose()
+        self.db()?.get(k)?.map(|v| from_json(k, &v)).transpose()
     }
 
     /// Every JSON value stored under `prefix`, in key order.
     fn scan_json<T: for<'de> Deserialize<'de>>(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<T>> {
-        self.db
+        self.db()?
             .scan_prefix(prefix)
             .map(|kv| {
                 let (k, v) = kv?;

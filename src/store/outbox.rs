@@ -139,7 +139,7 @@ impl OutboxEntry {
 impl Store {
     /// Store a subscription, replacing one with the same ID.
     pub fn subscription_put(&self, sub: &Subscription) -> Result<()> {
-        self.db.insert(name_key(b'S', &sub.id), to_json(sub))?;
+        self.db()?.insert(name_key(b'S', &sub.id), to_json(sub))?;
         Ok(())
     }
 
@@ -158,7 +158,7 @@ impl Store {
     /// Returns `None` when there is no such stored subscription, else the alerts dropped.
     pub fn subscription_remove(&self, id: &str) -> Result<Option<usize>> {
         let k = name_key(b'S', id);
-        if self.db.get(&k)?.is_none() {
+        if self.db()?.get(&k)?.is_none() {
             return Ok(None);
         }
         let mut batch = sled::Batch::default();
@@ -171,7 +171,7 @@ impl Store {
             }
         }
         batch.remove(name_key(b'D', id));
-        self.db.apply_batch(batch)?;
+        self.db()?.apply_batch(batch)?;
         Ok(Some(entries.len()))
     }
 
@@ -185,7 +185,7 @@ impl Store {
     /// Every outbox reader calls this first; it costs one empty prefix scan when there is
     /// nothing to expand.
     pub fn outbox_expand(&self) -> Result<usize> {
-        if self.db.scan_prefix(b"g").next().is_none() {
+        if self.db()?.scan_prefix(b"g").next().is_none() {
             return Ok(0);
         }
         let _guard = self
@@ -193,7 +193,7 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut expanded = 0;
-        for kv in self.db.scan_prefix(b"g") {
+        for kv in self.db()?.scan_prefix(b"g") {
             let (k, v) = kv?;
             let fan: FanOut = from_json(&k, &v)?;
             let (nct, version) = decode_version_key(&k)?;
@@ -220,7 +220,7 @@ impl Store {
                     expanded += 1;
                 }
             }
-            self.db.apply_batch(batch)?;
+            self.db()?.apply_batch(batch)?;
         }
         Ok(expanded)
     }
@@ -261,11 +261,11 @@ impl Store {
         end.extend_from_slice(&micros_key(now));
         end.push(0xff);
         let mut out = Vec::new();
-        for kv in self.db.range(&b"d"[..]..end.as_slice()) {
+        for kv in self.db()?.range(&b"d"[..]..end.as_slice()) {
             let (k, _) = kv?;
             let ok = entry_key_of_due(&k);
             // An index key without its entry can only come from a bug; skip it rather than stall.
-            if let Some(v) = self.db.get(&ok)? {
+            if let Some(v) = self.db()?.get(&ok)? {
                 out.push(from_json(&ok, &v)?);
             }
         }
@@ -279,7 +279,7 @@ impl Store {
         use super::StoreError;
         use chrono::TimeZone;
         self.outbox_expand()?;
-        match self.db.scan_prefix(b"d").next() {
+        match self.db()?.scan_prefix(b"d").next() {
             Some(kv) => {
                 let (k, _) = kv?;
                 let micros = k
@@ -300,12 +300,12 @@ impl Store {
     pub fn outbox_counts(&self) -> Result<(usize, usize)> {
         self.outbox_expand()?;
         let mut pending = 0;
-        for kv in self.db.scan_prefix(b"d") {
+        for kv in self.db()?.scan_prefix(b"d") {
             kv?;
             pending += 1;
         }
         let mut total: usize = 0;
-        for kv in self.db.scan_prefix(b"o") {
+        for kv in self.db()?.scan_prefix(b"o") {
             kv?;
             total += 1;
         }
@@ -325,7 +325,7 @@ impl Store {
             }
             batch.insert(new.key(), to_json(new));
         }
-        self.db.apply_batch(batch)?;
+        self.db()?.apply_batch(batch)?;
         Ok(())
     }
 
@@ -336,14 +336,14 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut added = 0;
         for e in entries {
-            if self.db.get(e.key())?.is_some() {
+            if self.db()?.get(e.key())?.is_some() {
                 continue;
             }
             batch.insert(e.due_key(), &[][..]);
             batch.insert(e.key(), to_json(e));
             added += 1;
         }
-        self.db.apply_batch(batch)?;
+        self.db()?.apply_batch(batch)?;
         Ok(added)
     }
 
@@ -364,7 +364,7 @@ impl Store {
         if let Some((sub, at)) = digest_sent {
             batch.insert(name_key(b'D', sub), to_json(&at));
         }
-        self.db.apply_batch(batch)?;
+        self.db()?.apply_batch(batch)?;
         Ok(())
     }
 }

@@ -73,7 +73,7 @@ fn member_key(name: &str, nct: &NctId) -> Vec<u8> {
 impl Store {
     /// Store a query, replacing one of the same name.
     pub fn query_put(&self, q: &QuerySpec) -> Result<()> {
-        self.db.insert(name_key(b'Q', &q.name), to_json(q))?;
+        self.db()?.insert(name_key(b'Q', &q.name), to_json(q))?;
         Ok(())
     }
 
@@ -86,16 +86,16 @@ impl Store {
     /// was no such query. Its members' stored versions stay.
     pub fn query_remove(&self, name: &str) -> Result<bool> {
         let k = name_key(b'Q', name);
-        if self.db.get(&k)?.is_none() {
+        if self.db()?.get(&k)?.is_none() {
             return Ok(false);
         }
         let mut batch = sled::Batch::default();
         batch.remove(k);
         batch.remove(name_key(b'q', name));
-        for kv in self.db.scan_prefix(members_prefix(name)) {
+        for kv in self.db()?.scan_prefix(members_prefix(name)) {
             batch.remove(kv?.0);
         }
-        self.db.apply_batch(batch)?;
+        self.db()?.apply_batch(batch)?;
         Ok(true)
     }
 
@@ -111,7 +111,7 @@ impl Store {
 
     /// Record a run that did not update the membership (too broad, CT.gov failed).
     pub fn query_set_state(&self, name: &str, state: &QueryState) -> Result<()> {
-        self.db.insert(name_key(b'q', name), to_json(state))?;
+        self.db()?.insert(name_key(b'q', name), to_json(state))?;
         Ok(())
     }
 
@@ -134,7 +134,7 @@ impl Store {
             batch.insert(e.due_key(), &[][..]);
             batch.insert(e.key(), to_json(e));
         }
-        self.db.apply_batch(batch)?;
+        self.db()?.apply_batch(batch)?;
         Ok(())
     }
 }

@@ -261,14 +261,12 @@ impl Store {
         since: DateTime<Utc>,
         keep: impl Fn(u32, u32) -> bool,
     ) -> Result<Vec<VersionRef>> {
-        let start = time_key(since, &NctId::min(), 0);
         let mut out = Vec::new();
-        for kv in self.db.range(start..b"d".to_vec()).rev() {
-            let (k, v) = kv?;
-            let Some((at, _, _)) = decode_time_key(&k) else {
-                return Err(corrupt(&k, "bad time-index key".into()));
+        let mut add = |k: &[u8], v: &[u8]| -> Result<()> {
+            let Some((at, _, _)) = decode_time_key(k) else {
+                return Err(corrupt(k, "bad time-index key".into()));
             };
-            let mut entries = decode_time_entries_where(&k, &v, &keep)?;
+            let mut entries = decode_time_entries_where(k, v, &keep)?;
             // Within one key, descending by trial and version (one key is one commit).
             entries.sort_by(|a, b| (&b.0, b.1).cmp(&(&a.0, a.1)));
             out.extend(entries.into_iter().map(|(nct, version)| VersionRef {
@@ -276,6 +274,19 @@ impl Store {
                 version,
                 detected_at: at,
             }));
+            Ok(())
+        };
+        // The heads file's copy of the recent time index, when it covers `since`.
+        if let Some(recent) = self.heads_time_entries(since) {
+            for (k, v) in recent.iter().rev() {
+                add(k, v)?;
+            }
+        } else {
+            let start = time_key(since, &NctId::min(), 0);
+            for kv in self.db()?.range(start..b"d".to_vec()).rev() {
+                let (k, v) = kv?;
+                add(&k, &v)?;
+            }
         }
         // Keys are in time order already; two keys at one time (two commits in the same
         // microsecond) are merged in order by the stable sort.

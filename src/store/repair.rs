@@ -167,7 +167,7 @@ impl Store {
         {
             return Ok(());
         }
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.db()?.flush() {
             tracing::warn!(error = %e, "the index could not be flushed; no commit record written");
             return Ok(());
         }
@@ -269,18 +269,14 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     }
     super::create_private_dir(&fresh).map_err(sled::Error::Io)?;
     let db = sled_config(&fresh, super::DEFAULT_CACHE_BYTES).open()?;
-    let new = Store {
-        db,
-        packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
-        path: dir.to_path_buf(),
-        _scratch: None,
-        expand_lock: Default::default(),
-    };
+    // The heads file describes the index being replaced: gone before anything is rebuilt.
+    super::heads::remove(dir).map_err(sled::Error::Io)?;
+    let new = Store::with_db(dir, db, None);
     // What only the old index knows: everything but trial states, version tables and the
     // time index (rebuilt below).
     let mut old_states: HashMap<NctId, (TrialState, Vec<VersionBlobs>)> = HashMap::new();
     if let Some(old) = &old {
-        for kv in old.db.iter() {
+        for kv in old.db()?.iter() {
             let (k, v) = kv?;
             match k.first() {
                 Some(b'T') => {
@@ -292,7 +288,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
                 Some(b't') => {
                     let t: TrialState = from_json(&k, &v)?;
                     let vk = key(b'V', &t.nct_id);
-                    let table = match old.db.get(&vk)? {
+                    let table = match old.db()?.get(&vk)? {
                         Some(tv) => decode_table(&vk, &tv).unwrap_or_default(),
                         None => Vec::new(),
                     };
@@ -302,7 +298,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
                 // The rebuilt index is written in this build's format.
                 _ if k.as_ref() == b"F" => {}
                 _ => {
-                    new.db.insert(k, v)?;
+                    new.db()?.insert(k, v)?;
                 }
             }
         }
@@ -373,7 +369,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         };
         rep.trials += 1;
         rep.versions += table.len();
-        new.db.insert(
+        new.db()?.insert(
             key(b'T', &nct),
             super::trial_value::encode(&state, &encode_table(&table)),
         )?;
@@ -395,18 +391,18 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     }
     for (at, entries) in times {
         if let Some((nct, v)) = entries.first() {
-            new.db
+            new.db()?
                 .insert(time_key(at, nct, *v), encode_time_entries(&entries))?;
         }
     }
-    new.db.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
+    new.db()?.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
     if let Some(last) = found.last() {
-        new.db
+        new.db()?
             .insert(name_key(b'm', PACK_END), to_json(&(last.pack, last.offset)))?;
     }
     let check = new.verify()?;
     rep.problems.extend(check.problems);
-    new.db.flush()?;
+    new.db()?.flush()?;
     drop(new);
     drop(old);
 

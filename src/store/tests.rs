@@ -113,11 +113,19 @@ fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
         for (v, e) in table.into_iter().zip(1u32..) {
             for (prefix, r) in [(b'v', v.meta), (b'r', v.record), (b'w', v.raw)] {
                 let bytes = store.blob(b"", &r).unwrap();
-                store.db.insert(vkey(prefix, &a, e), bytes).unwrap();
+                store
+                    .db()
+                    .unwrap()
+                    .insert(vkey(prefix, &a, e), bytes)
+                    .unwrap();
             }
         }
-        store.db.remove(key(b'V', &a)).unwrap();
-        store.db.insert(b"F", &1u32.to_be_bytes()).unwrap();
+        store.db().unwrap().remove(key(b'V', &a)).unwrap();
+        store
+            .db()
+            .unwrap()
+            .insert(b"F", &1u32.to_be_bytes())
+            .unwrap();
         store.flush().unwrap();
     }
     // `a`'s earlier blobs stay in the packs, unreferenced: the migration copies its values
@@ -125,11 +133,18 @@ fn a_format_1_store_is_migrated_and_an_interrupted_migration_resumes() {
     let store = Store::open(dir.path()).unwrap();
     // 1 → 2, then on to the current format.
     assert_eq!(
-        store.db.get(b"F").unwrap().unwrap().as_ref(),
+        store.db().unwrap().get(b"F").unwrap().unwrap().as_ref(),
         FORMAT_VERSION.to_be_bytes()
     );
     for prefix in [b'v', b'r', b'w'] {
-        assert!(store.db.scan_prefix(key(prefix, &a)).next().is_none());
+        assert!(
+            store
+                .db()
+                .unwrap()
+                .scan_prefix(key(prefix, &a))
+                .next()
+                .is_none()
+        );
     }
     assert_eq!(store.record(&a, 1).unwrap().unwrap(), r1);
     assert_eq!(store.record(&a, 2).unwrap().unwrap(), r2);
@@ -357,7 +372,8 @@ fn format_version_is_checked() {
     {
         let store = Store::open(dir.path()).unwrap();
         store
-            .db
+            .db()
+            .unwrap()
             .insert(b"F", &(FORMAT_VERSION + 1).to_be_bytes())
             .unwrap();
         store.flush().unwrap();
@@ -443,4 +459,169 @@ fn watch_list_round_trips() {
     assert_eq!(store.watch_list().unwrap().len(), 1);
     assert!(store.watch_remove(&a).unwrap());
     assert!(!store.watch_remove(&a).unwrap());
+}
+
+/// The heads file (`heads.rs`): written after a write, removed before the next `T` write, and a
+/// store opened on it reads each trial as sled does, opening sled only when asked for more.
+#[test]
+fn the_heads_file_is_current_or_absent_and_reads_what_sled_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: NctId = "NCT00000001".parse().unwrap();
+    let b: NctId = "NCT00000777".parse().unwrap();
+    let (r1, r2) = (rec("RECRUITING"), rec("COMPLETED"));
+    let (c1, c2) = (r1.canonical_bytes(), r2.canonical_bytes());
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .commit_versions(vec![
+            version_of(&a, &r1, &c1, b"{\"a\":1}"),
+            version_of(&b, &r1, &c1, b"{\"b\":1}"),
+        ])
+        .unwrap();
+    assert!(
+        Store::open_heads(dir.path()).is_none(),
+        "no heads file before one is written"
+    );
+    assert!(store.publish_heads().unwrap());
+    assert!(
+        !store.publish_heads().unwrap(),
+        "a current file is not written again"
+    );
+    store.set_meta("x", &1).unwrap();
+    assert!(
+        !store.publish_heads().unwrap(),
+        "other keys do not make it stale"
+    );
+
+    // Read while the writer still has sled open (and its lock): no sled involved.
+    let reader = Store::open_heads(dir.path()).unwrap();
+    assert_eq!(reader.trial(&a).unwrap(), store.trial(&a).unwrap());
+    assert_eq!(reader.versions(&b).unwrap(), store.versions(&b).unwrap());
+    assert_eq!(reader.latest_record(&a).unwrap().unwrap(), r1);
+    let unknown: NctId = "NCT00000002".parse().unwrap();
+    assert_eq!(reader.trial(&unknown).unwrap(), None);
+    assert!(
+        reader.index.db.get().is_none(),
+        "sled was opened for a one-trial read"
+    );
+
+    // A new version removes the file before it is written, and its reads stay right.
+    store
+        .commit_version(version_of(&a, &r2, &c2, b"{\"a\":2}"))
+        .unwrap();
+    assert!(!dir.path().join(heads::FILE).exists());
+    assert!(Store::open_heads(dir.path()).is_none());
+    // So does a state-only write.
+    assert!(store.publish_heads().unwrap());
+    store
+        .mark_failed(&b, t("2026-02-01T00:00:00Z"), "HTTP 500")
+        .unwrap();
+    assert!(Store::open_heads(dir.path()).is_none());
+    assert!(store.publish_heads().unwrap());
+    let reader = Store::open_heads(dir.path()).unwrap();
+    assert_eq!(reader.latest_record(&a).unwrap().unwrap(), r2);
+    assert_eq!(
+        reader.trial(&b).unwrap().unwrap().last_error.as_deref(),
+        Some("HTTP 500")
+    );
+    drop(store);
+
+    // Anything beyond one trial's `T` value opens sled on first use.
+    assert_eq!(reader.trials().unwrap().len(), 2);
+    assert!(reader.index.db.get().is_some());
+    assert_eq!(reader.get_meta::<i32>("x").unwrap(), Some(1));
+    drop(reader);
+
+    // A damaged file is noticed on the read that touches it, and sled answers instead.
+    let path = dir.path().join(heads::FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[80] ^= 0xff; // inside the first `T` value
+    std::fs::write(&path, &bytes).unwrap();
+    let reader = Store::open_heads(dir.path()).unwrap();
+    assert_eq!(reader.latest_record(&a).unwrap().unwrap(), r2);
+    assert_eq!(reader.trial(&b).unwrap().unwrap().latest_version, 1);
+}
+
+/// A read-only open works on a private copy: it neither removes nor writes the heads file.
+#[test]
+fn a_read_only_open_leaves_the_heads_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: NctId = "NCT00000001".parse().unwrap();
+    let r = rec("RECRUITING");
+    let c = r.canonical_bytes();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.commit_version(version_of(&a, &r, &c, b"{}")).unwrap();
+        store.publish_heads().unwrap();
+    }
+    let before = std::fs::read(dir.path().join(heads::FILE)).unwrap();
+    let ro = Store::open_read_only(dir.path()).unwrap();
+    ro.mark_failed(&a, t("2026-02-01T00:00:00Z"), "x").unwrap();
+    assert!(!ro.publish_heads().unwrap());
+    drop(ro);
+    assert_eq!(std::fs::read(dir.path().join(heads::FILE)).unwrap(), before);
+}
+
+/// `changes --since` reads the heads file's copy of the recent time index, and sled's index for
+/// anything further back; both list the same versions in the same order.
+#[test]
+fn the_time_index_reads_the_same_from_the_heads_file_and_from_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = chrono::Utc::now();
+    let ids: Vec<NctId> = (1..=5)
+        .map(|i| format!("NCT0000000{i}").parse().unwrap())
+        .collect();
+    let recs = [rec("RECRUITING"), rec("COMPLETED"), rec("TERMINATED")];
+    let canon: Vec<Vec<u8>> = recs.iter().map(Record::canonical_bytes).collect();
+    // Versions 100 days, 20 days, 2 days and an hour ago; two trials in one commit.
+    for (k, days_ago) in [(0usize, 100i64), (1, 20), (2, 2)] {
+        let at = now - chrono::Duration::days(days_ago);
+        let items = ids
+            .iter()
+            .map(|n| NewVersion::observed(n, &recs[k], &canon[k], b"{}", at))
+            .collect();
+        store.commit_versions(items).unwrap();
+    }
+    store
+        .commit_version(NewVersion::observed(
+            &ids[0],
+            &recs[0],
+            &canon[0],
+            b"{}",
+            now - chrono::Duration::hours(1),
+        ))
+        .unwrap();
+    store.publish_heads().unwrap();
+    let reader = Store::open_heads(dir.path()).unwrap();
+    for back in [
+        chrono::Duration::hours(2),
+        chrono::Duration::days(3),
+        chrono::Duration::days(30),
+    ] {
+        let since = now - back;
+        assert!(
+            reader.heads_time_entries(since).is_some(),
+            "{back}: inside the window"
+        );
+        assert_eq!(
+            reader.version_refs_since(since).unwrap(),
+            store.version_refs_since(since).unwrap(),
+            "{back}"
+        );
+    }
+    assert!(
+        reader.index.db.get().is_none(),
+        "sled opened for the recent window"
+    );
+    let since = now - chrono::Duration::days(200);
+    assert!(
+        reader.heads_time_entries(since).is_none(),
+        "outside the window"
+    );
+    let want = store.version_refs_since(since).unwrap();
+    assert_eq!(want.len(), 16);
+    // Further back, the reader opens sled (once the writer has let it go).
+    drop(store);
+    assert_eq!(reader.version_refs_since(since).unwrap(), want);
+    assert!(reader.index.db.get().is_some());
 }

@@ -55,7 +55,7 @@ impl Store {
     pub fn verify(&self) -> Result<IntegrityReport> {
         let mut rep = IntegrityReport::default();
         let mut indexed = std::collections::HashSet::new();
-        for kv in self.db.scan_prefix(b"c") {
+        for kv in self.db()?.scan_prefix(b"c") {
             let (k, v) = kv?;
             match decode_time_entries(&k, &v) {
                 Ok(entries) => {
@@ -136,11 +136,11 @@ impl Store {
     /// key names a pending entry, and every entry references a stored version.
     fn verify_outbox(&self, rep: &mut IntegrityReport) -> Result<()> {
         let mut due = std::collections::HashSet::new();
-        for kv in self.db.scan_prefix(b"d") {
+        for kv in self.db()?.scan_prefix(b"d") {
             let (k, _) = kv?;
             due.insert(k.to_vec());
         }
-        for kv in self.db.scan_prefix(b"g") {
+        for kv in self.db()?.scan_prefix(b"g") {
             let (k, _) = kv?;
             match decode_version_key(&k) {
                 Ok((nct, v)) if self.has_version(&nct, v)? => {}

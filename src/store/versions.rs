@@ -230,8 +230,7 @@ impl Store {
         nct: &NctId,
     ) -> Result<Option<(TrialState, Vec<VersionBlobs>)>> {
         let k = key(b'T', nct);
-        self.db
-            .get(&k)?
+        self.t_get(&k, nct)?
             .map(|v| trial_value::decode_all(&k, &v))
             .transpose()
     }
@@ -252,15 +251,14 @@ impl Store {
     /// The trial's bookkeeping, if the store has seen it.
     pub fn trial(&self, nct: &NctId) -> Result<Option<TrialState>> {
         let k = key(b'T', nct);
-        self.db
-            .get(&k)?
+        self.t_get(&k, nct)?
             .map(|v| trial_value::decode(&k, &v).map(|(s, _)| s))
             .transpose()
     }
 
     /// Every trial the store has seen, by ID.
     pub fn trials(&self) -> Result<Vec<TrialState>> {
-        self.db
+        self.db()?
             .scan_prefix(b"T")
             .map(|kv| {
                 let (k, v) = kv?;
@@ -284,7 +282,7 @@ impl Store {
         change: impl FnOnce(Option<TrialState>) -> Option<TrialState>,
     ) -> Result<()> {
         let k = key(b'T', nct);
-        let stored = self.db.get(&k)?;
+        let stored = self.db()?.get(&k)?;
         let (old, table) = match &stored {
             Some(v) => {
                 let (s, table) = trial_value::decode(&k, v)?;
@@ -293,7 +291,7 @@ impl Store {
             None => (None, &[][..]),
         };
         if let Some(new) = change(old) {
-            self.db.insert(k, trial_value::encode(&new, table))?;
+            self.t_write(|db| Ok(db.insert(k, trial_value::encode(&new, table))?))?;
         }
         Ok(())
     }
@@ -343,7 +341,7 @@ impl Store {
         }
         self.stage_pack_end(&mut batch);
         self.packs.sync()?;
-        self.db.apply_batch(batch)?;
+        self.t_write(|db| Ok(db.apply_batch(batch)?))?;
         // The packs' own record of this commit, once the batch is durable (see `repair.rs`).
         self.append_commit_record(record)
     }

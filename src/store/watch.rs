@@ -30,14 +30,14 @@ impl Store {
             added_at: at,
         };
         let previous =
-            self.db
+            self.db()?
                 .compare_and_swap(&k, None as Option<&[u8]>, Some(to_json(&entry)))?;
         Ok(previous.is_ok())
     }
 
     /// Remove `nct` from the watch list; `false` when it was not there.
     pub fn watch_remove(&self, nct: &NctId) -> Result<bool> {
-        Ok(self.db.remove(key(b'W', nct))?.is_some())
+        Ok(self.db()?.remove(key(b'W', nct))?.is_some())
     }
 
     /// The watch list, by ID.
@@ -53,7 +53,7 @@ impl Store {
 
     /// Store a small named bookkeeping value, replacing the previous one.
     pub fn set_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        self.db.insert(name_key(b'm', name), to_json(value))?;
+        self.db()?.insert(name_key(b'm', name), to_json(value))?;
         Ok(())
     }
 }

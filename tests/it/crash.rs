@@ -1,5 +1,6 @@
 //! Crash safety: `trialwatch sync` killed with SIGKILL at random moments, over and over, never
-//! leaves a store that fails `trialwatch verify`, and a later sync completes the work.
+//! leaves a store that fails `trialwatch verify` or a heads file that disagrees with the index,
+//! and a later sync completes the work.
 //! (Like sled's own crash test: the parent kills a child mid-write and checks invariants.)
 
 use std::time::Duration;
@@ -58,6 +59,24 @@ fn kill_9_during_sync_never_corrupts_the_store() {
             rep["problems"].as_array().unwrap().is_empty(),
             "round {round}: {rep}"
         );
+        // The heads file a kill left (if any) says what the index says: a one-trial read from
+        // it equals the same read once the file is gone and the index answers.
+        let heads = env.data_dir().join("heads");
+        if heads.exists() {
+            let from_heads: Vec<Value> = ids
+                .iter()
+                .step_by(61)
+                .map(|id| env.json(&["history", id, "--json"]))
+                .collect();
+            std::fs::remove_file(&heads).unwrap();
+            for (id, h) in ids.iter().step_by(61).zip(&from_heads) {
+                assert_eq!(
+                    &env.json(&["history", id, "--json"]),
+                    h,
+                    "round {round}: {id}"
+                );
+            }
+        }
     }
     assert!(
         kills >= 6,

@@ -128,6 +128,14 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     assert!(took < STOP_DEADLINE, "took {took:?}");
     let out = env.run(&["verify"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // The stopped daemon left a heads file for one-trial reads, and it is current: what it
+    // gives equals what the index gives once it is gone.
+    let heads = env.data_dir().join("heads");
+    assert!(heads.exists(), "no heads file after the daemon stopped");
+    let from_heads = env.json(&["history", a, "--json"]);
+    assert_eq!(from_heads.as_array().map(Vec::len), Some(2), "{from_heads}");
+    std::fs::remove_file(&heads).unwrap();
+    assert_eq!(env.json(&["history", a, "--json"]), from_heads);
     // With no daemon the CLI opens the store itself.
     let st = env.json(&["status", "--json"]);
     assert_eq!(st["daemon"]["running"], json!(false), "{st}");
