@@ -140,6 +140,8 @@ fn a_full_disk_fails_the_sync_clearly_and_every_command_works_once_space_returns
         text.contains("is full") && text.contains(&env.data_dir().display().to_string()),
         "{text}"
     );
+    // The heads file the failed sync could not write again left no half-written copy.
+    assert!(!env.data_dir().join("heads.tmp").exists());
     fill(&env.data_dir());
     read_commands_work(&env);
     assert_eq!(histories(&env), before);
@@ -154,6 +156,10 @@ fn a_full_disk_fails_the_sync_clearly_and_every_command_works_once_space_returns
     let out = env.ok(&["sync"]);
     assert!(!snap.exists());
     assert!(out.contains(" 0 failed"), "{out}");
+    assert!(
+        env.data_dir().join("heads").exists(),
+        "space is back: the sync wrote the heads file"
+    );
     read_commands_work(&env);
     let after = histories(&env);
     for (a, b) in after.iter().zip(&before) {
