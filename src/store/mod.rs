@@ -482,13 +482,18 @@ impl Store {
         {
             match r.get(nct.number()) {
                 Ok(v) => return Ok(v.map(sled::IVec::from)),
-                Err(why) => {
-                    self.heads.reader_ok.store(false, Ordering::Release);
-                    tracing::warn!(store.path = %self.path.display(), "the store's heads file is damaged ({why}); reading its index instead");
-                }
+                Err(why) => self.heads_damaged(&why),
             }
         }
         Ok(self.db()?.get(k)?)
+    }
+
+    /// Stop reading the heads file, which `why` says is damaged: sled answers from now on.
+    fn heads_damaged(&self, why: &str) {
+        self.heads
+            .reader_ok
+            .store(false, std::sync::atomic::Ordering::Release);
+        tracing::warn!(store.path = %self.path.display(), "the store's heads file is damaged ({why}); reading its index instead");
     }
 
     /// The time-index entries at or after `since` from the heads file, when this handle reads
@@ -505,8 +510,7 @@ impl Store {
         match r.time_entries_since(keys::micros_key(since)) {
             Ok(found) => found,
             Err(why) => {
-                self.heads.reader_ok.store(false, Ordering::Release);
-                tracing::warn!(store.path = %self.path.display(), "the store's heads file is damaged ({why}); reading its index instead");
+                self.heads_damaged(&why);
                 None
             }
         }
