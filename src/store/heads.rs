@@ -168,6 +168,16 @@ impl Reader {
         }))
     }
 
+    /// How many trials the file lists.
+    pub(super) fn trials(&self) -> u64 {
+        self.count
+    }
+
+    /// The first time (8 key bytes) of the recent time index the file holds.
+    pub(super) fn recent_from(&self) -> [u8; 8] {
+        self.recent_from.to_be_bytes()
+    }
+
     /// Every time-index entry at or after `since` (8 key bytes), in key order; `None` when
     /// `since` is before the recent window this file holds (sled has the rest).
     pub(super) fn time_entries_since(

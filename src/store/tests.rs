@@ -625,3 +625,39 @@ fn the_time_index_reads_the_same_from_the_heads_file_and_from_sled() {
     assert_eq!(reader.version_refs_since(since).unwrap(), want);
     assert!(reader.index.db.get().is_some());
 }
+
+/// `verify` compares the heads file with the index: a file some other writer left out of date
+/// (here a `T` value changed behind the store's back) is a problem it names, with the fix.
+#[test]
+fn verify_names_a_heads_file_that_disagrees_with_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: NctId = "NCT00000001".parse().unwrap();
+    let r = rec("RECRUITING");
+    let c = r.canonical_bytes();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.commit_version(version_of(&a, &r, &c, b"{}")).unwrap();
+        store.publish_heads().unwrap();
+        assert!(store.verify().unwrap().problems.is_empty());
+        // Behind the store's back, as a build that does not know the file would write.
+        let k = key(b'T', &a);
+        let v = store.db().unwrap().get(&k).unwrap().unwrap();
+        let (mut state, table) = trial_value::decode(&k, &v).unwrap();
+        state.last_error = Some("changed".into());
+        let table = table.to_vec();
+        store
+            .db()
+            .unwrap()
+            .insert(&k, trial_value::encode(&state, &table))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let rep = verify_dir(dir.path()).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert!(
+        rep.problems[0].contains("heads file disagrees with the index on NCT00000001")
+            && rep.problems[0].contains("delete"),
+        "{:?}",
+        rep.problems
+    );
+}

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::codec::record_hash;
 use super::keys::{blob_label, decode_time_entries, decode_version_key};
 use super::{Result, Store};
+use crate::model::NctId;
 
 /// What [`Store::verify`] found: counts, and every broken invariant as a sentence.
 #[derive(Debug, Default, Serialize)]
@@ -129,7 +130,71 @@ impl Store {
         }
         self.verify_outbox(&mut rep)?;
         self.verify_against_packs(&mut rep.problems)?;
+        self.verify_heads(&mut rep.problems)?;
         Ok(rep)
+    }
+
+    /// The heads file, when there is one, must say what the index says: every `T` value and
+    /// the time-index entries of its window, and no trial the index does not know.
+    fn verify_heads(&self, problems: &mut Vec<String>) -> Result<()> {
+        let fix = format!(
+            "delete {} (reads use the index meanwhile, and the next command that writes the \
+             store writes it again)",
+            self.path.join(super::heads::FILE).display()
+        );
+        let r = match super::heads::Reader::open(&self.path, super::FORMAT_VERSION) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(why) => {
+                problems.push(format!("the heads file is damaged ({why}); {fix}"));
+                return Ok(());
+            }
+        };
+        let mut trials = 0u64;
+        for kv in self.db()?.scan_prefix(b"T") {
+            let (k, v) = kv?;
+            trials += 1;
+            let number = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|s| s.parse::<NctId>().ok())
+                .map(|n| n.number());
+            let found = number.map(|n| r.get(n));
+            if !matches!(&found, Some(Ok(Some(h))) if h[..] == v[..]) {
+                let what = match found {
+                    Some(Err(why)) => why,
+                    Some(Ok(None)) => "it lacks the trial".into(),
+                    _ => "it holds another state".into(),
+                };
+                problems.push(format!(
+                    "the heads file disagrees with the index on {}: {what}; {fix}",
+                    String::from_utf8_lossy(&k[1..])
+                ));
+                return Ok(());
+            }
+        }
+        if r.trials() != trials {
+            problems.push(format!(
+                "the heads file lists {} trials, the index {trials}; {fix}",
+                r.trials()
+            ));
+            return Ok(());
+        }
+        let from = r.recent_from();
+        let mut start = vec![b'c'];
+        start.extend_from_slice(&from);
+        let mut index = Vec::new();
+        for kv in self.db()?.range(start..b"d".to_vec()) {
+            let (k, v) = kv?;
+            index.push((k.to_vec(), v.to_vec()));
+        }
+        match r.time_entries_since(from) {
+            Ok(Some(copy)) if copy == index => {}
+            Ok(_) => problems.push(format!(
+                "the heads file's copy of the recent time index disagrees with the index; {fix}"
+            )),
+            Err(why) => problems.push(format!("the heads file is damaged ({why}); {fix}")),
+        }
+        Ok(())
     }
 
     /// Outbox invariants: every pending entry has exactly its due-index key, every due-index
