@@ -139,11 +139,13 @@ fn main() {
     );
 
     let packs = dir_size(&dir.path().join("data/packs"));
+    let heads = std::fs::metadata(dir.path().join("data/heads")).map_or(0, |m| m.len());
     println!(
-        "  of which pack files (records, raw JSON) {:.1} MB = {:.1}% of raw, sled (index) {:.1} MB",
+        "  of which pack files (records, raw JSON) {:.1} MB = {:.1}% of raw, sled (index) {:.1} MB, heads file {:.1} MB",
         packs as f64 / 1e6,
         100.0 * packs as f64 / raw_total as f64,
-        (store_bytes - packs) as f64 / 1e6
+        (store_bytes - packs - heads) as f64 / 1e6,
+        heads as f64 / 1e6
     );
 
     let sample: Vec<&str> = (0..21).map(|k| ids[(k * 4999) % n].as_str()).collect();
@@ -241,6 +243,8 @@ fn main() {
             }
         }
         store.flush().unwrap();
+        // As a sync command does at its end.
+        store.publish_heads().unwrap();
     }
     let hsize = dir_size(hdir.path());
     println!(
@@ -251,7 +255,7 @@ fn main() {
         raw_bytes as f64 / 1e6
     );
     println!(
-        "  of which sled (the index `history` opens) {:.1} MB",
+        "  of which sled and the heads file (the index) {:.1} MB",
         (hsize - dir_size(&hdir.path().join("packs"))) as f64 / 1e6
     );
     let hcfg = hdir.path().join("config.toml");
