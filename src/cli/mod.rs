@@ -414,9 +414,10 @@ fn reads_only(command: &Command) -> bool {
     )
 }
 
-/// Commands that read trials' `T` values, their blobs and the recent time index, and nothing
-/// else of the index: they read the heads file when there is one, without opening sled
-/// (`Store::open_heads`; `changes --since` further back than the file's window opens sled).
+/// Commands that read trials' `T` values, their blobs, the recent time index and what `status`
+/// shows, and nothing else of the index: they read the heads file when there is one, without
+/// opening sled (`Store::open_heads`; `changes --since` further back than the file's window
+/// opens sled).
 fn reads_one_trial(command: &Command) -> bool {
     matches!(
         command,
@@ -424,6 +425,7 @@ fn reads_one_trial(command: &Command) -> bool {
             | Command::Show { .. }
             | Command::Diff { .. }
             | Command::Changes { .. }
+            | Command::Status { .. }
     )
 }
 

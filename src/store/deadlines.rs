@@ -27,7 +27,7 @@ impl Store {
             batch.insert(e.due_key(), &[][..]);
             batch.insert(e.key(), to_json(e));
         }
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(())
     }
 }

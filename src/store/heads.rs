@@ -1,6 +1,6 @@
-//! The heads file (`heads` beside `db/`, store format 5): every trial's `T` value, copied out of
-//! sled into one sorted file, so that `history`, `show` and `diff` read one trial without
-//! opening sled.
+//! The heads file (`heads` beside `db/`, store format 5): every trial's `T` value, the recent
+//! time index and what `status` shows, copied out of sled into one file, so that `history`,
+//! `show`, `diff`, `changes` and `status` read without opening sled.
 //!
 //! Why: sled 0.34's open recovers its whole log and page table and starts its I/O thread pool
 //! whatever one reads afterwards — 20–28 ms at 100,000 trials against 4–11 ms at 10,000 — so a
@@ -9,13 +9,13 @@
 //! immutable table of a few hundred thousand short values, read without `unsafe` memory
 //! mapping); an embedded database would bring back the open cost this file exists to avoid.
 //!
-//! When it is right: the file describes the store's `T` values as they were when it was
-//! written, and [`super::Store`] keeps it that way — every write of a `T` value first removes the
-//! file (`Store::t_write`), and a writer writes a new one only after a flush, with no `T` write
-//! in between (`Store::publish_heads`). A process that stops between the two leaves no file, and
+//! When it is right: the file describes the store as it was when it was written, and
+//! [`super::Store`] keeps it that way — every write to sled first removes the file
+//! (`Store::writing`), and a writer writes a new one only after a flush, with no write in
+//! between (`Store::publish_heads`). A process that stops between the two leaves no file, and
 //! reads open sled as before until the next writer writes one. Format 5 exists so that a build
-//! that does not know the file (format 4) refuses the store rather than write `T` values the
-//! file would then contradict.
+//! that does not know the file (format 4) refuses the store rather than write values the file
+//! would then contradict.
 //!
 //! Layout (integers big-endian):
 //!
@@ -30,13 +30,17 @@
 //! | 40..48 | offset of its records (u64) |
 //! | 48..56 | offset of its record index (u64) |
 //! | 56..60 | its record count *r* (u32) |
-//! | 60..68 | length of the whole file (u64) |
-//! | 68..72 | xxh3-64 of bytes 0..68, low 32 bits |
-//! | 72.. | the `T` values, one after another |
+//! | 60..68 | offset of the facts (u64) |
+//! | 68..72 | their length (u32) |
+//! | 72..76 | xxh3-64 of them, low 32 bits |
+//! | 76..84 | length of the whole file (u64) |
+//! | 84..88 | xxh3-64 of bytes 0..84, low 32 bits |
+//! | 88.. | the `T` values, one after another |
 //! | table | *n* entries of 24 bytes, by trial number: number (u32), value offset (u64), value length (u32), xxh3 of the value (low 32 bits), xxh3 of the entry's first 20 bytes (low 32 bits) |
 //! | fences | the first trial number of each block of [`BLOCK`] entries (u32 each), then xxh3 of them (low 32 bits) |
 //! | records | every `c` time-index entry at or after the first time: key length (u8), value length (u32), xxh3 of key and value (low 32 bits), key, value; in key order |
 //! | record index | *r* entries of 20 bytes: the record's 8 time bytes, its offset (u64), xxh3 of both (low 32 bits) |
+//! | facts | [`Facts`] as JSON: what `status` reads besides (meta values, outbox counts) |
 //!
 //! A lookup finds its block among the fences (read once, 4 bytes per 256 trials), reads that
 //! block of the table with one `pread`, and the value with another. `changes --since` within
@@ -59,8 +63,8 @@ use xxhash_rust::xxh3::xxh3_64;
 /// The file's name in the store directory.
 pub(super) const FILE: &str = "heads";
 const TMP: &str = "heads.tmp";
-const MAGIC: &[u8; 8] = b"TWHEADS3";
-const HEADER: u64 = 72;
+const MAGIC: &[u8; 8] = b"TWHEADS4";
+const HEADER: u64 = 88;
 const RECORD_INDEX: u64 = 20;
 /// How far back the heads file keeps a copy of the time index, from when it is written: what
 /// `changes --since` asks for day to day (a day, a week, a month) is read without sled.
@@ -101,6 +105,18 @@ pub(super) struct Reader {
     records: u64,
     record_index: u64,
     record_count: u64,
+    /// Where the facts are (offset, length, checksum), and them once read.
+    facts_at: (u64, u32, u32),
+    facts: std::sync::OnceLock<Result<Facts, Damage>>,
+}
+
+/// What `status` reads besides the trials, as of the file: every `m` meta value (name, JSON
+/// text) and the outbox's (pending, dead) counts, absent when fan-outs still waited to be
+/// expanded into entries (then sled answers).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Facts {
+    pub(super) meta: Vec<(String, String)>,
+    pub(super) outbox: Option<(u64, u64)>,
 }
 
 /// One `c` time-index entry, as sled holds it.
@@ -125,7 +141,7 @@ impl Reader {
         let mut h = [0u8; HEADER as usize];
         file.read_exact_at(&mut h, 0)
             .map_err(|e| format!("cannot read its header: {e}"))?;
-        if &h[..8] != MAGIC || u32_at(&h, 68) != sum32(&h[..68]) {
+        if &h[..8] != MAGIC || u32_at(&h, 84) != sum32(&h[..84]) {
             return Err("its header is damaged".into());
         }
         let found = u32_at(&h, 8);
@@ -137,12 +153,14 @@ impl Reader {
         let blocks = count.div_ceil(BLOCK);
         let (records, record_index) = (u64_at(&h, 40), u64_at(&h, 48));
         let record_count = u64::from(u32_at(&h, 56));
-        if u64_at(&h, 60) != len
+        let facts_at = (u64_at(&h, 60), u32_at(&h, 68), u32_at(&h, 72));
+        if u64_at(&h, 76) != len
             || table < HEADER
             || table.checked_add(count * ENTRY) != Some(fences_at)
             || fences_at.checked_add(blocks * 4 + 4) != Some(records)
             || records > record_index
-            || record_index.checked_add(record_count * RECORD_INDEX) != Some(len)
+            || record_index.checked_add(record_count * RECORD_INDEX) != Some(facts_at.0)
+            || facts_at.0.checked_add(u64::from(facts_at.1)) != Some(len)
         {
             return Err("its length does not match its header (a torn write?)".into());
         }
@@ -165,7 +183,27 @@ impl Reader {
             records,
             record_index,
             record_count,
+            facts_at,
+            facts: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The facts `status` reads (read and checked once).
+    pub(super) fn facts(&self) -> Result<&Facts, Damage> {
+        self.facts
+            .get_or_init(|| {
+                let (at, len, sum) = self.facts_at;
+                let mut bytes = vec![0u8; len as usize];
+                self.file
+                    .read_exact_at(&mut bytes, at)
+                    .map_err(|e| format!("cannot read its facts: {e}"))?;
+                if sum32(&bytes) != sum {
+                    return Err("its facts are damaged".into());
+                }
+                serde_json::from_slice(&bytes).map_err(|e| format!("its facts do not parse: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// How many trials the file lists.
@@ -334,9 +372,10 @@ pub(super) fn write(
     format: u32,
     values: impl Iterator<Item = Result<(u32, sled::IVec), super::StoreError>>,
     recent: Recent<impl Iterator<Item = Result<(sled::IVec, sled::IVec), super::StoreError>>>,
+    facts: &Facts,
 ) -> Result<u64, super::StoreError> {
     let tmp = dir.join(TMP);
-    let out = write_tmp(&tmp, format, values, recent).and_then(|n| {
+    let out = write_tmp(&tmp, format, values, recent, facts).and_then(|n| {
         std::fs::rename(&tmp, dir.join(FILE))
             .and_then(|()| File::open(dir)?.sync_all())
             .map(|()| n)
@@ -360,6 +399,7 @@ fn write_tmp(
     format: u32,
     values: impl Iterator<Item = Result<(u32, sled::IVec), super::StoreError>>,
     recent: Recent<impl Iterator<Item = Result<(sled::IVec, sled::IVec), super::StoreError>>>,
+    facts: &Facts,
 ) -> Result<u64, super::StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -451,9 +491,15 @@ fn write_tmp(
     let record_count = u32::try_from(record_index.len() as u64 / RECORD_INDEX)
         .map_err(|_| super::corrupt(FILE.as_bytes(), "too many time-index entries".into()))?;
     w.write_all(&record_index).map_err(io)?;
+    let facts_at = pos + record_index.len() as u64;
+    let facts = serde_json::to_vec(facts)
+        .map_err(|e| super::corrupt(FILE.as_bytes(), format!("its facts: {e}")))?;
+    let facts_len = u32::try_from(facts.len())
+        .map_err(|_| super::corrupt(FILE.as_bytes(), "its facts are too long".into()))?;
+    w.write_all(&facts).map_err(io)?;
     w.flush().map_err(io)?;
     drop(w);
-    let len = pos + record_index.len() as u64;
+    let len = facts_at + u64::from(facts_len);
     let mut h = [0u8; HEADER as usize];
     h[..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&format.to_be_bytes());
@@ -464,9 +510,12 @@ fn write_tmp(
     h[40..48].copy_from_slice(&records.to_be_bytes());
     h[48..56].copy_from_slice(&pos.to_be_bytes());
     h[56..60].copy_from_slice(&record_count.to_be_bytes());
-    h[60..68].copy_from_slice(&len.to_be_bytes());
-    let s = sum32(&h[..68]);
-    h[68..].copy_from_slice(&s.to_be_bytes());
+    h[60..68].copy_from_slice(&facts_at.to_be_bytes());
+    h[68..72].copy_from_slice(&facts_len.to_be_bytes());
+    h[72..76].copy_from_slice(&sum32(&facts).to_be_bytes());
+    h[76..84].copy_from_slice(&len.to_be_bytes());
+    let s = sum32(&h[..84]);
+    h[84..].copy_from_slice(&s.to_be_bytes());
     file.write_all_at(&h, 0).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(u64::from(count))
@@ -512,6 +561,13 @@ mod tests {
         }
     }
 
+    fn facts() -> Facts {
+        Facts {
+            meta: vec![("last_sync".into(), "{\"requested\":3}".into())],
+            outbox: Some((2, 1)),
+        }
+    }
+
     fn written(n: u32) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let count = write(
@@ -519,6 +575,7 @@ mod tests {
             5,
             values(n).into_iter().map(Ok),
             recent(u64::from(n) / 3),
+            &facts(),
         )
         .unwrap();
         assert_eq!(count, u64::from(n));
@@ -536,6 +593,7 @@ mod tests {
             }
             assert_eq!(r.get(0).unwrap(), None);
             assert_eq!(r.get(u32::MAX).unwrap(), None);
+            assert_eq!(r.facts().unwrap(), &facts());
             // The time index from any time in the window on, and nothing before it.
             let all = times(u64::from(n) / 3);
             assert_eq!(r.time_entries_since(94u64.to_be_bytes()).unwrap(), None);
@@ -574,7 +632,7 @@ mod tests {
         let path = dir.path().join(FILE);
         let good = std::fs::read(&path).unwrap();
         // Cut short anywhere: the header no longer matches.
-        for cut in [0, 10, 71, 72, 200, good.len() - 1] {
+        for cut in [0, 10, 87, 88, 200, good.len() - 1] {
             std::fs::write(&path, &good[..cut]).unwrap();
             assert!(Reader::open(dir.path(), 5).is_err(), "cut at {cut}");
         }
@@ -598,6 +656,9 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect();
+            if let Ok(f) = r.facts() {
+                assert_eq!(f, &facts(), "flip at {at}: the facts");
+            }
             match r.time_entries_since(95u64.to_be_bytes()) {
                 Ok(Some(got)) => assert_eq!(got, all, "flip at {at}: the time index"),
                 Ok(None) => panic!("flip at {at}: the time index window moved without an error"),
@@ -617,7 +678,7 @@ mod tests {
             (5u32, sled::IVec::from(&b"a"[..])),
             (5, sled::IVec::from(&b"b"[..])),
         ];
-        assert!(write(dir.path(), 5, bad.into_iter().map(Ok), recent(2)).is_err());
+        assert!(write(dir.path(), 5, bad.into_iter().map(Ok), recent(2), &facts()).is_err());
         // Time-index entries out of order, or before the window, likewise.
         let mut t = times(3);
         t.swap(0, 2);
@@ -625,12 +686,12 @@ mod tests {
             from: 95u64.to_be_bytes(),
             entries: t.into_iter().map(Ok),
         };
-        assert!(write(dir.path(), 5, values(3).into_iter().map(Ok), r).is_err());
+        assert!(write(dir.path(), 5, values(3).into_iter().map(Ok), r, &facts()).is_err());
         let r = Recent {
             from: 105u64.to_be_bytes(),
             entries: times(3).into_iter().map(Ok),
         };
-        assert!(write(dir.path(), 5, values(3).into_iter().map(Ok), r).is_err());
+        assert!(write(dir.path(), 5, values(3).into_iter().map(Ok), r, &facts()).is_err());
         assert!(!dir.path().join(FILE).exists());
         assert!(!dir.path().join(TMP).exists());
     }

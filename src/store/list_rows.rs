@@ -164,7 +164,7 @@ impl Store {
 
     /// Keep `row` as `nct`'s list row.
     pub fn list_row_put(&self, nct: &NctId, row: &ListRow) -> Result<()> {
-        self.db()?.insert(key(b'L', nct), to_json(row))?;
+        self.writing()?.insert(key(b'L', nct), to_json(row))?;
         Ok(())
     }
 }

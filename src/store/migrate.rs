@@ -12,7 +12,7 @@
 //!   compact binary form (`trial_value.rs`): half the sled keys, a third of their bytes.
 //!
 //! - 4 → 5: nothing is rewritten. Format 5 keeps the heads file (`heads.rs`) beside the index,
-//!   removed before every write of a trial's `T` value; a format-4 build would write them and
+//!   removed before every write to the index; a format-4 build would write without removing it and
 //!   leave the file out of date, so the bump makes it refuse the store instead.
 //!
 //! It does not check the format version (that is `open`, in the module root); a later format
@@ -96,10 +96,10 @@ impl Store {
             if n == 0 {
                 break;
             }
-            self.t_write(|db| Ok(db.apply_batch(batch)?))?;
+            self.writing()?.apply_batch(batch)?;
             moved += n;
         }
-        self.db()?.insert(b"F", &4u32.to_be_bytes())?;
+        self.writing()?.insert(b"F", &4u32.to_be_bytes())?;
         self.db()?.flush()?;
         tracing::info!(
             store.path = %self.path.display(),
@@ -112,7 +112,7 @@ impl Store {
     /// Format 4 → 5: only the format version changes (see the module doc); no heads file
     /// exists yet, and the next write command writes one.
     fn migrate_4_to_5(&self) -> Result<()> {
-        self.db()?.insert(b"F", &5u32.to_be_bytes())?;
+        self.writing()?.insert(b"F", &5u32.to_be_bytes())?;
         self.db()?.flush()?;
         tracing::info!(
             store.path = %self.path.display(),
@@ -123,7 +123,7 @@ impl Store {
 
     /// Format 2 → 3: only the format version changes (see the module doc).
     fn migrate_2_to_3(&self) -> Result<()> {
-        self.db()?.insert(b"F", &3u32.to_be_bytes())?;
+        self.writing()?.insert(b"F", &3u32.to_be_bytes())?;
         self.db()?.flush()?;
         tracing::info!(
             store.path = %self.path.display(),
@@ -161,10 +161,10 @@ impl Store {
             }
             batch.insert(key(b'V', nct), encode_table(&table));
             self.packs.sync()?;
-            self.db()?.apply_batch(batch)?;
+            self.writing()?.apply_batch(batch)?;
             moved += table.len();
         }
-        self.db()?.insert(b"F", &2u32.to_be_bytes())?;
+        self.writing()?.insert(b"F", &2u32.to_be_bytes())?;
         self.db()?.flush()?;
         if moved > 0 {
             tracing::info!(

@@ -246,6 +246,20 @@ struct Index {
     opening: std::sync::Mutex<()>,
 }
 
+/// sled for one write ([`Store::writing`]): holds the heads lock, so that no heads file is
+/// written from a state this write is changing.
+struct Writing<'a> {
+    db: &'a sled::Db,
+    _heads: std::sync::MutexGuard<'a, bool>,
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = sled::Db;
+    fn deref(&self) -> &sled::Db {
+        self.db
+    }
+}
+
 /// What a [`Store`] knows of its heads file (`heads.rs`).
 struct HeadsState {
     /// Where `T` values are read from instead of sled, in a store opened by
@@ -253,7 +267,7 @@ struct HeadsState {
     reader: Option<heads::Reader>,
     reader_ok: std::sync::atomic::AtomicBool,
     /// Whether the file on disk describes this store's `T` values now. Held (locked) across
-    /// every `T` write, which removes the file first, and across [`Store::publish_heads`].
+    /// every write to sled, which removes the file first, and across [`Store::publish_heads`].
     current: std::sync::Mutex<bool>,
     /// A store whose writes never reach the data directory (a read-only open's copy): it
     /// neither removes nor writes the heads file.
@@ -413,7 +427,7 @@ impl Store {
         if let Some(s) = scratch {
             let _ = index.scratch.set(s);
         }
-        // A heads file that reads is taken as current: every `T` write removes it first.
+        // A heads file that reads is taken as current: every write removes it first.
         let current =
             private_copy || matches!(heads::Reader::open(dir, FORMAT_VERSION), Ok(Some(_)));
         Store {
@@ -496,6 +510,25 @@ impl Store {
         tracing::warn!(store.path = %self.path.display(), "the store's heads file is damaged ({why}); reading its index instead");
     }
 
+    /// What `status` reads besides the trials, from the heads file when this handle reads one.
+    fn heads_facts(&self) -> Option<&heads::Facts> {
+        let r = self.heads.reader.as_ref()?;
+        if !self
+            .heads
+            .reader_ok
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
+        match r.facts() {
+            Ok(f) => Some(f),
+            Err(why) => {
+                self.heads_damaged(&why);
+                None
+            }
+        }
+    }
+
     /// The time-index entries at or after `since` from the heads file, when this handle reads
     /// one and it covers `since` (`None`: read sled's).
     fn heads_time_entries(
@@ -516,9 +549,10 @@ impl Store {
         }
     }
 
-    /// Run `write`, which writes `T` values, after removing the heads file that would then be
-    /// out of date (see `heads.rs`); no heads file is written while it runs.
-    fn t_write<R>(&self, write: impl FnOnce(&sled::Db) -> Result<R>) -> Result<R> {
+    /// sled, for a write: the heads file, which the write would leave out of date, is removed
+    /// first (see `heads.rs`), and none is written while the returned guard lives — use it in
+    /// one statement (`self.writing()?.insert(…)?`), never while holding another.
+    fn writing(&self) -> Result<Writing<'_>> {
         let db = self.db()?;
         let mut current = self.heads.current.lock().unwrap_or_else(|p| p.into_inner());
         if !self.heads.private_copy {
@@ -531,7 +565,10 @@ impl Store {
                 .reader_ok
                 .store(false, std::sync::atomic::Ordering::Release);
         }
-        write(db)
+        Ok(Writing {
+            db,
+            _heads: current,
+        })
     }
 
     /// Write the heads file (`heads.rs`) if the one on disk is not current: after a write
@@ -566,7 +603,28 @@ impl Store {
                 .range(keys::time_key(from, &NctId::min(), 0)..b"d".to_vec())
                 .map(|kv| Ok(kv?)),
         };
-        heads::write(&self.path, FORMAT_VERSION, values, recent)
+        let facts = heads::Facts {
+            meta: db
+                .scan_prefix(b"m")
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    let text = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
+                    match (text(&k[1..]), text(&v)) {
+                        (Some(name), Some(value)) => Ok((name, value)),
+                        _ => Err(corrupt(&k, "a meta entry that is not text".into())),
+                    }
+                })
+                .collect::<Result<_>>()?,
+            // Fan-outs not yet expanded into entries: `status` expands them, so it asks sled.
+            outbox: if db.scan_prefix(b"g").next().is_none() {
+                let pending = db.scan_prefix(b"d").count() as u64;
+                let total = db.scan_prefix(b"o").count() as u64;
+                Some((pending, total.saturating_sub(pending)))
+            } else {
+                None
+            },
+        };
+        heads::write(&self.path, FORMAT_VERSION, values, recent, &facts)
             .map_err(|e| self.disk_full_or(e))?;
         *current = true;
         Ok(true)
@@ -627,7 +685,9 @@ impl Store {
                         path: dir.to_path_buf(),
                     });
                 }
-                store.db()?.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
+                store
+                    .writing()?
+                    .insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
                 store.db()?.flush()?;
             }
         }
@@ -761,15 +821,28 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes the store takes on disk (sled and the pack files).
+    /// Bytes the store takes on disk: sled (its log and blob files, as sled counts them), the
+    /// pack files and the heads file. Read from the file system, so it needs no open sled.
     pub fn size_on_disk(&self) -> Result<u64> {
-        let packs = self.packs.size().map_err(|source| {
-            StoreError::Pack(PackError::Io {
-                path: self.path.join("packs"),
-                source,
-            })
-        })?;
-        Ok(self.db()?.size_on_disk()? + packs)
+        let io = |path: PathBuf| move |source| StoreError::Pack(PackError::Io { path, source });
+        let packs = self.packs.size().map_err(io(self.path.join("packs")))?;
+        let len = |p: &Path| match std::fs::metadata(p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        };
+        let db = match self.index.scratch.get() {
+            Some(copy) => copy.path().join("db"),
+            None => self.path.join("db"),
+        };
+        let mut sled = len(&db.join("db")).map_err(io(db.clone()))?;
+        if let Ok(blobs) = std::fs::read_dir(db.join("blobs")) {
+            for b in blobs.flatten() {
+                sled += b.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        let heads = len(&self.path.join(heads::FILE)).map_err(io(self.path.clone()))?;
+        Ok(sled + packs + heads)
     }
 
     /// The JSON value stored under `k`, if any (a value that does not parse is an error that

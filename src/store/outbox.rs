@@ -139,7 +139,8 @@ impl OutboxEntry {
 impl Store {
     /// Store a subscription, replacing one with the same ID.
     pub fn subscription_put(&self, sub: &Subscription) -> Result<()> {
-        self.db()?.insert(name_key(b'S', &sub.id), to_json(sub))?;
+        self.writing()?
+            .insert(name_key(b'S', &sub.id), to_json(sub))?;
         Ok(())
     }
 
@@ -171,7 +172,7 @@ impl Store {
             }
         }
         batch.remove(name_key(b'D', id));
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(Some(entries.len()))
     }
 
@@ -220,7 +221,7 @@ impl Store {
                     expanded += 1;
                 }
             }
-            self.db()?.apply_batch(batch)?;
+            self.writing()?.apply_batch(batch)?;
         }
         Ok(expanded)
     }
@@ -298,6 +299,9 @@ impl Store {
 
     /// `(pending, dead)` counts, from key counts alone.
     pub fn outbox_counts(&self) -> Result<(usize, usize)> {
+        if let Some((pending, dead)) = self.heads_facts().and_then(|f| f.outbox) {
+            return Ok((pending as usize, dead as usize));
+        }
         self.outbox_expand()?;
         let mut pending = 0;
         for kv in self.db()?.scan_prefix(b"d") {
@@ -325,7 +329,7 @@ impl Store {
             }
             batch.insert(new.key(), to_json(new));
         }
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(())
     }
 
@@ -343,7 +347,7 @@ impl Store {
             batch.insert(e.key(), to_json(e));
             added += 1;
         }
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(added)
     }
 
@@ -364,7 +368,7 @@ impl Store {
         if let Some((sub, at)) = digest_sent {
             batch.insert(name_key(b'D', sub), to_json(&at));
         }
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(())
     }
 }

@@ -73,7 +73,8 @@ fn member_key(name: &str, nct: &NctId) -> Vec<u8> {
 impl Store {
     /// Store a query, replacing one of the same name.
     pub fn query_put(&self, q: &QuerySpec) -> Result<()> {
-        self.db()?.insert(name_key(b'Q', &q.name), to_json(q))?;
+        self.writing()?
+            .insert(name_key(b'Q', &q.name), to_json(q))?;
         Ok(())
     }
 
@@ -95,7 +96,7 @@ impl Store {
         for kv in self.db()?.scan_prefix(members_prefix(name)) {
             batch.remove(kv?.0);
         }
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(true)
     }
 
@@ -111,7 +112,8 @@ impl Store {
 
     /// Record a run that did not update the membership (too broad, CT.gov failed).
     pub fn query_set_state(&self, name: &str, state: &QueryState) -> Result<()> {
-        self.db()?.insert(name_key(b'q', name), to_json(state))?;
+        self.writing()?
+            .insert(name_key(b'q', name), to_json(state))?;
         Ok(())
     }
 
@@ -134,7 +136,7 @@ impl Store {
             batch.insert(e.due_key(), &[][..]);
             batch.insert(e.key(), to_json(e));
         }
-        self.db()?.apply_batch(batch)?;
+        self.writing()?.apply_batch(batch)?;
         Ok(())
     }
 }

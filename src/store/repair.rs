@@ -298,7 +298,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
                 // The rebuilt index is written in this build's format.
                 _ if k.as_ref() == b"F" => {}
                 _ => {
-                    new.db()?.insert(k, v)?;
+                    new.writing()?.insert(k, v)?;
                 }
             }
         }
@@ -369,7 +369,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         };
         rep.trials += 1;
         rep.versions += table.len();
-        new.db()?.insert(
+        new.writing()?.insert(
             key(b'T', &nct),
             super::trial_value::encode(&state, &encode_table(&table)),
         )?;
@@ -391,13 +391,13 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     }
     for (at, entries) in times {
         if let Some((nct, v)) = entries.first() {
-            new.db()?
+            new.writing()?
                 .insert(time_key(at, nct, *v), encode_time_entries(&entries))?;
         }
     }
-    new.db()?.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
+    new.writing()?.insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
     if let Some(last) = found.last() {
-        new.db()?
+        new.writing()?
             .insert(name_key(b'm', PACK_END), to_json(&(last.pack, last.offset)))?;
     }
     let check = new.verify()?;

@@ -461,7 +461,7 @@ fn watch_list_round_trips() {
     assert!(!store.watch_remove(&a).unwrap());
 }
 
-/// The heads file (`heads.rs`): written after a write, removed before the next `T` write, and a
+/// The heads file (`heads.rs`): written after a write, removed before the next write, and a
 /// store opened on it reads each trial as sled does, opening sled only when asked for more.
 #[test]
 fn the_heads_file_is_current_or_absent_and_reads_what_sled_holds() {
@@ -486,11 +486,10 @@ fn the_heads_file_is_current_or_absent_and_reads_what_sled_holds() {
         !store.publish_heads().unwrap(),
         "a current file is not written again"
     );
+    // Any write removes it (the file also answers `status`: meta values, outbox counts).
     store.set_meta("x", &1).unwrap();
-    assert!(
-        !store.publish_heads().unwrap(),
-        "other keys do not make it stale"
-    );
+    assert!(!dir.path().join(heads::FILE).exists());
+    assert!(store.publish_heads().unwrap());
 
     // Read while the writer still has sled open (and its lock): no sled involved.
     let reader = Store::open_heads(dir.path()).unwrap();
@@ -525,16 +524,24 @@ fn the_heads_file_is_current_or_absent_and_reads_what_sled_holds() {
     );
     drop(store);
 
-    // Anything beyond one trial's `T` value opens sled on first use.
+    // What `status` reads comes from the file too: meta values, outbox counts, sizes.
+    assert_eq!(reader.get_meta::<i32>("x").unwrap(), Some(1));
+    assert_eq!(reader.get_meta::<i32>("absent").unwrap(), None);
+    assert_eq!(reader.outbox_counts().unwrap(), (0, 0));
+    assert!(reader.size_on_disk().unwrap() > 0);
+    assert!(
+        reader.index.db.get().is_none(),
+        "sled was opened for status' reads"
+    );
+    // Anything else opens sled on first use.
     assert_eq!(reader.trials().unwrap().len(), 2);
     assert!(reader.index.db.get().is_some());
-    assert_eq!(reader.get_meta::<i32>("x").unwrap(), Some(1));
     drop(reader);
 
     // A damaged file is noticed on the read that touches it, and sled answers instead.
     let path = dir.path().join(heads::FILE);
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[80] ^= 0xff; // inside the first `T` value
+    bytes[100] ^= 0xff; // inside the first `T` value
     std::fs::write(&path, &bytes).unwrap();
     let reader = Store::open_heads(dir.path()).unwrap();
     assert_eq!(reader.latest_record(&a).unwrap().unwrap(), r2);

@@ -291,7 +291,8 @@ impl Store {
             None => (None, &[][..]),
         };
         if let Some(new) = change(old) {
-            self.t_write(|db| Ok(db.insert(k, trial_value::encode(&new, table))?))?;
+            self.writing()?
+                .insert(k, trial_value::encode(&new, table))?;
         }
         Ok(())
     }
@@ -341,7 +342,7 @@ impl Store {
         }
         self.stage_pack_end(&mut batch);
         self.packs.sync()?;
-        self.t_write(|db| Ok(db.apply_batch(batch)?))?;
+        self.writing()?.apply_batch(batch)?;
         // The packs' own record of this commit, once the batch is durable (see `repair.rs`).
         self.append_commit_record(record)
     }

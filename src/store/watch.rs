@@ -30,14 +30,14 @@ impl Store {
             added_at: at,
         };
         let previous =
-            self.db()?
+            self.writing()?
                 .compare_and_swap(&k, None as Option<&[u8]>, Some(to_json(&entry)))?;
         Ok(previous.is_ok())
     }
 
     /// Remove `nct` from the watch list; `false` when it was not there.
     pub fn watch_remove(&self, nct: &NctId) -> Result<bool> {
-        Ok(self.db()?.remove(key(b'W', nct))?.is_some())
+        Ok(self.writing()?.remove(key(b'W', nct))?.is_some())
     }
 
     /// The watch list, by ID.
@@ -48,12 +48,21 @@ impl Store {
     /// A small named bookkeeping value (e.g. the last sync's summary).
     pub fn get_meta<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let k = name_key(b'm', name);
+        if let Some(facts) = self.heads_facts() {
+            return facts
+                .meta
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| super::codec::from_json(&k, v.as_bytes()))
+                .transpose();
+        }
         self.get_json(&k)
     }
 
     /// Store a small named bookkeeping value, replacing the previous one.
     pub fn set_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        self.db()?.insert(name_key(b'm', name), to_json(value))?;
+        self.writing()?
+            .insert(name_key(b'm', name), to_json(value))?;
         Ok(())
     }
 }

@@ -372,9 +372,13 @@ fn a_command_waits_for_a_sync_holding_the_store_and_says_who() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    // One trial's history, and the day's changes, come from the heads file the last sync
-    // left: no wait at all.
-    for args in [&["history", ID][..], &["changes", "--since", "1d"][..]] {
+    // One trial's history, the day's changes and the status come from the heads file the
+    // last sync left: no wait at all.
+    for args in [
+        &["history", ID][..],
+        &["changes", "--since", "1d"][..],
+        &["status"][..],
+    ] {
         let out = env.run(args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         assert!(
@@ -384,7 +388,7 @@ fn a_command_waits_for_a_sync_holding_the_store_and_says_who() {
         );
     }
     // A command that needs the index waits, and says for whom.
-    let out = env.run(&["status"]);
+    let out = env.run(&["outbox"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

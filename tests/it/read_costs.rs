@@ -129,3 +129,50 @@ fn changes_judges_severity_without_decoding_records() {
     assert_eq!(env.ok(&["changes", "--since", "1d", "--json"]), before);
     assert_eq!(env.ok(&["changes", "--since", "1d"]), text_before);
 }
+
+/// `history`, `show`, `diff`, `changes` and `status` read the heads file a sync leaves (no sled
+/// open, so their cost does not grow with the store), and say exactly what they say once it is
+/// gone and the index answers; a write removes it first and writes it again as it ends.
+#[test]
+fn reads_from_the_heads_file_equal_reads_from_the_index() {
+    let (a, b) = ("NCT09300011", "NCT09300012");
+    let env = TestEnv::new(&[a, b]);
+    let v1 = fixture_as("NCT03418623.json", a);
+    env.server.put_study(v1.clone());
+    env.server.put_study(fixture_as("NCT06171568.json", b));
+    env.ok(&["sync"]);
+    env.server.put_study(edit(&v1, |p| {
+        p["statusModule"]["overallStatus"] = json!("TERMINATED");
+    }));
+    env.ok(&["sync"]);
+    let heads = env.data_dir().join("heads");
+    assert!(heads.exists(), "no heads file after a sync");
+    let reads: [&[&str]; 6] = [
+        &["history", a, "--json"],
+        &["show", a, "--format", "json"],
+        &["show", b],
+        &["diff", a, "--json"],
+        &["changes", "--since", "1d", "--json"],
+        &["status", "--json"],
+    ];
+    let from_heads: Vec<String> = reads.iter().map(|r| env.ok(r)).collect();
+    assert!(from_heads[4].contains("TERMINATED"), "{}", from_heads[4]);
+    std::fs::remove_file(&heads).unwrap();
+    for (r, h) in reads.iter().zip(&from_heads) {
+        let from_index = env.ok(r);
+        if r[0] == "status" {
+            // The store's size on disk is the one figure that moves (sled writes as it opens).
+            let strip = |t: &str| {
+                let mut v: serde_json::Value = serde_json::from_str(t).unwrap();
+                v["store"]["size_bytes"] = json!(null);
+                v
+            };
+            assert_eq!(strip(&from_index), strip(h), "{r:?}");
+        } else {
+            assert_eq!(&from_index, h, "{r:?}");
+        }
+    }
+    // The first of those reads found no file and wrote one again.
+    assert!(heads.exists());
+    assert!(env.ok(&["verify"]).contains("store OK"));
+}
