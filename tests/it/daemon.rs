@@ -167,6 +167,19 @@ fn a_large_sync_is_followed_by_one_reexec_in_place() {
     std::thread::sleep(Duration::from_secs(3));
     let log = d.log();
     assert_eq!(log.matches("re-executing in place").count(), 1, "{log}");
+    // The re-executed image re-executes once more after its first store open, so that the
+    // image that stays opens the store from sled's snapshot; its mark is gone afterwards.
+    assert_eq!(log.matches("re-executing once more").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("resumed after re-executing itself").count(),
+        1,
+        "{log}"
+    );
+    let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("TRIALWATCH_REEXEC_REOPEN"),
+        "the re-exec's mark outlived its image"
+    );
     assert!(log.matches("scheduled sync skipped").count() >= 1, "{log}");
     let (status, _) = d.terminate();
     assert_eq!(status.code(), Some(0), "{}", d.log());
