@@ -100,8 +100,6 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
         tokio::task::spawn_blocking(move || lock::acquire(&dir, &sock)).await??
     };
     let store = state::open_store(&cfg.data_dir).await?;
-    // Right after a large sync's re-execution, once more (returns when that is not the case).
-    reexec::again_after_first_open(&store);
     let mut state = load_state(&store).unwrap_or_default();
     // The bookkeeping names our own PID only when this process image replaced the one that
     // wrote it (`reexec`).

@@ -61,8 +61,13 @@ fn daemon_syncs_on_schedule_and_serves_cli_commands() {
     assert_eq!(st["outbox"]["pending"], json!(0), "{st}");
 
     wait_versions(&env, &d, a, 1);
-    let st = env.json(&["status", "--json"]);
-    assert!(st["last_sync"]["requested"].as_u64().unwrap() >= 1, "{st}");
+    // The version is visible as soon as its batch is committed; the run's summary a moment
+    // later, when the run ends (seen missing once under a loaded machine's full test run).
+    let st = wait_for(Duration::from_secs(10), "the first run's summary", || {
+        let st = env.json(&["status", "--json"]);
+        st["last_sync"]["requested"].is_u64().then_some(st)
+    });
+    assert!(st["last_sync"]["requested"].as_u64() >= Some(1), "{st}");
     assert!(st["next_sync"].is_string(), "{st}");
     assert_eq!(
         st["ctgov_data_timestamp"],
@@ -167,19 +172,6 @@ fn a_large_sync_is_followed_by_one_reexec_in_place() {
     std::thread::sleep(Duration::from_secs(3));
     let log = d.log();
     assert_eq!(log.matches("re-executing in place").count(), 1, "{log}");
-    // The re-executed image re-executes once more after its first store open, so that the
-    // image that stays opens the store from sled's snapshot; its mark is gone afterwards.
-    assert_eq!(log.matches("re-executing once more").count(), 1, "{log}");
-    assert_eq!(
-        log.matches("resumed after re-executing itself").count(),
-        1,
-        "{log}"
-    );
-    let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).unwrap();
-    assert!(
-        !String::from_utf8_lossy(&environ).contains("TRIALWATCH_REEXEC_REOPEN"),
-        "the re-exec's mark outlived its image"
-    );
     assert!(log.matches("scheduled sync skipped").count() >= 1, "{log}");
     let (status, _) = d.terminate();
     assert_eq!(status.code(), Some(0), "{}", d.log());
