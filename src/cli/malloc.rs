@@ -6,7 +6,8 @@
 //! CT.gov page, a zstd context) has been freed, the dynamic mmap threshold rises and every
 //! later block below it lands in those arenas, which give memory back only from their top.
 //! With the unit's settings (two arenas, a fixed 128 KiB mmap threshold, trimming from 128 KiB)
-//! the same sync peaked at ~125 MB and was not slower (BENCHMARKS.md, "Memory (branch mem)").
+//! the same sync peaked at ~126 MB, at a throughput within the noise of before (BENCHMARKS.md,
+//! "Memory (branch mem)").
 //! glibc reads them only from `GLIBC_TUNABLES` when a process starts, and setting them from
 //! inside (`mallopt`) needs `unsafe`, so such a command re-executes itself once with them set:
 //! same PID, same arguments, before it has started a thread or opened anything.
