@@ -12,6 +12,7 @@ mod daemon; // `daemon`, `status`, forwarding to a running daemon
 mod due;
 pub(crate) mod export;
 mod journal;
+mod malloc; // the systemd unit's glibc malloc settings for `sync`, `backfill`, `daemon`
 pub mod outbox;
 pub mod output;
 mod progress; // the progress bar of sync and backfill
@@ -307,6 +308,8 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // Memory-heavy commands run with the unit's allocator settings (re-executes once).
+    malloc::tune_for(&cli.command);
     // The daemon logs at info unless told otherwise; commands stay quiet.
     // A command's own report names every trial CT.gov failed for, so the client's warnings
     // about the same failures would only repeat it on stderr.

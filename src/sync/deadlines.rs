@@ -48,22 +48,25 @@ pub struct DeadlineRun {
     pub alerts_enqueued: usize,
 }
 
-/// The most heads' facts a sync keeps for the evaluation (~0.5 KB each): the speed-up for a
-/// watch list of up to this size, bounded memory above it (the rest are read back).
+/// The most heads' facts a sync keeps for the evaluation (~0.2 KB each, see [`Packed`]): the
+/// speed-up for a watch list of up to this size, bounded memory above it (the rest are read
+/// back).
 const MAX_HEAD_FACTS: usize = 20_000;
 
 /// What [`read_raw`] said of the raw studies a sync just stored as their trials' heads, so the
 /// day's evaluation that follows need not read and decompress them back from the store: on a
-/// first sync that was every trial's raw JSON again, on one thread, after the sync.
+/// first sync that was every trial's raw JSON again, on one thread, after the sync. Keyed by
+/// the trial's number (`NctId::number`), each kept [`Packed`].
 #[derive(Debug, Clone, Default)]
-pub struct HeadFacts(HashMap<NctId, (u32, Option<(Facts, Shown)>)>);
+pub struct HeadFacts(HashMap<u32, (u32, Option<Packed>)>);
 
 impl HeadFacts {
     /// Remember `read_raw(raw)` of the `raw` just stored as `version` of `nct`, while fewer
     /// than [`MAX_HEAD_FACTS`] are kept.
     pub fn insert(&mut self, nct: NctId, version: u32, raw: &[u8]) {
         if self.0.len() < MAX_HEAD_FACTS {
-            self.0.insert(nct, (version, read_raw(raw)));
+            let packed = read_raw(raw).map(|(f, s)| Packed::new(&f, &s));
+            self.0.insert(nct.number(), (version, packed));
         }
     }
 
@@ -86,9 +89,95 @@ impl HeadFacts {
     /// `read_raw` of `version` of `nct`, when that is the version remembered.
     fn get(&self, nct: &NctId, version: u32) -> Option<Option<(Facts, Shown)>> {
         self.0
-            .get(nct)
+            .get(&nct.number())
             .filter(|(v, _)| *v == version)
-            .map(|(_, f)| f.clone())
+            .map(|(_, f)| f.as_ref().map(Packed::unpack))
+    }
+}
+
+/// One head's [`Facts`] and [`Shown`] in one allocation: their nine optional texts one after
+/// another, with where each ends. Kept for up to [`MAX_HEAD_FACTS`] trials at once, where the
+/// two structs as they are (nine `Option<String>`s, each its own allocation) held ~0.5 KB
+/// each, ~10 MB of a 100,000-trial first sync's peak. Hand-written: a serde format would add a
+/// decode step and a dependency for nine strings and three flags.
+#[derive(Debug, Clone)]
+struct Packed {
+    /// The texts, in [`Packed::new`]'s order.
+    text: Box<str>,
+    /// Where each text ends in `text`; [`Packed::NONE`] for a text that is absent.
+    ends: [u32; 9],
+    /// `fda_regulated`, `has_results`, `delay_certified`.
+    flags: [bool; 3],
+}
+
+impl Packed {
+    /// The `ends` entry of an absent text.
+    const NONE: u32 = u32::MAX;
+
+    fn new(f: &Facts, s: &Shown) -> Packed {
+        let texts = [
+            &f.status,
+            &f.primary_completion,
+            &f.primary_completion_type,
+            &f.completion,
+            &f.verified,
+            &s.title,
+            &s.status,
+            &s.phase,
+            &s.sponsor,
+        ];
+        let mut text = String::with_capacity(
+            texts
+                .iter()
+                .filter_map(|t| t.as_ref())
+                .map(String::len)
+                .sum(),
+        );
+        let mut ends = [Self::NONE; 9];
+        for (end, t) in ends.iter_mut().zip(texts) {
+            if let Some(t) = t {
+                text.push_str(t);
+                // A text over 4 GB cannot come from a size-capped CT.gov response; saturating
+                // keeps it absent rather than wrong.
+                *end = u32::try_from(text.len()).unwrap_or(Self::NONE);
+            }
+        }
+        Packed {
+            text: text.into_boxed_str(),
+            ends,
+            flags: [f.fda_regulated, f.has_results, f.delay_certified],
+        }
+    }
+
+    fn unpack(&self) -> (Facts, Shown) {
+        let mut start = 0usize;
+        let mut texts = self.ends.iter().map(|&end| {
+            if end == Self::NONE {
+                return None;
+            }
+            let end = end as usize;
+            let t = self.text.get(start..end).map(str::to_owned);
+            start = end;
+            t
+        });
+        let mut next = || texts.next().flatten();
+        let facts = Facts {
+            status: next(),
+            primary_completion: next(),
+            primary_completion_type: next(),
+            completion: next(),
+            verified: next(),
+            fda_regulated: self.flags[0],
+            has_results: self.flags[1],
+            delay_certified: self.flags[2],
+        };
+        let shown = Shown {
+            title: next(),
+            status: next(),
+            phase: next(),
+            sponsor: next(),
+        };
+        (facts, shown)
     }
 }
 
@@ -289,6 +378,47 @@ mod tests {
             store.watch_add(&nct, now).unwrap();
         }
         store
+    }
+
+    #[test]
+    fn a_packed_head_reads_back_as_read_raw_said() {
+        let shown = |s: &Shown| [&s.title, &s.status, &s.phase, &s.sponsor].map(|t| t.clone());
+        let mut cases: Vec<(Facts, Shown)> = FIXTURES
+            .iter()
+            .map(|raw| read_raw(raw.as_bytes()).unwrap())
+            .collect();
+        // Absent and empty texts stay apart, and so do the flags.
+        cases.push((
+            Facts {
+                status: Some(String::new()),
+                completion: Some("2020-03".into()),
+                has_results: true,
+                delay_certified: true,
+                ..Facts::default()
+            },
+            Shown {
+                title: Some("Ünïcode — title".into()),
+                sponsor: Some(String::new()),
+                ..Shown::default()
+            },
+        ));
+        cases.push((Facts::default(), Shown::default()));
+        for (facts, s) in &cases {
+            let (f2, s2) = Packed::new(facts, s).unpack();
+            assert_eq!(&f2, facts);
+            assert_eq!(shown(&s2), shown(s));
+        }
+        let mut known = HeadFacts::default();
+        let nct: NctId = "NCT03418623".parse().unwrap();
+        known.insert(nct.clone(), 3, FIXTURES[0].as_bytes());
+        let (f, s) = known.get(&nct, 3).unwrap().unwrap();
+        let (want_f, want_s) = read_raw(FIXTURES[0].as_bytes()).unwrap();
+        assert_eq!(f, want_f);
+        assert_eq!(shown(&s), shown(&want_s));
+        assert!(
+            known.get(&nct, 2).is_none(),
+            "another version is not remembered"
+        );
     }
 
     #[test]

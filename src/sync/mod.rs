@@ -180,7 +180,9 @@ pub async fn run(
             }
             match p {
                 Processed::New(alerts, first, facts) => {
-                    if first {
+                    // Kept only for the backfill that reads them: at 100,000 trials the
+                    // list of first versions alone was ~5 MB of the first sync's peak.
+                    if first && backfill {
                         first_versions.push(nct.clone());
                     }
                     report.head_facts.extend(*facts);

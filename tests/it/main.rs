@@ -28,6 +28,7 @@ mod health;
 mod hostile_ctgov;
 mod input;
 mod layers;
+mod malloc;
 mod network;
 mod normalize_fixtures;
 mod normalize_props;
