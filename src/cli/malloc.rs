@@ -1,13 +1,18 @@
-//! The allocator settings of the memory-heavy commands (`sync`, `backfill`, `daemon`): glibc's
-//! malloc as the systemd unit configures it ([`TUNABLES`]), whoever starts the command.
+//! The allocator settings of the memory-heavy commands, whoever starts them: `daemon` runs with
+//! glibc's malloc as the systemd unit configures it ([`TUNABLES`]), `sync` and `backfill` with
+//! two arenas only ([`ONE_SHOT_TUNABLES`]).
 //!
 //! With glibc's defaults a first sync of 100,000 trials peaked at ~186 MB of RSS for ~115 MB of
 //! live heap: each thread gets its own arena (up to 8 per core), and once a large block (a
 //! CT.gov page, a zstd context) has been freed, the dynamic mmap threshold rises and every
 //! later block below it lands in those arenas, which give memory back only from their top.
 //! With the unit's settings (two arenas, a fixed 128 KiB mmap threshold, trimming from 128 KiB)
-//! the same sync peaked at ~126 MB, at a throughput within the noise of before (BENCHMARKS.md,
-//! "Memory (branch mem)").
+//! the same sync peaked at ~126 MB (BENCHMARKS.md, "Memory (branch mem)"), but the 128 KiB trim
+//! threshold costs a one-shot sync dearly: glibc gives the heap's top back after each large free
+//! and faults it in again for the next page, and a re-sync of 10,000 trials fell from ~11,800
+//! to ~6,600 trials/s (~7,700 with the three together). Two arenas alone keep most of the gain
+//! (~140 MB at 100,000 trials) at glibc's speed, so one-shot commands take only that; the
+//! daemon, which idles for hours between syncs, keeps the unit's three.
 //! glibc reads them only from `GLIBC_TUNABLES` when a process starts, and setting them from
 //! inside (`mallopt`) needs `unsafe`, so such a command re-executes itself once with them set:
 //! same PID, same arguments, before it has started a thread or opened anything.
@@ -22,26 +27,31 @@ use super::Command;
 /// which a test keeps equal to the unit's.
 pub(super) const TUNABLES: &str = "glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072:glibc.malloc.arena_max=2";
 
+/// What `sync` and `backfill` run with: two malloc arenas (see the module doc).
+pub(super) const ONE_SHOT_TUNABLES: &str = "glibc.malloc.arena_max=2";
+
 /// Set on the image [`tune_for`] started, so that it never re-executes twice even if glibc
 /// drops `GLIBC_TUNABLES` (as it does for a set-user-ID program).
 const TUNED_ENV: &str = "TRIALWATCH_MALLOC_TUNED";
 
-/// Whether `command` is one that fetches or holds much: its image should run with [`TUNABLES`].
-fn is_heavy(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Sync { .. } | Command::Backfill { .. } | Command::Daemon
-    )
+/// The settings `command`'s image should run with: [`TUNABLES`] for the daemon,
+/// [`ONE_SHOT_TUNABLES`] for the commands that fetch much, none for the others.
+fn tunables_for(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Daemon => Some(TUNABLES),
+        Command::Sync { .. } | Command::Backfill { .. } => Some(ONE_SHOT_TUNABLES),
+        _ => None,
+    }
 }
 
-/// For a heavy `command` started without `GLIBC_TUNABLES`, re-execute this process with
-/// [`TUNABLES`] set; returns when there is nothing to do or the exec failed (the command then
+/// For a heavy `command` started without `GLIBC_TUNABLES`, re-execute this process with its
+/// settings ([`tunables_for`]); returns when there is nothing to do or the exec failed (the command then
 /// runs with glibc's defaults, as before). Call before any thread is started.
 pub(super) fn tune_for(command: &Command) {
-    if !is_heavy(command)
-        || std::env::var_os("GLIBC_TUNABLES").is_some()
-        || std::env::var_os(TUNED_ENV).is_some()
-    {
+    let Some(tunables) = tunables_for(command) else {
+        return;
+    };
+    if std::env::var_os("GLIBC_TUNABLES").is_some() || std::env::var_os(TUNED_ENV).is_some() {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -55,7 +65,7 @@ pub(super) fn tune_for(command: &Command) {
         // Only returns on failure, which loses nothing but the settings.
         let _ = cmd
             .args(args)
-            .env("GLIBC_TUNABLES", TUNABLES)
+            .env("GLIBC_TUNABLES", tunables)
             .env(TUNED_ENV, "1")
             .exec();
     }
@@ -83,12 +93,12 @@ mod tests {
                 std::iter::once("trialwatch").chain(args.iter().copied()),
             )
             .unwrap();
-            is_heavy(&cli.command)
+            tunables_for(&cli.command)
         };
-        assert!(heavy(&["sync"]));
-        assert!(heavy(&["daemon"]));
-        assert!(heavy(&["backfill", "NCT03418623"]));
-        assert!(!heavy(&["status"]));
-        assert!(!heavy(&["history", "NCT03418623"]));
+        assert_eq!(heavy(&["sync"]), Some(ONE_SHOT_TUNABLES));
+        assert_eq!(heavy(&["daemon"]), Some(TUNABLES));
+        assert_eq!(heavy(&["backfill", "NCT03418623"]), Some(ONE_SHOT_TUNABLES));
+        assert_eq!(heavy(&["status"]), None);
+        assert_eq!(heavy(&["history", "NCT03418623"]), None);
     }
 }
