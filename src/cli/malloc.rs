@@ -11,7 +11,7 @@
 //! threshold costs a one-shot sync dearly: glibc gives the heap's top back after each large free
 //! and faults it in again for the next page, and a re-sync of 10,000 trials fell from ~11,800
 //! to ~6,600 trials/s (~7,700 with the three together). Two arenas alone keep most of the gain
-//! (~140 MB at 100,000 trials) at glibc's speed, so one-shot commands take only that; the
+//! (132 MB at 100,000 trials) at glibc's speed, so one-shot commands take only that; the
 //! daemon, which idles for hours between syncs, keeps the unit's three.
 //! glibc reads them only from `GLIBC_TUNABLES` when a process starts, and setting them from
 //! inside (`mallopt`) needs `unsafe`, so such a command re-executes itself once with them set:
