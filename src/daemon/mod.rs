@@ -165,6 +165,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> anyhow::R
     );
     shared.notifier.ready(&shared.status_line());
     work.loops.spawn(reexec::when_due(shared.clone()));
+    work.loops.spawn(reexec::settle_then_reexec(shared.clone()));
     // The scheduler runs here rather than as a task, so that a panic in it ends the daemon
     // (and systemd restarts it) instead of leaving it up without a schedule.
     tokio::select! {
