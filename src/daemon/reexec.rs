@@ -35,13 +35,13 @@ pub(super) async fn when_due(shared: Arc<Shared>) {
                 () = tokio::time::sleep(REEXEC_POLL) => {}
             }
         }
-        let store = shared.store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
-            // Shutdown began while the store was flushed: stop instead, as asked.
-            Ok(Ok(())) if stop.is_cancelled() => return,
+        match flush_when_idle(&shared).await {
+            Flushed::Stopping => return,
+            // Logged; the next large sync tries again.
+            Flushed::Failed => {}
             // Work started during the flush (a fire time, a command): wait for it to end.
-            Ok(Ok(())) if !shared.work.idle() => shared.reexec_due.notify_one(),
-            Ok(Ok(())) => {
+            Flushed::Busy => shared.reexec_due.notify_one(),
+            Flushed::Ready => {
                 tracing::info!(
                     "re-executing in place to give back the memory the sync used (same PID; \
                      schedule, state and store are kept)"
@@ -49,8 +49,6 @@ pub(super) async fn when_due(shared: Arc<Shared>) {
                 let e = reexec(true);
                 tracing::error!(error = %e, "cannot re-execute; carrying on in this process");
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot flush the store; not re-executing"),
-            Err(e) => tracing::error!(error = %e, "cannot flush the store; not re-executing"),
         }
     }
 }
@@ -96,11 +94,10 @@ pub(super) async fn settle_then_reexec(shared: Arc<Shared>) {
         if used >= SETTLED_TICKS || !shared.work.idle() {
             continue;
         }
-        let store = shared.store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
-            Ok(Ok(())) if stop.is_cancelled() => return,
-            Ok(Ok(())) if !shared.work.idle() => continue,
-            Ok(Ok(())) => {
+        match flush_when_idle(&shared).await {
+            Flushed::Stopping | Flushed::Failed => return,
+            Flushed::Busy => continue,
+            Flushed::Ready => {
                 tracing::info!(
                     "re-executing once more, now that the store has settled after the large sync \
                      (same PID)"
@@ -109,14 +106,36 @@ pub(super) async fn settle_then_reexec(shared: Arc<Shared>) {
                 tracing::error!(error = %e, "cannot re-execute; carrying on in this process");
                 return;
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot flush the store; not re-executing");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot flush the store; not re-executing");
-                return;
-            }
+        }
+    }
+}
+
+/// What [`flush_when_idle`] found.
+enum Flushed {
+    /// Flushed, and still idle: re-execute now.
+    Ready,
+    /// Work started during the flush.
+    Busy,
+    /// Shutdown began during the flush: stop instead, as asked.
+    Stopping,
+    /// The flush failed (logged): do not re-execute.
+    Failed,
+}
+
+/// Flush the store before a re-execution, and say whether the daemon may re-execute now.
+async fn flush_when_idle(shared: &Arc<Shared>) -> Flushed {
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.flush()).await {
+        Ok(Ok(())) if shared.work.stop.is_cancelled() => Flushed::Stopping,
+        Ok(Ok(())) if !shared.work.idle() => Flushed::Busy,
+        Ok(Ok(())) => Flushed::Ready,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot flush the store; not re-executing");
+            Flushed::Failed
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot flush the store; not re-executing");
+            Flushed::Failed
         }
     }
 }

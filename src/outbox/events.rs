@@ -65,7 +65,7 @@ mod tests {
     use super::super::Subscriptions;
     use super::super::test_support::{nct, sub};
     use super::*;
-    use crate::model::{EventKind, Severity, TrialInfo, WatchedFields};
+    use crate::model::{EventKind, Severity, WatchedFields};
     use crate::store::Store;
 
     fn event(kind: EventKind, query: &str) -> AlertEvent {
@@ -73,16 +73,11 @@ mod tests {
             kind,
             query: Some(query.into()),
             severity: Severity::Notable,
-            summary: "entered".into(),
-            reason: "newly registered".into(),
-            trial: TrialInfo {
-                title: None,
-                overall_status: None,
-                url: String::new(),
-            },
-            phase: None,
-            sponsor: None,
-            key: format!("{kind}-{query}-20261201"),
+            ..AlertEvent::health(
+                "entered".into(),
+                "newly registered".into(),
+                format!("{kind}-{query}-20261201"),
+            )
         }
     }
 

@@ -99,8 +99,7 @@ impl Store {
             self.writing()?.apply_batch(batch)?;
             moved += n;
         }
-        self.writing()?.insert(b"F", &4u32.to_be_bytes())?;
-        self.db()?.flush()?;
+        self.set_format(4)?;
         tracing::info!(
             store.path = %self.path.display(),
             store.trials_moved = moved,
@@ -109,11 +108,17 @@ impl Store {
         Ok(())
     }
 
+    /// Record that the store is now in format `n`, durably: the last step of each migration.
+    fn set_format(&self, n: u32) -> Result<()> {
+        self.writing()?.insert(b"F", &n.to_be_bytes())?;
+        self.db()?.flush()?;
+        Ok(())
+    }
+
     /// Format 4 → 5: only the format version changes (see the module doc); no heads file
     /// exists yet, and the next write command writes one.
     fn migrate_4_to_5(&self) -> Result<()> {
-        self.writing()?.insert(b"F", &5u32.to_be_bytes())?;
-        self.db()?.flush()?;
+        self.set_format(5)?;
         tracing::info!(
             store.path = %self.path.display(),
             "store format 4 → 5 (a heads file beside the index, for quick reads of one trial)"
@@ -123,8 +128,7 @@ impl Store {
 
     /// Format 2 → 3: only the format version changes (see the module doc).
     fn migrate_2_to_3(&self) -> Result<()> {
-        self.writing()?.insert(b"F", &3u32.to_be_bytes())?;
-        self.db()?.flush()?;
+        self.set_format(3)?;
         tracing::info!(
             store.path = %self.path.display(),
             "store format 2 → 3 (keyframes compressed with the CT.gov dictionary from now on)"
@@ -164,8 +168,7 @@ impl Store {
             self.writing()?.apply_batch(batch)?;
             moved += table.len();
         }
-        self.writing()?.insert(b"F", &2u32.to_be_bytes())?;
-        self.db()?.flush()?;
+        self.set_format(2)?;
         if moved > 0 {
             tracing::info!(
                 store.path = %self.path.display(),

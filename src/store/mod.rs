@@ -275,9 +275,15 @@ struct HeadsState {
 }
 
 impl HeadsState {
-    fn new(reader: Option<heads::Reader>, current: bool, private_copy: bool) -> HeadsState {
+    /// `reader` is read from at once when `read`; `current` says the file on disk is.
+    fn new(
+        reader: Option<heads::Reader>,
+        read: bool,
+        current: bool,
+        private_copy: bool,
+    ) -> HeadsState {
         HeadsState {
-            reader_ok: std::sync::atomic::AtomicBool::new(reader.is_some()),
+            reader_ok: std::sync::atomic::AtomicBool::new(read && reader.is_some()),
             reader,
             current: std::sync::Mutex::new(current),
             private_copy,
@@ -427,14 +433,15 @@ impl Store {
         if let Some(s) = scratch {
             let _ = index.scratch.set(s);
         }
-        // A heads file that reads is taken as current: every write removes it first.
-        let current =
-            private_copy || matches!(heads::Reader::open(dir, FORMAT_VERSION), Ok(Some(_)));
+        // A heads file that reads is taken as current: every write removes it first. Its
+        // reader is kept for a read command's handle ([`Store::reading_heads`]).
+        let reader = heads::Reader::open(dir, FORMAT_VERSION).ok().flatten();
+        let current = private_copy || reader.is_some();
         Store {
             index: std::sync::Arc::new(index),
             packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
             path: dir.to_path_buf(),
-            heads: std::sync::Arc::new(HeadsState::new(None, current, private_copy)),
+            heads: std::sync::Arc::new(HeadsState::new(reader, false, current, private_copy)),
             expand_lock: Default::default(),
         }
     }
@@ -449,7 +456,7 @@ impl Store {
                 index: Default::default(),
                 packs: std::sync::Arc::new(Packs::new(&dir.join("packs"))),
                 path: dir.to_path_buf(),
-                heads: std::sync::Arc::new(HeadsState::new(Some(reader), true, false)),
+                heads: std::sync::Arc::new(HeadsState::new(Some(reader), true, true, false)),
                 expand_lock: Default::default(),
             }),
             Ok(None) => None,
@@ -462,11 +469,16 @@ impl Store {
 
     /// This freshly opened handle, reading `T` values from the heads file while it is current
     /// (a read command's: sled's pages for 1,000 trials cost more than 1,000 lookups there).
-    fn reading_heads(mut self) -> Store {
-        if let Ok(Some(reader)) = heads::Reader::open(&self.path, FORMAT_VERSION) {
-            self.heads =
-                std::sync::Arc::new(HeadsState::new(Some(reader), true, self.heads.private_copy));
+    /// The reader is the one the open found, used only while no write (a migration, say)
+    /// has removed the file since.
+    fn reading_heads(self) -> Store {
+        let current = self.heads.current.lock().unwrap_or_else(|p| p.into_inner());
+        if *current && self.heads.reader.is_some() {
+            self.heads
+                .reader_ok
+                .store(true, std::sync::atomic::Ordering::Release);
         }
+        drop(current);
         self
     }
 
@@ -487,13 +499,19 @@ impl Store {
         Ok(self.index.db.get_or_init(|| db))
     }
 
+    /// The heads file's reader, while this handle reads from it.
+    fn heads_reader(&self) -> Option<&heads::Reader> {
+        self.heads.reader.as_ref().filter(|_| {
+            self.heads
+                .reader_ok
+                .load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+
     /// The `T` value under `k` (the key of `nct`): from the heads file when this handle reads
     /// one, else from sled.
     fn t_get(&self, k: &[u8], nct: &NctId) -> Result<Option<sled::IVec>> {
-        use std::sync::atomic::Ordering;
-        if let Some(r) = &self.heads.reader
-            && self.heads.reader_ok.load(Ordering::Acquire)
-        {
+        if let Some(r) = self.heads_reader() {
             match r.get(nct.number()) {
                 Ok(v) => return Ok(v.map(sled::IVec::from)),
                 Err(why) => self.heads_damaged(&why),
@@ -512,15 +530,7 @@ impl Store {
 
     /// What `status` reads besides the trials, from the heads file when this handle reads one.
     fn heads_facts(&self) -> Option<&heads::Facts> {
-        let r = self.heads.reader.as_ref()?;
-        if !self
-            .heads
-            .reader_ok
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return None;
-        }
-        match r.facts() {
+        match self.heads_reader()?.facts() {
             Ok(f) => Some(f),
             Err(why) => {
                 self.heads_damaged(&why);
@@ -535,12 +545,10 @@ impl Store {
         &self,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Option<Vec<heads::TimeEntry>> {
-        use std::sync::atomic::Ordering;
-        let r = self.heads.reader.as_ref()?;
-        if !self.heads.reader_ok.load(Ordering::Acquire) {
-            return None;
-        }
-        match r.time_entries_since(keys::micros_key(since)) {
+        match self
+            .heads_reader()?
+            .time_entries_since(keys::micros_key(since))
+        {
             Ok(found) => found,
             Err(why) => {
                 self.heads_damaged(&why);
