@@ -57,14 +57,8 @@ pub(super) fn tune_for(command: &Command) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        let mut args = std::env::args_os();
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        if let Some(arg0) = args.next() {
-            cmd.arg0(arg0);
-        }
         // Only returns on failure, which loses nothing but the settings.
-        let _ = cmd
-            .args(args)
+        let _ = crate::util::exec::this_program_again()
             .env("GLIBC_TUNABLES", tunables)
             .env(TUNED_ENV, "1")
             .exec();

@@ -404,17 +404,13 @@ pub fn main() -> ExitCode {
 /// Commands that only read the store: on a data directory without one they say so instead of
 /// creating an empty store.
 fn reads_only(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::History { .. }
-            | Command::Show { .. }
-            | Command::Diff { .. }
-            | Command::Changes { .. }
-            | Command::Status { .. }
-            | Command::Verify { .. }
-            | Command::Outbox { action: None, .. }
-            | Command::TestAlert { .. }
-    )
+    reads_one_trial(command)
+        || matches!(
+            command,
+            Command::Verify { .. }
+                | Command::Outbox { action: None, .. }
+                | Command::TestAlert { .. }
+        )
 }
 
 /// Commands that read trials' `T` values, their blobs, the recent time index and what `status`

@@ -160,15 +160,11 @@ fn cpu_ticks() -> Option<u64> {
 /// marker is dropped. Returns only if the exec failed.
 fn reexec(settle: bool) -> std::io::Error {
     use std::os::unix::process::CommandExt;
-    let mut args = std::env::args_os();
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    if let Some(arg0) = args.next() {
-        cmd.arg0(arg0);
-    }
+    let mut cmd = crate::util::exec::this_program_again();
     if settle {
         cmd.env(SETTLE_ENV, "1");
     } else {
         cmd.env_remove(SETTLE_ENV);
     }
-    cmd.args(args).exec()
+    cmd.exec()
 }

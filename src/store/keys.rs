@@ -50,6 +50,12 @@ pub(super) fn key(prefix: u8, nct: &NctId) -> Vec<u8> {
     k
 }
 
+/// The trial a per-trial key ([`key`]) names, whatever its prefix; `None` when what follows
+/// the prefix is not an NCT ID.
+pub(super) fn nct_of(k: &[u8]) -> Option<NctId> {
+    std::str::from_utf8(k.get(1..)?).ok()?.parse().ok()
+}
+
 /// `prefix` NCT ver: the key of a per-version entry (`g`, and format 1's `v`/`r`/`w`).
 pub(super) fn vkey(prefix: u8, nct: &NctId, version: u32) -> Vec<u8> {
     let mut k = key(prefix, nct);

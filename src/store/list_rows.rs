@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{from_json, to_json};
 use super::keys::key;
+use super::keys::nct_of;
 use super::{Result, Store, TrialState};
 use crate::model::{FieldChange, NctId, Record, Severity};
 
@@ -130,10 +131,7 @@ impl Store {
         let mut out = std::collections::HashMap::new();
         for kv in self.db()?.scan_prefix(b"L") {
             let (k, v) = kv?;
-            let Some(nct) = std::str::from_utf8(&k[1..])
-                .ok()
-                .and_then(|s| s.parse::<NctId>().ok())
-            else {
+            let Some(nct) = nct_of(&k) else {
                 continue;
             };
             if let Ok(row) = from_json::<ListRow>(&k, &v) {

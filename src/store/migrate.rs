@@ -108,8 +108,9 @@ impl Store {
         Ok(())
     }
 
-    /// Record that the store is now in format `n`, durably: the last step of each migration.
-    fn set_format(&self, n: u32) -> Result<()> {
+    /// Record that the store is now in format `n`, durably: the last step of each migration,
+    /// and the first write to a new store.
+    pub(super) fn set_format(&self, n: u32) -> Result<()> {
         self.writing()?.insert(b"F", &n.to_be_bytes())?;
         self.db()?.flush()?;
         Ok(())

@@ -598,10 +598,8 @@ impl Store {
         self.flush()?;
         let values = db.scan_prefix(b"T").map(|kv| {
             let (k, v) = kv?;
-            let nct: NctId = std::str::from_utf8(&k[1..])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| corrupt(&k, "its key is not an NCT ID".into()))?;
+            let nct =
+                keys::nct_of(&k).ok_or_else(|| corrupt(&k, "its key is not an NCT ID".into()))?;
             Ok((nct.number(), v))
         });
         let from = chrono::Utc::now() - chrono::Duration::days(heads::RECENT_DAYS);
@@ -693,10 +691,7 @@ impl Store {
                         path: dir.to_path_buf(),
                     });
                 }
-                store
-                    .writing()?
-                    .insert(b"F", &FORMAT_VERSION.to_be_bytes())?;
-                store.db()?.flush()?;
+                store.set_format(FORMAT_VERSION)?;
             }
         }
         Ok(store)

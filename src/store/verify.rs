@@ -8,9 +8,8 @@
 use serde::Serialize;
 
 use super::codec::record_hash;
-use super::keys::{blob_label, decode_time_entries, decode_version_key};
+use super::keys::{blob_label, decode_time_entries, decode_version_key, nct_of};
 use super::{Result, Store};
-use crate::model::NctId;
 
 /// What [`Store::verify`] found: counts, and every broken invariant as a sentence.
 #[derive(Debug, Default, Serialize)]
@@ -154,10 +153,7 @@ impl Store {
         for kv in self.db()?.scan_prefix(b"T") {
             let (k, v) = kv?;
             trials += 1;
-            let number = std::str::from_utf8(&k[1..])
-                .ok()
-                .and_then(|s| s.parse::<NctId>().ok())
-                .map(|n| n.number());
+            let number = nct_of(&k).map(|n| n.number());
             let found = number.map(|n| r.get(n));
             if !matches!(&found, Some(Ok(Some(h))) if h[..] == v[..]) {
                 let what = match found {
